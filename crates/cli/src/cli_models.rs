@@ -1,0 +1,106 @@
+//! Resolving `--model` arguments and the `train` / `models` subcommands' plumbing.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use websr::burn::tensor::Device;
+use websr::zoo::{default_dir, read_verified, Manifest};
+use websr::SrModel;
+
+/// Arguments of `websr train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// dwsr, dwsr-dwa, dwa-direct or wavelr.
+    #[arg(long)]
+    pub arch: String,
+    #[arg(long, default_value_t = 4)]
+    pub scale: usize,
+    /// Body width (default: the architecture's published value).
+    #[arg(long)]
+    pub features: Option<usize>,
+    /// Body depth (default: the architecture's published value).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[arg(long, default_value_t = 20000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// HR patch side in pixels.
+    #[arg(long, default_value_t = 64)]
+    pub patch: usize,
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-6)]
+    pub lr_min: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Training image folders (repeatable); default: <data-root>/t91 and <data-root>/bsd200.
+    #[arg(long)]
+    pub data: Vec<PathBuf>,
+    #[arg(long, default_value = "../shared/data")]
+    pub data_root: PathBuf,
+    /// Validation folder (skipped when missing).
+    #[arg(long, default_value = "../shared/data/set5")]
+    pub val: Option<PathBuf>,
+    /// Checkpoint folder.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Continue from the checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Start from these weights instead of random ones.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub validate_every: usize,
+}
+
+/// `None` means the bicubic baseline.
+pub fn resolve(name: &str, scale: Option<usize>, device: &Device) -> Result<Option<SrModel>> {
+    if name == "bicubic" {
+        return Ok(None);
+    }
+    let model = if name.ends_with(".safetensors") || PathBuf::from(name).is_file() {
+        websr::weights::load(name, device)?
+    } else {
+        let dir = default_dir();
+        let manifest = Manifest::load(&dir)?;
+        let Some(entry) = manifest.find(name) else {
+            let names: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
+            bail!("no shipped model '{name}' (shipped: {})", names.join(", "));
+        };
+        let bytes = read_verified(&dir, entry)?;
+        websr::weights::from_bytes(&bytes, device).with_context(|| format!("model {name}"))?
+    };
+    if let Some(s) = scale {
+        if s != model.scale() {
+            bail!("model {name} upscales x{}, not x{s}", model.scale());
+        }
+    }
+    Ok(Some(model))
+}
+
+pub fn list() -> Result<()> {
+    let dir = default_dir();
+    let manifest = Manifest::load(&dir)?;
+    println!(
+        "{:<18} {:<11} {:>5} {:>10} {:>16} {:>16}  description",
+        "name", "arch", "scale", "size", "Set5 PSNR/SSIM", "Set14 PSNR/SSIM"
+    );
+    let fmt = |s: Option<[f64; 2]>| s.map_or("-".to_string(), |[p, q]| format!("{p:.2}/{q:.4}"));
+    for m in &manifest.models {
+        println!(
+            "{:<18} {:<11} {:>5} {:>9}K {:>16} {:>16}  {}",
+            m.name,
+            m.arch.name(),
+            format!("x{}", m.scale),
+            m.bytes / 1024,
+            fmt(m.set5),
+            fmt(m.set14),
+            m.description
+        );
+    }
+    Ok(())
+}

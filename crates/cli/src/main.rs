@@ -1,0 +1,325 @@
+//! `websr`: upscale images, train and evaluate the wavelet SR models from the command line.
+
+mod cli_models;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use websr::backend::Backend;
+use websr::eval::{evaluate, evaluate_bicubic, image_files, Report};
+use websr::models::{Arch, ModelSpec};
+use websr::train::data::{default_dirs, TrainingSet};
+use websr::train::{TrainConfig, Trainer};
+use websr::upscale::{upscale_picture, upscale_rgb, UpscaleOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "websr",
+    version,
+    about = "Wavelet super-resolution: upscale, train, evaluate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upscale an image, or every image of a folder.
+    Upscale {
+        /// Input image file or folder.
+        input: PathBuf,
+        /// Output file (for one input) or folder (for a folder input).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Shipped model name (see `websr models`), or a .safetensors file; "bicubic" for the baseline.
+        #[arg(long, default_value = "wavelr-x4")]
+        model: String,
+        /// Upscaling factor; must match the model.
+        #[arg(long)]
+        scale: Option<usize>,
+        /// Tile side in input pixels (bounded memory); 0 = whole image at once.
+        #[arg(long, default_value_t = 192)]
+        tile: usize,
+        /// x8 self-ensemble (flips and rotations averaged): slower, slightly better.
+        #[arg(long)]
+        tta: bool,
+        /// cpu or wgpu.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+    },
+    /// Train a model on image folders (default: the 291 set under ../shared/data).
+    Train(cli_models::TrainArgs),
+    /// Evaluate a model on a benchmark folder: Y-PSNR / Y-SSIM per image and mean.
+    Eval {
+        /// Shipped model name, .safetensors file, or "bicubic".
+        #[arg(long)]
+        model: String,
+        /// Folder of HR images (e.g. ../shared/data/set5).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        scale: Option<usize>,
+        #[arg(long)]
+        tta: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the shipped models.
+    Models,
+    /// Print the speed table: DWT/IDWT, each model's forward pass, training steps.
+    Bench {
+        /// Input side in pixels.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Timed repetitions per row (median reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// cpu or wgpu.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Skip the training-step rows.
+        #[arg(long)]
+        no_train: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Upscale {
+            input,
+            output,
+            model,
+            scale,
+            tile,
+            tta,
+            backend,
+        } => upscale(&input, &output, &model, scale, tile, tta, &backend),
+        Command::Train(args) => train(args),
+        Command::Eval {
+            model,
+            data,
+            scale,
+            tta,
+            json,
+        } => eval(&model, &data, scale, tta, json),
+        Command::Models => cli_models::list(),
+        Command::Bench {
+            size,
+            reps,
+            backend,
+            no_train,
+        } => {
+            let backend = Backend::parse(&backend)?;
+            let device = backend.device()?;
+            let mut rows = websr::bench::inference_rows(&device, size, reps);
+            if !no_train {
+                rows.extend(websr::bench::training_rows(&device, reps));
+            }
+            println!("{}", websr::bench::to_markdown(backend.name(), &rows));
+            Ok(())
+        }
+    }
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+fn upscale(
+    input: &Path,
+    output: &Path,
+    model: &str,
+    scale: Option<usize>,
+    tile: usize,
+    tta: bool,
+    backend: &str,
+) -> Result<()> {
+    let device = Backend::parse(backend)?.device()?;
+    let sr = cli_models::resolve(model, scale, &device)?;
+    let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() {
+        std::fs::create_dir_all(output)
+            .with_context(|| format!("creating {}", output.display()))?;
+        image_files(input)?
+            .into_iter()
+            .map(|p| {
+                let name = p
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                let out = output.join(format!("{name}.png"));
+                (p, out)
+            })
+            .collect()
+    } else {
+        vec![(input.to_path_buf(), output.to_path_buf())]
+    };
+    let opts = UpscaleOptions {
+        tile: (tile > 0).then_some(tile),
+        tta,
+        ..UpscaleOptions::default()
+    };
+    for (src, dst) in jobs {
+        let pic = websr::image::load(&src)?;
+        let started = std::time::Instant::now();
+        let out = match &sr {
+            None => websr::upscale::bicubic_picture(&pic, scale.unwrap_or(4)),
+            Some(m) => {
+                let pb = bar(0, "{msg} [{bar:30}] {pos}/{len} tiles, ETA {eta}");
+                pb.set_message(src.display().to_string());
+                let out = upscale_picture(m, &pic, &opts, &device, &mut |done, total| {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                    true
+                })?;
+                pb.finish_and_clear();
+                out
+            }
+        };
+        websr::image::save(&out, &dst)?;
+        println!(
+            "{} ({}x{}) -> {} ({}x{}) in {:.2} s",
+            src.display(),
+            pic.width(),
+            pic.height(),
+            dst.display(),
+            out.width(),
+            out.height(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn print_report(title: &str, report: &Report) {
+    println!("{title}");
+    println!(
+        "{:<16} {:>9} {:>8} {:>10}",
+        "image", "PSNR-Y", "SSIM-Y", "PSNR-RGB"
+    );
+    for r in report.rows.iter().chain(std::iter::once(&report.mean)) {
+        println!(
+            "{:<16} {:>9.3} {:>8.4} {:>10.3}",
+            r.name, r.psnr_y, r.ssim_y, r.psnr_rgb
+        );
+    }
+}
+
+fn eval(model: &str, data: &Path, scale: Option<usize>, tta: bool, json: bool) -> Result<()> {
+    let device = Backend::Cpu.device()?;
+    let sr = cli_models::resolve(model, scale, &device)?;
+    let (report, scale) = match &sr {
+        None => {
+            let s = scale.context("--scale is required for bicubic")?;
+            (evaluate_bicubic(data, s)?, s)
+        }
+        Some(m) => {
+            let opts = UpscaleOptions {
+                tta,
+                ..UpscaleOptions::default()
+            };
+            let s = m.scale();
+            let report = evaluate(data, s, &mut |lr| {
+                upscale_rgb(m, lr, &opts, &device, &mut |_, _| true)
+            })?;
+            (report, s)
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(
+            &format!(
+                "{model} x{scale} on {}{}",
+                data.display(),
+                if tta { " (x8 TTA)" } else { "" }
+            ),
+            &report,
+        );
+    }
+    Ok(())
+}
+
+fn train(args: cli_models::TrainArgs) -> Result<()> {
+    let arch = Arch::parse(&args.arch)?;
+    let mut spec = ModelSpec::default_for(arch, args.scale);
+    if let Some(f) = args.features {
+        spec.features = f;
+    }
+    if let Some(l) = args.layers {
+        spec.body_layers = l;
+    }
+    let cfg = TrainConfig {
+        spec,
+        steps: args.steps,
+        batch: args.batch,
+        patch: args.patch,
+        lr: args.lr,
+        lr_min: args.lr_min,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        validate_every: args.validate_every,
+    };
+    let dirs = if args.data.is_empty() {
+        default_dirs(&args.data_root)
+    } else {
+        args.data.clone()
+    };
+    for d in &dirs {
+        if !d.is_dir() {
+            bail!("training folder {} does not exist", d.display());
+        }
+    }
+    eprintln!("loading training images from {dirs:?}");
+    let data = TrainingSet::load_dirs(&dirs)?;
+    eprintln!("{} images", data.len());
+    let device = Backend::Cpu.device()?;
+    let mut trainer = Trainer::new(cfg, &args.out, args.resume, args.init.as_deref(), &device)?;
+    eprintln!(
+        "{} x{}: {} parameters, starting at step {}",
+        arch.name(),
+        args.scale,
+        trainer.model.num_params(),
+        trainer.state.step
+    );
+    let val = args.val.as_deref().filter(|p| p.is_dir());
+    let pb = bar(
+        trainer.cfg.steps as u64,
+        "[{elapsed_precise}] [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+    );
+    pb.set_position(trainer.state.step as u64);
+    let started = std::time::Instant::now();
+    let first = trainer.state.step;
+    let mut smooth = None::<f64>;
+    trainer.run(&data, val, &mut |info| {
+        let s = smooth.map_or(info.loss, |s| 0.98 * s + 0.02 * info.loss);
+        smooth = Some(s);
+        pb.set_position(info.step as u64);
+        pb.set_message(format!("loss {s:.5} lr {:.2e}", info.lr));
+        if let Some(r) = &info.validation {
+            let per_step = started.elapsed().as_secs_f64() / (info.step - first) as f64;
+            pb.suspend(|| {
+                eprintln!(
+                    "step {}: val PSNR-Y {:.3} dB, SSIM-Y {:.4} ({:.0} ms/step)",
+                    info.step,
+                    r.mean.psnr_y,
+                    r.mean.ssim_y,
+                    per_step * 1000.0
+                )
+            });
+        }
+        true
+    })?;
+    pb.finish();
+    Ok(())
+}

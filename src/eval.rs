@@ -1,0 +1,98 @@
+//! Benchmark evaluation with the published protocol (see shared/data/README.md): crop HR to a
+//! multiple of the scale, make LR with MATLAB bicubic and 8-bit rounding, upscale, round to
+//! 8 bits, and score Y-PSNR / Y-SSIM with `crop_border = scale` (and RGB PSNR).
+
+use crate::error::{Result, WebSrError};
+use crate::image::{load, Planar};
+use crate::metrics::{psnr_rgb, psnr_y, ssim_y};
+use crate::resize::{degrade_bicubic, imresize};
+use std::path::{Path, PathBuf};
+
+/// Scores for one image.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Scores {
+    pub name: String,
+    pub psnr_y: f64,
+    pub ssim_y: f64,
+    pub psnr_rgb: f64,
+}
+
+/// Per-image scores and their mean.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub rows: Vec<Scores>,
+    pub mean: Scores,
+}
+
+/// Image files of a folder (png, jpg, jpeg, bmp, webp), sorted by name for stable tables.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| WebSrError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .map(|e| {
+                    matches!(
+                        e.to_ascii_lowercase().as_str(),
+                        "png" | "jpg" | "jpeg" | "bmp" | "webp"
+                    )
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(WebSrError::Invalid(format!(
+            "no images in {}",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// Scores one upscaled image against its ground truth (both quantised to 8 bits first).
+pub fn score(name: &str, sr: &Planar, hr: &Planar, scale: usize) -> Scores {
+    let mut sr = sr.clone();
+    sr.quantize_u8();
+    let mut hr = hr.clone();
+    hr.quantize_u8();
+    Scores {
+        name: name.to_string(),
+        psnr_y: psnr_y(&sr, &hr, scale),
+        ssim_y: ssim_y(&sr, &hr, scale),
+        psnr_rgb: psnr_rgb(&sr, &hr, scale),
+    }
+}
+
+/// Evaluates `upscale` (LR -> SR) on every image of `dir`.
+pub fn evaluate(
+    dir: &Path,
+    scale: usize,
+    upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
+) -> Result<Report> {
+    let mut rows = Vec::new();
+    for path in image_files(dir)? {
+        let pic = load(&path)?;
+        let (hr, lr) = degrade_bicubic(&pic.rgb, scale);
+        let sr = upscale(&lr)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        rows.push(score(&name, &sr, &hr, scale));
+    }
+    let n = rows.len() as f64;
+    let mean = Scores {
+        name: "mean".into(),
+        psnr_y: rows.iter().map(|r| r.psnr_y).sum::<f64>() / n,
+        ssim_y: rows.iter().map(|r| r.ssim_y).sum::<f64>() / n,
+        psnr_rgb: rows.iter().map(|r| r.psnr_rgb).sum::<f64>() / n,
+    };
+    Ok(Report { rows, mean })
+}
+
+/// The bicubic baseline on a folder.
+pub fn evaluate_bicubic(dir: &Path, scale: usize) -> Result<Report> {
+    evaluate(dir, scale, &mut |lr| Ok(imresize(lr, scale as f64)))
+}

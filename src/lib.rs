@@ -1,0 +1,39 @@
+//! # websr: wavelet super-resolution for the browser and the command line
+//!
+//! One model code base runs on WebGPU (burn-wgpu, in the page) and on burn's CPU backend
+//! (`flex`, natively and as the wasm fallback). A guide to the modules, in the order data flows:
+//!
+//! - [`image`]: decode/encode files into planar `f32` RGB (+ alpha) pictures; size limits.
+//! - [`resize`]: MATLAB-exact bicubic `imresize`, which makes LR inputs and the baseline.
+//! - [`wavelet`]: Haar DWT/IDWT as tensor ops (DiWa's convention).
+//! - [`upsample`]: the same bicubic as tensor matmuls, for models that add a residual to it.
+//! - [`models`]: DWSR, DWA, DWSR+DWA, DWA-Direct and the fast WaveLR; [`models::SrModel`] is the
+//!   type everything else uses.
+//! - [`weights`]: safetensors with the model spec in the metadata; strict, clear errors.
+//! - [`tiling`] and [`upscale`]: bounded-memory tiled inference with blending, x8 self-ensemble.
+//! - [`metrics`] and [`eval`]: BasicSR-compatible Y-PSNR/SSIM and the benchmark protocol.
+//! - [`train`] (feature `train`): data pipeline, Adam + L1, checkpoints, resume, validation.
+//! - [`zoo`]: the shipped, trained models and their manifest.
+//! - [`backend`]: picking a device at run time.
+
+pub mod backend;
+pub mod bench;
+pub mod error;
+pub mod eval;
+pub mod image;
+pub mod metrics;
+pub mod models;
+pub mod resize;
+pub mod tiling;
+#[cfg(feature = "train")]
+pub mod train;
+pub mod upsample;
+pub mod upscale;
+pub mod wavelet;
+pub mod weights;
+pub mod zoo;
+
+/// Re-exported so that dependants use the very same burn (one `Device` type).
+pub use burn;
+pub use error::{Result, WebSrError};
+pub use models::{Arch, ModelSpec, SrModel};

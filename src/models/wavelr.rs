@@ -1,0 +1,71 @@
+//! WaveLR, our fast model for the browser (not from the thesis): the convolutions run at the
+//! low resolution and predict the high-resolution Haar sub-bands directly, one IDWT level per
+//! factor of two (x2: 12 bands, x4: a two-level packet of 48 bands), added to the bicubic base.
+//!
+//! Running at LR resolution is the whole point: at x4 it touches 16x fewer pixels than a network
+//! on the upscaled image and 4x fewer than DWSR (which runs at half the output size), so with
+//! a comparable depth it needs about 10x fewer multiply-adds per output pixel than DWSR.
+
+use super::layers::{conv3, conv3_zero};
+use crate::upsample::bicubic_upscale;
+use crate::wavelet::idwt_levels;
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{activation::relu, Device, Tensor};
+
+#[derive(Config, Debug)]
+pub struct WaveLrConfig {
+    /// 2 or 4.
+    pub scale: usize,
+    #[config(default = 48)]
+    pub features: usize,
+    #[config(default = 6)]
+    pub body_layers: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct WaveLr {
+    head: Conv2d,
+    body: Vec<Conv2d>,
+    tail: Conv2d,
+    scale: usize,
+    levels: usize,
+}
+
+impl WaveLrConfig {
+    pub fn init(&self, device: &Device) -> WaveLr {
+        let levels = match self.scale {
+            2 => 1,
+            4 => 2,
+            s => panic!("WaveLR supports x2 and x4, not x{s}"),
+        };
+        let f = self.features;
+        WaveLr {
+            head: conv3(3, f, true, device),
+            body: (0..self.body_layers)
+                .map(|_| conv3(f, f, true, device))
+                .collect(),
+            tail: conv3_zero(f, 3 * 4usize.pow(levels as u32), true, device),
+            scale: self.scale,
+            levels,
+        }
+    }
+}
+
+impl WaveLr {
+    /// `[N, 3, h, w]` in `[0, 1]` -> `[N, 3, h*scale, w*scale]`.
+    pub fn forward(&self, lr: Tensor<4>) -> Tensor<4> {
+        let up = bicubic_upscale(lr.clone(), self.scale);
+        let mut x = relu(self.head.forward(lr));
+        for conv in &self.body {
+            x = relu(conv.forward(x));
+        }
+        up + idwt_levels(self.tail.forward(x), self.levels)
+    }
+
+    /// Radius of the receptive field in LR pixels (one per conv, plus the bicubic taps).
+    pub fn receptive_radius_lr(&self) -> usize {
+        self.body.len() + 2 + 2
+    }
+}

@@ -1,0 +1,284 @@
+//! Training the wavelet models: Adam, L1 loss, cosine learning-rate decay, checkpoints that a
+//! run can resume from, and periodic validation on a benchmark folder.
+
+pub mod data;
+
+use crate::error::{Result, WebSrError};
+use crate::eval::{evaluate, Report};
+use crate::models::{ModelSpec, SrModel};
+use crate::upscale::run_model;
+use crate::weights;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::{Device, Tensor, TensorData};
+use data::TrainingSet;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Hyper-parameters of one training run (also written to the checkpoint folder).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub spec: ModelSpec,
+    pub steps: usize,
+    pub batch: usize,
+    /// HR patch side; LR patches are `patch / scale`.
+    pub patch: usize,
+    pub lr: f64,
+    pub lr_min: f64,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    pub validate_every: usize,
+}
+
+/// Where a run stands, saved next to its checkpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: usize,
+    pub last_loss: f64,
+    pub best_val_psnr: Option<f64>,
+    pub history: Vec<ValPoint>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ValPoint {
+    pub step: usize,
+    pub psnr_y: f64,
+    pub ssim_y: f64,
+}
+
+/// What the trainer reports after each step.
+pub struct StepInfo {
+    pub step: usize,
+    pub steps: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub validation: Option<Report>,
+}
+
+/// Cosine decay from `lr` to `lr_min` over the run.
+pub fn learning_rate(cfg: &TrainConfig, step: usize) -> f64 {
+    let t = step as f64 / cfg.steps.max(1) as f64;
+    cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// File names inside a checkpoint folder.
+pub struct CheckpointPaths {
+    /// The trained weights in the shipping format.
+    pub model: PathBuf,
+    /// The same weights as a burnpack, which keeps the parameter ids that the optimizer state
+    /// is keyed by (safetensors does not), so a resumed run continues its Adam moments.
+    pub model_state: PathBuf,
+    pub best: PathBuf,
+    pub optimizer: PathBuf,
+    pub state: PathBuf,
+    pub config: PathBuf,
+}
+
+impl CheckpointPaths {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            model: dir.join("last.safetensors"),
+            model_state: dir.join("model.bpk"),
+            best: dir.join("best.safetensors"),
+            optimizer: dir.join("optimizer.bpk"),
+            state: dir.join("state.json"),
+            config: dir.join("config.json"),
+        }
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(value).expect("serialisable");
+    std::fs::write(&tmp, text).map_err(|e| WebSrError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| WebSrError::io(path, e))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| WebSrError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| WebSrError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// A training run: model, optimizer and state, with checkpoints in `dir`.
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub model: SrModel,
+    optim: ModuleOptimizer,
+    pub state: TrainState,
+    device: Device,
+    dir: PathBuf,
+}
+
+impl Trainer {
+    /// Starts a new run, or resumes the one in `dir` when it has a checkpoint and `resume` is set.
+    /// `init_from` starts from existing weights (fine-tuning) instead of random ones.
+    pub fn new(
+        cfg: TrainConfig,
+        dir: &Path,
+        resume: bool,
+        init_from: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| WebSrError::io(dir, e))?;
+        let paths = CheckpointPaths::new(dir);
+        let device = device.clone().autodiff();
+        let optim = AdamConfig::new().init();
+        let (model, optim, state, cfg) = if resume && paths.state.exists() {
+            let saved: TrainConfig = read_json(&paths.config)?;
+            if saved.spec != cfg.spec {
+                return Err(WebSrError::Invalid(format!(
+                    "checkpoint in {} is for {:?}, not {:?}",
+                    dir.display(),
+                    saved.spec,
+                    cfg.spec
+                )));
+            }
+            let mut model = SrModel::init(cfg.spec.clone(), &device)?;
+            let mut store = BurnpackStore::from_file(&paths.model_state)
+                .validate(true)
+                .allow_partial(false);
+            model
+                .net
+                .load_from(&mut store)
+                .map_err(|e| WebSrError::Invalid(format!("model state: {e}")))?;
+            let optim = optim
+                .load(&paths.optimizer)
+                .map_err(|e| WebSrError::Invalid(format!("optimizer state: {e}")))?;
+            // The new config may extend the number of steps; everything else comes from it too.
+            (model, optim, read_json(&paths.state)?, cfg)
+        } else {
+            let model = match init_from {
+                Some(p) => weights::load(p, &device)?,
+                None => SrModel::init_seeded(cfg.spec.clone(), &device, cfg.seed)?,
+            };
+            if model.spec != cfg.spec {
+                return Err(WebSrError::Invalid(
+                    "initial weights do not match the requested architecture".into(),
+                ));
+            }
+            (model, optim, TrainState::default(), cfg)
+        };
+        write_json(&paths.config, &cfg)?;
+        Ok(Self {
+            cfg,
+            model,
+            optim,
+            state,
+            device,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// One optimisation step on a batch; returns the L1 loss.
+    pub fn step(&mut self, data: &TrainingSet) -> f64 {
+        let step = self.state.step;
+        // Seeded by (seed, step): a resumed run sees the same batches it would have seen.
+        let mut rng = StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ step as u64);
+        let s = self.cfg.spec.scale;
+        let b = data.batch(&mut rng, self.cfg.batch, self.cfg.patch, s);
+        let lr_t = Tensor::<4>::from_data(
+            TensorData::new(b.lr, [b.n, 3, b.lr_side, b.lr_side]),
+            &self.device,
+        );
+        let hr_t = Tensor::<4>::from_data(
+            TensorData::new(b.hr, [b.n, 3, b.hr_side, b.hr_side]),
+            &self.device,
+        );
+        let sr = self.model.net.forward(lr_t);
+        let loss = (sr - hr_t).abs().mean();
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
+        let lr = learning_rate(&self.cfg, step);
+        let net = self.model.net.clone();
+        self.model.net = self.optim.step(lr, net, grads);
+        self.state.step += 1;
+        self.state.last_loss = loss_value;
+        loss_value
+    }
+
+    /// A copy of the model without autodiff, for inference.
+    pub fn inference_model(&self) -> SrModel {
+        SrModel {
+            spec: self.model.spec.clone(),
+            net: self.model.net.valid(),
+        }
+    }
+
+    /// Y-PSNR/SSIM on a benchmark folder.
+    pub fn validate(&mut self, dir: &Path) -> Result<Report> {
+        let model = self.inference_model();
+        let device = self.device.clone().inner();
+        let report = evaluate(dir, model.scale(), &mut |lr| {
+            Ok(run_model(&model, lr, &device))
+        })?;
+        self.state.history.push(ValPoint {
+            step: self.state.step,
+            psnr_y: report.mean.psnr_y,
+            ssim_y: report.mean.ssim_y,
+        });
+        Ok(report)
+    }
+
+    /// Writes the model, optimizer and state (atomically, file by file).
+    pub fn checkpoint(&self) -> Result<()> {
+        let paths = CheckpointPaths::new(&self.dir);
+        weights::save(&self.inference_model(), &paths.model)?;
+        let mut store = BurnpackStore::from_file(&paths.model_state).overwrite(true);
+        self.model
+            .net
+            .save_into(&mut store)
+            .map_err(|e| WebSrError::Invalid(format!("saving model state: {e}")))?;
+        self.optim
+            .save(&paths.optimizer)
+            .map_err(|e| WebSrError::Invalid(format!("saving optimizer: {e}")))?;
+        write_json(&paths.state, &self.state)
+    }
+
+    /// Runs until `cfg.steps`, validating and checkpointing on schedule. `on_step` sees every step
+    /// and may stop the run early by returning `false` (a checkpoint is written first).
+    pub fn run(
+        &mut self,
+        data: &TrainingSet,
+        val_dir: Option<&Path>,
+        on_step: &mut dyn FnMut(&StepInfo) -> bool,
+    ) -> Result<()> {
+        let paths = CheckpointPaths::new(&self.dir);
+        while self.state.step < self.cfg.steps {
+            let loss = self.step(data);
+            let step = self.state.step;
+            let done = step == self.cfg.steps;
+            let mut validation = None;
+            if let Some(dir) = val_dir {
+                if step.is_multiple_of(self.cfg.validate_every.max(1)) || done {
+                    let report = self.validate(dir)?;
+                    if self
+                        .state
+                        .best_val_psnr
+                        .is_none_or(|b| report.mean.psnr_y > b)
+                    {
+                        self.state.best_val_psnr = Some(report.mean.psnr_y);
+                        weights::save(&self.inference_model(), &paths.best)?;
+                    }
+                    validation = Some(report);
+                }
+            }
+            let keep_going = on_step(&StepInfo {
+                step,
+                steps: self.cfg.steps,
+                loss,
+                lr: learning_rate(&self.cfg, step - 1),
+                validation,
+            });
+            if step.is_multiple_of(self.cfg.checkpoint_every.max(1)) || done || !keep_going {
+                self.checkpoint()?;
+            }
+            if !keep_going {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! The shipped models: `models/manifest.json` lists each trained weights file with its SHA-256,
+//! its spec and its measured scores; the model cards (`models/<name>.md`) say how it was made.
+
+use crate::error::{Result, WebSrError};
+use crate::models::Arch;
+use crate::weights::sha256_hex;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One entry of the manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub arch: Arch,
+    pub scale: usize,
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// Mean Y-PSNR / SSIM on Set5 and Set14 at this scale, as measured by `websr eval`.
+    pub set5: Option<[f64; 2]>,
+    pub set14: Option<[f64; 2]>,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub models: Vec<ModelEntry>,
+}
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| WebSrError::io(&path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| WebSrError::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("manifest.json");
+        let text = serde_json::to_string_pretty(self).expect("serialisable") + "\n";
+        std::fs::write(&path, text).map_err(|e| WebSrError::io(&path, e))
+    }
+
+    pub fn find(&self, name: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+/// Reads a shipped model's bytes and checks them against the manifest's SHA-256.
+pub fn read_verified(dir: &Path, entry: &ModelEntry) -> Result<Vec<u8>> {
+    let path = dir.join(&entry.file);
+    let bytes = std::fs::read(&path).map_err(|e| WebSrError::io(&path, e))?;
+    let digest = sha256_hex(&bytes);
+    if digest != entry.sha256 {
+        return Err(WebSrError::Weights(format!(
+            "{} has SHA-256 {digest}, the manifest expects {}",
+            path.display(),
+            entry.sha256
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The models folder: `$WEBSR_MODELS`, else `models/` of this source tree.
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("WEBSR_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")))
+}

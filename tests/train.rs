@@ -1,0 +1,110 @@
+//! Training: a small model learns above bicubic, and a resumed run continues exactly where an
+//! uninterrupted one would be.
+
+mod common;
+
+use common::{max_abs_diff, shapes, synthetic};
+use websr::burn::tensor::Device;
+use websr::eval::score;
+use websr::models::{Arch, ModelSpec};
+use websr::resize::{degrade_bicubic, imresize};
+use websr::train::data::TrainingSet;
+use websr::train::{TrainConfig, Trainer};
+use websr::upscale::run_model;
+
+/// flex sums in parallel; with two trainings in one process the rayon work split changes and the
+/// float sums with it, so the tests here take turns (a run alone is bit-for-bit reproducible).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn config(steps: usize) -> TrainConfig {
+    TrainConfig {
+        spec: ModelSpec {
+            arch: Arch::WaveLr,
+            scale: 2,
+            features: 16,
+            body_layers: 2,
+        },
+        steps,
+        batch: 4,
+        patch: 24,
+        lr: 2e-3,
+        lr_min: 1e-4,
+        seed: 7,
+        checkpoint_every: 1000,
+        validate_every: 1000,
+    }
+}
+
+#[test]
+fn a_small_model_learns_to_beat_bicubic() {
+    let _turn = serial();
+    let device = Device::flex();
+    let image = shapes(64, 64, 11);
+    let data = TrainingSet::from_images(std::slice::from_ref(&image));
+    let dir = tempdir("learn");
+    let mut cfg = config(400);
+    cfg.spec.features = 32;
+    cfg.batch = 8;
+    cfg.lr = 3e-3;
+    let mut trainer = Trainer::new(cfg, &dir, false, None, &device).unwrap();
+    trainer.run(&data, None, &mut |_| true).unwrap();
+    let (hr, lr) = degrade_bicubic(&image, 2);
+    let ours = score(
+        "ours",
+        &run_model(&trainer.inference_model(), &lr, &device),
+        &hr,
+        2,
+    );
+    let base = score("bicubic", &imresize(&lr, 2.0), &hr, 2);
+    assert!(
+        ours.psnr_y > base.psnr_y + 1.0,
+        "trained {:.2} dB vs bicubic {:.2} dB",
+        ours.psnr_y,
+        base.psnr_y
+    );
+}
+
+#[test]
+fn resuming_reproduces_an_uninterrupted_run() {
+    let _turn = serial();
+    let device = Device::flex();
+    let data = TrainingSet::from_images(&[synthetic(48, 48, 3), synthetic(40, 56, 4)]);
+
+    let straight_dir = tempdir("straight");
+    let mut straight = Trainer::new(config(6), &straight_dir, false, None, &device).unwrap();
+    straight.run(&data, None, &mut |_| true).unwrap();
+
+    let resumed_dir = tempdir("resumed");
+    let mut first = Trainer::new(config(6), &resumed_dir, false, None, &device).unwrap();
+    first.run(&data, None, &mut |info| info.step < 3).unwrap(); // stop (and checkpoint) at 3
+    assert_eq!(first.state.step, 3);
+    drop(first);
+    let mut second = Trainer::new(config(6), &resumed_dir, true, None, &device).unwrap();
+    assert_eq!(second.state.step, 3);
+    second.run(&data, None, &mut |_| true).unwrap();
+
+    let lr = synthetic(10, 10, 5);
+    let a = run_model(&straight.inference_model(), &lr, &device);
+    let b = run_model(&second.inference_model(), &lr, &device);
+    let d = max_abs_diff(&a.data, &b.data);
+    assert!(d < 1e-6, "resumed run drifted by {d}");
+    let fresh = run_model(
+        &websr::SrModel::init(config(6).spec, &device).unwrap(),
+        &lr,
+        &device,
+    );
+    assert!(
+        max_abs_diff(&a.data, &fresh.data) > 1e-4,
+        "training changed nothing"
+    );
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("websr-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
