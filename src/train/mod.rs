@@ -97,7 +97,8 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| WebSrError::io(path, e))
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+/// Reads one of the run's JSON files (config, state).
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| WebSrError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| WebSrError::Invalid(format!("{}: {e}", path.display())))
 }

@@ -1,6 +1,8 @@
 //! `websr`: upscale images, train and evaluate the wavelet SR models from the command line.
 
 mod cli_models;
+mod figure;
+mod ship;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -69,6 +71,43 @@ enum Command {
     },
     /// List the shipped models.
     Models,
+    /// Side-by-side crop: LR | bicubic | each --model | HR, from a benchmark image.
+    Figure {
+        /// HR image (LR is made from it with the evaluation degradation).
+        #[arg(long)]
+        image: PathBuf,
+        /// Models to show, in order (repeatable).
+        #[arg(long, required = true)]
+        model: Vec<String>,
+        #[arg(long, default_value_t = 4)]
+        scale: usize,
+        /// Crop as Y,X,SIZE in HR pixels.
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 0, 128])]
+        crop: Vec<usize>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Ship a finished training run: copy its weights to the models folder, measure Set5/Set14,
+    /// update models/manifest.json and write the model card.
+    Ship {
+        /// The run's checkpoint folder (websr train --out).
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: String,
+        /// The exact command that trained it, for the card.
+        #[arg(long)]
+        command: String,
+        /// Anything else the card must say about how this run went.
+        #[arg(long, default_value = "")]
+        notes: String,
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+    },
     /// Print the speed table: DWT/IDWT, each model's forward pass, training steps.
     Bench {
         /// Input side in pixels.
@@ -107,6 +146,45 @@ fn main() -> Result<()> {
             json,
         } => eval(&model, &data, scale, tta, json),
         Command::Models => cli_models::list(),
+        Command::Figure {
+            image,
+            model,
+            scale,
+            crop,
+            output,
+        } => {
+            let [y, x, size] = crop[..] else {
+                bail!("--crop takes Y,X,SIZE");
+            };
+            let device = Backend::Cpu.device()?;
+            let models = model
+                .iter()
+                .map(|m| {
+                    cli_models::resolve(m, Some(scale), &device)?.ok_or_else(|| {
+                        anyhow::anyhow!("bicubic is always shown; name trained models")
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            figure::run(&image, &models, scale, [y, x, size], &output, &device)
+        }
+        Command::Ship {
+            run,
+            name,
+            description,
+            command,
+            notes,
+            models_dir,
+            data,
+        } => ship::run(
+            &run,
+            &name,
+            &description,
+            &command,
+            &notes,
+            &models_dir,
+            &data,
+            &Backend::Cpu.device()?,
+        ),
         Command::Bench {
             size,
             reps,

@@ -1,0 +1,85 @@
+//! `websr figure`: the README's side-by-side picture: LR (nearest-neighbour, so its pixels show)
+//! | bicubic | each model | HR, all cropped to the same region of a benchmark image.
+
+use anyhow::{bail, Result};
+use std::path::Path;
+use websr::burn::tensor::Device;
+use websr::image::{Picture, Planar};
+use websr::resize::{degrade_bicubic, imresize};
+use websr::upscale::{upscale_rgb, UpscaleOptions};
+
+fn nearest(p: &Planar, s: usize) -> Planar {
+    let mut out = Planar::zeros(p.channels, p.height * s, p.width * s);
+    for c in 0..p.channels {
+        for y in 0..p.height * s {
+            for x in 0..p.width * s {
+                out.plane_mut(c)[y * p.width * s + x] = p.plane(c)[(y / s) * p.width + x / s];
+            }
+        }
+    }
+    out
+}
+
+/// Places panels left to right with a white gap.
+fn strip(panels: &[Planar], gap: usize) -> Planar {
+    let h = panels[0].height;
+    let w: usize = panels.iter().map(|p| p.width).sum::<usize>() + gap * (panels.len() - 1);
+    let mut out = Planar::new(3, h, w, vec![1.0; 3 * h * w]);
+    let mut x0 = 0;
+    for p in panels {
+        for c in 0..3 {
+            for y in 0..h {
+                let src = &p.plane(c)[y * p.width..(y + 1) * p.width];
+                out.plane_mut(c)[y * w + x0..y * w + x0 + p.width].copy_from_slice(src);
+            }
+        }
+        x0 += p.width + gap;
+    }
+    out
+}
+
+pub fn run(
+    image: &Path,
+    models: &[websr::SrModel],
+    scale: usize,
+    crop: [usize; 3],
+    out: &Path,
+    device: &Device,
+) -> Result<()> {
+    let [cy, cx, size] = crop;
+    let pic = websr::image::load(image)?;
+    let (hr, lr) = degrade_bicubic(&pic.rgb, scale);
+    if cy + size > hr.height || cx + size > hr.width || size % scale != 0 {
+        bail!(
+            "crop {size}px at ({cy}, {cx}) does not fit a {}x{} image (size must divide by {scale})",
+            hr.width,
+            hr.height
+        );
+    }
+    let cut = |p: &Planar| {
+        let mut c = p.crop(cy, cx, size, size);
+        c.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        c
+    };
+    let mut panels = vec![
+        nearest(
+            &lr.crop(cy / scale, cx / scale, size / scale, size / scale),
+            scale,
+        ),
+        cut(&imresize(&lr, scale as f64)),
+    ];
+    for m in models {
+        if m.scale() != scale {
+            bail!("model is x{}, figure is x{scale}", m.scale());
+        }
+        let sr = upscale_rgb(m, &lr, &UpscaleOptions::default(), device, &mut |_, _| true)?;
+        panels.push(cut(&sr));
+    }
+    panels.push(cut(&hr));
+    let fig = Picture {
+        rgb: strip(&panels, 4),
+        alpha: None,
+    };
+    websr::image::save(&fig, out)?;
+    Ok(())
+}

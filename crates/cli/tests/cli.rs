@@ -1,0 +1,132 @@
+//! The `websr` binary end to end: shipped models, upscaling files and folders, clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn websr(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_websr"))
+        .args(args)
+        .output()
+        .expect("websr runs")
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("websr-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An RGBA test image with a soft alpha ramp.
+fn write_rgba(path: &Path, w: u32, h: u32) {
+    let img = image::RgbaImage::from_fn(w, h, |x, y| {
+        let edge = if (x / 5 + y / 7) % 2 == 0 { 200 } else { 60 };
+        image::Rgba([edge, (x * 8) as u8, (y * 8) as u8, (x * 255 / w) as u8])
+    });
+    img.save(path).unwrap();
+}
+
+#[test]
+fn models_lists_the_shipped_models() {
+    let out = websr(&["models"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("wavelr-x4"), "{text}");
+}
+
+#[test]
+fn upscale_a_file_keeps_alpha_and_scales_by_four() {
+    let dir = tempdir("file");
+    let (input, output) = (dir.join("in.png"), dir.join("out.png"));
+    write_rgba(&input, 30, 20);
+    let out = websr(&[
+        "upscale",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--model",
+        "wavelr-x4",
+        "--tile",
+        "12",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&output).unwrap();
+    assert_eq!((img.width(), img.height()), (120, 80));
+    assert!(img.color().has_alpha(), "alpha was dropped");
+    let rgba = img.to_rgba8();
+    // The alpha ramp goes left (transparent) to right (opaque).
+    assert!(rgba.get_pixel(2, 40)[3] < 40 && rgba.get_pixel(117, 40)[3] > 200);
+}
+
+#[test]
+fn upscale_a_folder_writes_one_png_per_image() {
+    let dir = tempdir("folder");
+    let (input, output) = (dir.join("in"), dir.join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    write_rgba(&input.join("a.png"), 16, 16);
+    write_rgba(&input.join("b.bmp"), 10, 12);
+    let out = websr(&[
+        "upscale",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--model",
+        "bicubic",
+        "--scale",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(image::open(output.join("a.png")).unwrap().width(), 32);
+    assert_eq!(image::open(output.join("b.png")).unwrap().height(), 24);
+}
+
+#[test]
+fn bad_inputs_fail_with_a_message() {
+    let dir = tempdir("bad");
+    let text = dir.join("notes.png");
+    std::fs::write(&text, "this is not an image").unwrap();
+    let out = websr(&[
+        "upscale",
+        text.to_str().unwrap(),
+        "-o",
+        dir.join("o.png").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("decode"), "{err}");
+    assert!(!dir.join("o.png").exists(), "a failed run wrote output");
+
+    let out = websr(&[
+        "upscale",
+        text.to_str().unwrap(),
+        "-o",
+        "x.png",
+        "--model",
+        "no-such-model",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no shipped model"));
+
+    let out = websr(&[
+        "upscale",
+        text.to_str().unwrap(),
+        "-o",
+        "x.png",
+        "--model",
+        "wavelr-x4",
+        "--scale",
+        "2",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x4, not x2"));
+}
