@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The main job until the web app lands: build the CLI and upscale an image with the shipped
+# The main job until the web app lands: build the CLI (dev profile: dependencies are optimised,
+# and it shares its build with the tests) and upscale an image with the shipped
 # default model. Usage: scripts/run.sh IN [OUT] [MODEL]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 in=${1:?usage: scripts/run.sh IN [OUT] [MODEL]}
 out=${2:-${in%.*}-x4.png}
 model=${3:-wavelr-x4}
-cargo build --release -p websr-cli
-target/release/websr upscale "$in" -o "$out" --model "$model"
+cargo run -p websr-cli -- upscale "$in" -o "$out" --model "$model"

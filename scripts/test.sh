@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command of the README: formatting, lints, and every test of the workspace.
+# The test command of the README: formatting, lints, and every test of the workspace on every
+# backend this machine reaches: burn's CPU backend (flex) and wgpu (natively on Mesa's lavapipe
+# Vulkan driver when no GPU is present; `.ci/run` installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+cargo test --workspace --features websr/wgpu

@@ -11,11 +11,12 @@ DATA=${DATA:-../shared/data}
 BIN=${BIN:-runs/websr-train}
 export RAYON_NUM_THREADS=1
 
-train() { # name arch scale steps patch
+train() { # name arch scale steps patch validate-every [extra args]
   local name=$1 arch=$2 scale=$3 steps=$4 patch=$5 every=$6
+  shift 6
   "$BIN" train --arch "$arch" --scale "$scale" --steps "$steps" --batch 16 --patch "$patch" \
-    --lr 5e-4 --lr-min 1e-6 --seed 1 --data-root "$DATA" --val "$DATA/set5" \
-    --validate-every "$every" --checkpoint-every 100 --out "runs/$name" --resume
+    --lr "${LR:-5e-4}" --lr-min 1e-6 --seed 1 --data-root "$DATA" --val "$DATA/set5" \
+    --validate-every "$every" --checkpoint-every 100 --out "runs/$name" --resume "$@"
 }
 
 lane-a() {
@@ -29,10 +30,19 @@ lane-b() {
   train dwsr-dwa-x2 dwsr-dwa 2 1000 48 500
 }
 
+# Second round, once the lanes above are done: a longer schedule for the default model (a
+# restart from the first run's weights with a lower peak rate) and the DWA-Direct variant.
+lane-c() {
+  LR=2e-4 train wavelr-x4-ft wavelr 4 5000 64 1000 --init runs/wavelr-x4/last.safetensors
+}
+lane-d() {
+  train dwa-direct-x4 dwa-direct 4 1000 48 500
+}
+
 if [ $# -gt 0 ]; then "$@"; exit; fi
 cargo build -p websr-cli
 mkdir -p runs
-cp target/debug/websr runs/websr-train
-setsid nohup "$0" lane-a >runs/lane-a.log 2>&1 &
-setsid nohup "$0" lane-b >runs/lane-b.log 2>&1 &
+cp "${CARGO_TARGET_DIR:-target}/debug/websr" runs/websr-train
+setsid nohup bash -c "'$0' lane-a; '$0' lane-d" >runs/lane-a.log 2>&1 &
+setsid nohup bash -c "'$0' lane-b; '$0' lane-c" >runs/lane-b.log 2>&1 &
 echo "training in the background: tail -f runs/lane-a.log runs/lane-b.log"

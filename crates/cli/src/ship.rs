@@ -32,6 +32,14 @@ pub fn run(
     let paths = CheckpointPaths::new(run_dir);
     let cfg: TrainConfig = read_json(&paths.config)?;
     let state: TrainState = read_json(&paths.state)?;
+    if state.step < cfg.steps {
+        anyhow::bail!(
+            "{} is at step {} of {}: let it finish (or resume it) before shipping",
+            run_dir.display(),
+            state.step,
+            cfg.steps
+        );
+    }
     let bytes = std::fs::read(&paths.model)
         .with_context(|| format!("reading {}", paths.model.display()))?;
     let model = websr::weights::from_bytes(&bytes, device)?;

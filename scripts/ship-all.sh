@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Ships every finished run of scripts/train-shipped.sh: copies the weights to models/, measures
+# Set5/Set14, writes models/manifest.json and the model cards. Needs ../shared/data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+# WEBSR_BIN=path/to/websr skips cargo (e.g. while another build holds the target dir).
+websr() { if [ -n "${WEBSR_BIN:-}" ]; then "$WEBSR_BIN" "$@"; else cargo run -q -p websr-cli -- "$@"; fi; }
+T="scripts/train-shipped.sh"
+common="--batch 16 --lr-min 1e-6 --seed 1 --checkpoint-every 100 --resume"
+unseeded="trained by the binary from before initial weights were seeded, so the initial weights are not reproducible (the data order is)"
+restarted() { echo "$unseeded; restarted once at step $1 from a checkpoint of that binary, which kept the weights but not the Adam moments (checkpoints keep them now)"; }
+
+ship() { # run-name model-name description command [notes]
+  if [ -f "runs/$1/state.json" ]; then
+    websr ship --run "runs/$1" --name "$2" --description "$3" --command "$4" --notes "${5:-}" --data "$DATA"
+  else
+    echo "skipping $2: runs/$1 has no checkpoint"
+  fi
+}
+
+ship wavelr-x4-ft wavelr-x4 \
+  "WaveLR x4, the default: our fast model for the browser (8 convolutions of width 48 at LR resolution predict a two-level Haar packet)." \
+  "$T lane-a then lane-c: websr train --arch wavelr --scale 4 --steps 5000 --patch 64 --lr 5e-4 $common --out runs/wavelr-x4, then websr train --arch wavelr --scale 4 --steps 5000 --patch 64 --lr 2e-4 $common --init runs/wavelr-x4/last.safetensors --out runs/wavelr-x4-ft" \
+  "10,000 steps in all: 5,000 with a 5e-4 cosine schedule, then 5,000 more from those weights with a 2e-4 cosine schedule; first run $(restarted 100)"
+ship wavelr-x2 wavelr-x2 \
+  "WaveLR x2: our fast model for the browser (8 convolutions of width 48 at LR resolution predict the 12 Haar sub-bands)." \
+  "$T lane-b: websr train --arch wavelr --scale 2 --steps 5000 --patch 64 --lr 5e-4 $common --out runs/wavelr-x2" "$(restarted 1800)"
+for s in 2 4; do
+  ship dwsr-x$s dwsr-x$s \
+    "DWSR x$s as published (12 convolutions of width 64 on the 12 Haar sub-bands of the bicubic image). Short training: the equal-budget baseline of the DWA ablation, not a finished model." \
+    "$T: websr train --arch dwsr --scale $s --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwsr-x$s" "$([ $s = 4 ] && restarted 500 || echo "$unseeded")"
+  ship dwsr-dwa-x$s dwsr-dwa-x$s \
+    "DWSR+DWA x$s: DWSR whose first convolution is a Differential Wavelet Amplifier. Same data, steps and schedule as dwsr-x$s (the ablation)." \
+    "$T: websr train --arch dwsr-dwa --scale $s --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwsr-dwa-x$s" "$unseeded"
+done
+ship dwa-direct-x4 dwa-direct-x4 \
+  "DWA-Direct[DWSR] x4: a stride-2 DWA reads the RGB image instead of its DWT. Same budget as dwsr-x4." \
+  "$T lane-d: websr train --arch dwa-direct --scale 4 --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwa-direct-x4" "$unseeded"
