@@ -188,8 +188,7 @@ impl SrModel {
         self.net.num_params()
     }
 
-    /// Input sides must be such that the model's internal DWTs line up; LR tiles of any size
-    /// work for scale 2 and 4 (the upscaled size is always even).
+    /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.net.devices()[0].clone()
     }

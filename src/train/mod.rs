@@ -127,7 +127,7 @@ impl Trainer {
         let paths = CheckpointPaths::new(dir);
         let device = device.clone().autodiff();
         let optim = AdamConfig::new().init();
-        let (model, optim, state, cfg) = if resume && paths.state.exists() {
+        let (model, optim, state) = if resume && paths.state.exists() {
             let saved: TrainConfig = read_json(&paths.config)?;
             if saved.spec != cfg.spec {
                 return Err(WebSrError::Invalid(format!(
@@ -149,7 +149,7 @@ impl Trainer {
                 .load(&paths.optimizer)
                 .map_err(|e| WebSrError::Invalid(format!("optimizer state: {e}")))?;
             // The new config may extend the number of steps; everything else comes from it too.
-            (model, optim, read_json(&paths.state)?, cfg)
+            (model, optim, read_json(&paths.state)?)
         } else {
             let model = match init_from {
                 Some(p) => weights::load(p, &device)?,
@@ -160,7 +160,7 @@ impl Trainer {
                     "initial weights do not match the requested architecture".into(),
                 ));
             }
-            (model, optim, TrainState::default(), cfg)
+            (model, optim, TrainState::default())
         };
         write_json(&paths.config, &cfg)?;
         Ok(Self {
