@@ -5,7 +5,10 @@
 use crate::error::{Result, WebSrError};
 use crate::image::{load, Planar};
 use crate::metrics::{psnr_rgb, psnr_y, ssim_y};
+use crate::models::SrModel;
 use crate::resize::{degrade_bicubic, imresize};
+use crate::upscale::{upscale_rgb, UpscaleOptions};
+use burn::tensor::Device;
 use std::path::{Path, PathBuf};
 
 /// Scores for one image.
@@ -90,6 +93,18 @@ pub fn evaluate(
         psnr_rgb: rows.iter().map(|r| r.psnr_rgb).sum::<f64>() / n,
     };
     Ok(Report { rows, mean })
+}
+
+/// Evaluates a model on a folder with the given upscaling options (tiling, TTA).
+pub fn evaluate_model(
+    dir: &Path,
+    model: &SrModel,
+    opts: &UpscaleOptions,
+    device: &Device,
+) -> Result<Report> {
+    evaluate(dir, model.scale(), &mut |lr| {
+        upscale_rgb(model, lr, opts, device, &mut |_, _| true)
+    })
 }
 
 /// The bicubic baseline on a folder.

@@ -5,9 +5,9 @@ mod common;
 
 use common::{devices, max_abs_diff, synthetic};
 use std::path::Path;
-use websr::eval::{evaluate, score};
+use websr::eval::{evaluate_model, score};
 use websr::resize::{degrade_bicubic, imresize};
-use websr::upscale::{run_model, upscale_rgb, UpscaleOptions};
+use websr::upscale::{run_model, UpscaleOptions};
 use websr::zoo::{default_dir, read_verified, Manifest};
 
 fn shipped() -> Vec<(websr::zoo::ModelEntry, websr::SrModel)> {
@@ -70,11 +70,7 @@ fn shipped_scores_reproduce_on_set5() {
     }
     let (_, device) = devices().remove(0);
     for (entry, model) in shipped() {
-        let opts = UpscaleOptions::default();
-        let report = evaluate(&set5, model.scale(), &mut |lr| {
-            upscale_rgb(&model, lr, &opts, &device, &mut |_, _| true)
-        })
-        .unwrap();
+        let report = evaluate_model(&set5, &model, &UpscaleOptions::default(), &device).unwrap();
         let [psnr, ssim] = entry.set5.expect("manifest has Set5 scores");
         assert!(
             (report.mean.psnr_y - psnr).abs() < 0.005 && (report.mean.ssim_y - ssim).abs() < 5e-5,

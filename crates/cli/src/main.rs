@@ -9,11 +9,11 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use websr::backend::Backend;
-use websr::eval::{evaluate, evaluate_bicubic, image_files, Report};
+use websr::eval::{evaluate_bicubic, evaluate_model, image_files, Report};
 use websr::models::{Arch, ModelSpec};
 use websr::train::data::{default_dirs, TrainingSet};
 use websr::train::{TrainConfig, Trainer};
-use websr::upscale::{upscale_picture, upscale_rgb, UpscaleOptions};
+use websr::upscale::{upscale_picture, UpscaleOptions};
 
 #[derive(Parser)]
 #[command(
@@ -306,11 +306,7 @@ fn eval(model: &str, data: &Path, scale: Option<usize>, tta: bool, json: bool) -
                 tta,
                 ..UpscaleOptions::default()
             };
-            let s = m.scale();
-            let report = evaluate(data, s, &mut |lr| {
-                upscale_rgb(m, lr, &opts, &device, &mut |_, _| true)
-            })?;
-            (report, s)
+            (evaluate_model(data, m, &opts, &device)?, m.scale())
         }
     };
     if json {

@@ -5,18 +5,11 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 use websr::burn::tensor::Device;
-use websr::eval::{evaluate, Report};
+use websr::eval::evaluate_model;
 use websr::train::{read_json, CheckpointPaths, TrainConfig, TrainState};
-use websr::upscale::{upscale_rgb, UpscaleOptions};
+use websr::upscale::UpscaleOptions;
 use websr::weights::sha256_hex;
 use websr::zoo::{Manifest, ModelEntry};
-
-fn eval_set(model: &websr::SrModel, dir: &Path, device: &Device) -> Result<Report> {
-    let opts = UpscaleOptions::default();
-    Ok(evaluate(dir, model.scale(), &mut |lr| {
-        upscale_rgb(model, lr, &opts, device, &mut |_, _| true)
-    })?)
-}
 
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -44,8 +37,9 @@ pub fn run(
         .with_context(|| format!("reading {}", paths.model.display()))?;
     let model = websr::weights::from_bytes(&bytes, device)?;
     let scale = model.scale();
-    let set5 = eval_set(&model, &data.join("set5"), device)?;
-    let set14 = eval_set(&model, &data.join("set14"), device)?;
+    let opts = UpscaleOptions::default();
+    let set5 = evaluate_model(&data.join("set5"), &model, &opts, device)?;
+    let set14 = evaluate_model(&data.join("set14"), &model, &opts, device)?;
     let bic5 = websr::eval::evaluate_bicubic(&data.join("set5"), scale)?;
     let bic14 = websr::eval::evaluate_bicubic(&data.join("set14"), scale)?;
 

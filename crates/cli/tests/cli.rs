@@ -10,6 +10,23 @@ fn websr(args: &[&str]) -> std::process::Output {
         .expect("websr runs")
 }
 
+/// Runs `websr upscale INPUT -o OUTPUT EXTRA...` and fails the test with its stderr if it fails.
+fn upscale_ok(input: &Path, output: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "upscale",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = websr(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn tempdir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("websr-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -43,21 +60,7 @@ fn upscale_a_file_keeps_alpha_and_scales_by_four() {
     let dir = tempdir("file");
     let (input, output) = (dir.join("in.png"), dir.join("out.png"));
     write_rgba(&input, 30, 20);
-    let out = websr(&[
-        "upscale",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        "wavelr-x4",
-        "--tile",
-        "12",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    upscale_ok(&input, &output, &["--model", "wavelr-x4", "--tile", "12"]);
     let img = image::open(&output).unwrap();
     assert_eq!((img.width(), img.height()), (120, 80));
     assert!(img.color().has_alpha(), "alpha was dropped");
@@ -73,21 +76,7 @@ fn upscale_a_folder_writes_one_png_per_image() {
     std::fs::create_dir_all(&input).unwrap();
     write_rgba(&input.join("a.png"), 16, 16);
     write_rgba(&input.join("b.bmp"), 10, 12);
-    let out = websr(&[
-        "upscale",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        "bicubic",
-        "--scale",
-        "2",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    upscale_ok(&input, &output, &["--model", "bicubic", "--scale", "2"]);
     assert_eq!(image::open(output.join("a.png")).unwrap().width(), 32);
     assert_eq!(image::open(output.join("b.png")).unwrap().height(), 24);
 }
