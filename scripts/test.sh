@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# The test command of the README: formatting, lints, and every test of the workspace on every
-# backend this machine reaches: burn's CPU backend (flex) and wgpu (natively on Mesa's lavapipe
-# Vulkan driver when no GPU is present; `.ci/run` installs it).
+# The test command of the README: formatting, lints, every test of the workspace on every backend
+# this machine reaches (burn's CPU backend `flex`, and wgpu on Mesa's lavapipe Vulkan driver when
+# no GPU is present; `.ci/run` installs it), then the web app in a real browser, twice: with
+# WebGPU (Chromium's SwiftShader adapter) and without (the CPU fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+wasm_features=(--target wasm32-unknown-unknown --no-default-features --features flex,wgpu)
+
+scripts/web-tools.sh
 cargo fmt --all -- --check
+node --check www/websr.mjs && node --check www/websr-worker.mjs && node --check www/app.mjs
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --lib "${wasm_features[@]}" -- -D warnings
+
 log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 cargo test --workspace --features websr/wgpu 2>&1 | tee "$log"
-# One closing line for the whole run, summed over every test binary.
+
+scripts/web-build.sh
+WEBSR_BIN="$CARGO_TARGET_DIR/debug/websr" node tests/browser/run.mjs 2>&1 | tee -a "$log"
+
+# One closing line for the whole run, summed over every test binary and the browser suite.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
-rm -f "$log"

@@ -99,6 +99,7 @@ pub fn training_rows(device: &Device, reps: usize) -> Vec<Row> {
             seed: 0,
             checkpoint_every: usize::MAX,
             validate_every: usize::MAX,
+            subset_sha256: None,
         };
         let mut trainer = Trainer::new(cfg, &dir, false, None, device).expect("trainer");
         let ms = time_ms(reps, || {

@@ -16,6 +16,15 @@ pub enum WebSrError {
         height: u32,
         max_pixels: u64,
     },
+    #[error(
+        "the result would be {width}x{height}, more than the {max_pixels}-pixel limit of this \
+         runtime; choose a smaller scale or a smaller image"
+    )]
+    OutputTooLarge {
+        width: u64,
+        height: u64,
+        max_pixels: u64,
+    },
     #[error("image is empty (0 pixels)")]
     Empty,
     #[error("invalid weights: {0}")]
@@ -30,6 +39,8 @@ pub enum WebSrError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the compute device failed: {0}")]
+    Device(String),
     #[error("cancelled")]
     Cancelled,
 }

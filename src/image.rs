@@ -6,7 +6,7 @@
 //! plane so it can be upscaled separately and never dropped.
 
 use crate::error::{Result, WebSrError};
-use image::{DynamicImage, ImageFormat, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use std::io::Cursor;
 
 /// Largest decoded image accepted by default (about 64 megapixels): a limit so that a
@@ -94,7 +94,7 @@ impl Picture {
 }
 
 /// Decodes PNG, JPEG, BMP or WebP bytes (format sniffed from the content), refusing images above
-/// `max_pixels`.
+/// `max_pixels`, and applies the EXIF orientation.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -114,9 +114,14 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture> {
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(max_pixels.saturating_mul(16));
     reader.limits(limits);
-    let img = reader
-        .decode()
-        .map_err(|e| WebSrError::Decode(e.to_string()))?;
+    let decode_err = |e: image::ImageError| WebSrError::Decode(e.to_string());
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    // Phones store photos sideways plus an EXIF orientation tag; show them the way people see them.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    img.apply_orientation(orientation);
     Ok(from_dynamic(&img))
 }
 

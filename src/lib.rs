@@ -12,9 +12,11 @@
 //! - [`weights`]: safetensors with the model spec in the metadata; strict, clear errors.
 //! - [`tiling`] and [`upscale`]: bounded-memory tiled inference with blending, x8 self-ensemble.
 //! - [`metrics`] and [`eval`]: BasicSR-compatible Y-PSNR/SSIM and the benchmark protocol.
+//! - [`prune`]: dataset pruning: score sub-images with a scorer model's loss, rank, subset manifests.
 //! - [`train`] (feature `train`): data pipeline, Adam + L1, checkpoints, resume, validation.
 //! - [`zoo`]: the shipped, trained models and their manifest.
 //! - [`backend`]: picking a device at run time.
+//! - `web` (wasm32 only): the browser runtime behind `www/websr.mjs`, run in a Web Worker.
 
 pub mod backend;
 pub mod bench;
@@ -23,6 +25,7 @@ pub mod eval;
 pub mod image;
 pub mod metrics;
 pub mod models;
+pub mod prune;
 pub mod resize;
 pub mod tiling;
 #[cfg(feature = "train")]
@@ -30,6 +33,8 @@ pub mod train;
 pub mod upsample;
 pub mod upscale;
 pub mod wavelet;
+#[cfg(all(target_arch = "wasm32", feature = "wgpu", feature = "flex"))]
+pub mod web;
 pub mod weights;
 pub mod zoo;
 

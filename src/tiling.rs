@@ -70,6 +70,22 @@ pub fn plan(h: usize, w: usize, tile: usize, overlap: usize, halo: usize) -> Vec
     tiles
 }
 
+/// The largest core tile side (LR pixels, a multiple of 8, at least 16) whose biggest buffer, with
+/// `halo` pixels of context on each side, stays under half of `max_buffer_bytes`. The other half
+/// is headroom for the buffers that are alive at the same time. Browsers give each GPU a different
+/// `maxStorageBufferBindingSize` / `maxBufferSize`; sizing from them is what lets large photos
+/// run instead of losing the device.
+pub fn tile_for_buffer_limit(
+    peak_bytes_per_lr_pixel: u64,
+    halo: usize,
+    max_buffer_bytes: u64,
+) -> usize {
+    let budget = (max_buffer_bytes / 2) as f64;
+    let side_with_halo = (budget / peak_bytes_per_lr_pixel.max(1) as f64).sqrt() as usize;
+    let core = side_with_halo.saturating_sub(2 * halo);
+    (core / 8 * 8).clamp(16, 1024)
+}
+
 /// Accumulates upscaled tiles into the output with blend weights.
 pub struct Blender {
     scale: usize,
@@ -178,6 +194,33 @@ mod tests {
             }
             assert!(covered.iter().all(|&c| c), "{h}x{w} tile {t}");
         }
+    }
+
+    #[test]
+    fn tile_size_follows_the_buffer_limit() {
+        let (peak, halo) = (1728, 10);
+        let mut last = 0;
+        for limit_mb in [16u64, 64, 128, 256, 1024, 4096] {
+            let limit = limit_mb << 20;
+            let t = tile_for_buffer_limit(peak, halo, limit);
+            assert!(t.is_multiple_of(8) && (16..=1024).contains(&t));
+            assert!(t >= last, "more memory never gives smaller tiles");
+            if t > 16 && t < 1024 {
+                let side = (t + 2 * halo) as u64;
+                assert!(side * side * peak <= limit / 2, "{limit_mb} MB -> tile {t}");
+                let bigger = (t + 8 + 2 * halo) as u64;
+                assert!(
+                    bigger * bigger * peak > limit / 2,
+                    "{limit_mb} MB: tile {t} not maximal"
+                );
+            }
+            last = t;
+        }
+        assert_eq!(
+            tile_for_buffer_limit(peak, halo, 1 << 10),
+            16,
+            "tiny limits keep a floor"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::models::SrModel;
 use crate::resize::imresize;
 use crate::tiling::{plan, Blender};
 use burn::tensor::{Device, Tensor, TensorData};
+use std::future::Future;
 
 /// How to run a model over an image.
 #[derive(Clone, Debug)]
@@ -31,30 +32,50 @@ impl Default for UpscaleOptions {
     }
 }
 
-/// Runs the model on one RGB image that fits in memory (no tiling).
-pub fn run_model(model: &SrModel, lr: &Planar, device: &Device) -> Planar {
+/// The input tensor for one RGB tile.
+fn to_tensor(lr: &Planar, device: &Device) -> Tensor<4> {
     assert_eq!(lr.channels, 3, "model input is RGB");
-    let input = Tensor::<4>::from_data(
+    Tensor::<4>::from_data(
         TensorData::new(lr.data.clone(), [1, 3, lr.height, lr.width]),
         device,
-    );
-    let out = model.forward(input);
-    let [_, c, h, w] = out.dims();
-    let data = out
-        .into_data()
+    )
+}
+
+fn to_planar(dims: [usize; 4], data: TensorData) -> Result<Planar> {
+    let [_, c, h, w] = dims;
+    let data = data
         .try_into_vec::<f32>()
-        .expect("model output is f32");
-    Planar::new(c, h, w, data)
+        .map_err(|e| WebSrError::Invalid(format!("model output is not f32: {e:?}")))?;
+    Ok(Planar::new(c, h, w, data))
+}
+
+/// Runs the model on one RGB image that fits in memory (no tiling), synchronously.
+pub fn run_model(model: &SrModel, lr: &Planar, device: &Device) -> Planar {
+    pollster::block_on(run_model_async(model, lr, device)).expect("model output readback")
+}
+
+/// Runs the model on one RGB image; the read-back is awaited, which is the only way to read a
+/// WebGPU buffer in the browser.
+pub async fn run_model_async(model: &SrModel, lr: &Planar, device: &Device) -> Result<Planar> {
+    let out = model.forward(to_tensor(lr, device));
+    let dims = out.dims();
+    let data = out
+        .into_data_async()
+        .await
+        .map_err(|e| WebSrError::Device(format!("{e:?}")))?;
+    to_planar(dims, data)
 }
 
 /// Runs the model on one tile, optionally as the mean over the 8 dihedral transforms.
-fn run_tile(model: &SrModel, lr: &Planar, tta: bool, device: &Device) -> Planar {
+async fn run_tile(model: &SrModel, lr: &Planar, tta: bool, device: &Device) -> Result<Planar> {
     if !tta {
-        return run_model(model, lr, device);
+        return run_model_async(model, lr, device).await;
     }
     let mut sum: Option<Planar> = None;
     for k in 0..8 {
-        let out = run_model(model, &lr.dihedral(k), device).dihedral_inverse(k);
+        let out = run_model_async(model, &lr.dihedral(k), device)
+            .await?
+            .dihedral_inverse(k);
         match &mut sum {
             None => sum = Some(out),
             Some(s) => s.data.iter_mut().zip(&out.data).for_each(|(a, b)| *a += b),
@@ -62,7 +83,7 @@ fn run_tile(model: &SrModel, lr: &Planar, tta: bool, device: &Device) -> Planar 
     }
     let mut mean = sum.expect("8 passes");
     mean.data.iter_mut().for_each(|v| *v /= 8.0);
-    mean
+    Ok(mean)
 }
 
 /// Upscales an RGB image. `progress(done, total)` is called after each tile and stops the work
@@ -74,6 +95,25 @@ pub fn upscale_rgb(
     device: &Device,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Planar> {
+    pollster::block_on(upscale_rgb_async(model, lr, opts, device, |done, total| {
+        std::future::ready(progress(done, total))
+    }))
+}
+
+/// The tile loop behind [`upscale_rgb`], shared with the browser worker. `after_tile(done,
+/// total)` is awaited after each tile; in the browser it reports progress and yields to the event
+/// loop so that a cancel message can arrive. It returns `false` to stop.
+pub async fn upscale_rgb_async<F, Fut>(
+    model: &SrModel,
+    lr: &Planar,
+    opts: &UpscaleOptions,
+    device: &Device,
+    mut after_tile: F,
+) -> Result<Planar>
+where
+    F: FnMut(usize, usize) -> Fut,
+    Fut: Future<Output = bool>,
+{
     if lr.height == 0 || lr.width == 0 {
         return Err(WebSrError::Empty);
     }
@@ -83,8 +123,8 @@ pub fn upscale_rgb(
     let mut blender = Blender::new(3, lr.height, lr.width, model.scale(), opts.overlap);
     for (i, t) in tiles.iter().enumerate() {
         let input = lr.crop(t.input.y, t.input.x, t.input.h, t.input.w);
-        blender.add(t, &run_tile(model, &input, opts.tta, device));
-        if !progress(i + 1, tiles.len()) {
+        blender.add(t, &run_tile(model, &input, opts.tta, device).await?);
+        if !after_tile(i + 1, tiles.len()).await {
             return Err(WebSrError::Cancelled);
         }
     }
@@ -99,14 +139,19 @@ pub fn upscale_picture(
     device: &Device,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Picture> {
-    let mut rgb = upscale_rgb(model, &pic.rgb, opts, device, progress)?;
+    let rgb = upscale_rgb(model, &pic.rgb, opts, device, progress)?;
+    Ok(finish_picture(rgb, pic, model.scale()))
+}
+
+/// Clamps the model's RGB output and adds the bicubic-upscaled alpha of the source, if any.
+pub fn finish_picture(mut rgb: Planar, source: &Picture, scale: usize) -> Picture {
     rgb.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
-    let alpha = pic.alpha.as_ref().map(|a| {
-        let mut up = imresize(a, model.scale() as f64);
+    let alpha = source.alpha.as_ref().map(|a| {
+        let mut up = imresize(a, scale as f64);
         up.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
         up
     });
-    Ok(Picture { rgb, alpha })
+    Picture { rgb, alpha }
 }
 
 /// The bicubic baseline with the same interface (no model).

@@ -81,3 +81,49 @@ fn images_above_the_pixel_limit_are_refused_before_decoding() {
     );
     assert!(decode(&png, 300 * 200).is_ok());
 }
+
+/// A JPEG with an EXIF APP1 segment holding only an Orientation tag, spliced in after SOI.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"II*\0"); // little-endian TIFF header
+    tiff.extend_from_slice(&8u32.to_le_bytes()); // first IFD right after the header
+    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_le_bytes()); // count
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0]); // value padding
+    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec(); // SOI
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    // 32x16: bright left half, dark right half. Orientation 6 = rotate 90 degrees clockwise, so
+    // the result is 16x32 with the bright half on top.
+    let img = image::RgbImage::from_fn(32, 16, |x, _| {
+        if x < 16 {
+            image::Rgb([230, 230, 230])
+        } else {
+            image::Rgb([20, 20, 20])
+        }
+    });
+    let jpeg = encode(
+        image::DynamicImage::ImageRgb8(img),
+        image::ImageFormat::Jpeg,
+    );
+    let plain = decode(&jpeg, 1 << 20).unwrap();
+    assert_eq!((plain.width(), plain.height()), (32, 16));
+    let rotated = decode(&with_exif_orientation(&jpeg, 6), 1 << 20).unwrap();
+    assert_eq!((rotated.width(), rotated.height()), (16, 32));
+    let red = rotated.rgb.plane(0);
+    let (top, bottom) = (red[4 * 16 + 8], red[28 * 16 + 8]);
+    assert!(top > 0.7 && bottom < 0.3, "top {top}, bottom {bottom}");
+}

@@ -36,6 +36,7 @@ fn config(steps: usize) -> TrainConfig {
         seed: 7,
         checkpoint_every: 1000,
         validate_every: 1000,
+        subset_sha256: None,
     }
 }
 

@@ -96,6 +96,23 @@ impl ModelSpec {
         Ok(())
     }
 
+    /// Bytes of the largest single buffer a forward pass allocates, per LR input pixel. A 3x3
+    /// convolution may be lowered to an im2col matrix of 9 x input channels per pixel, which is the
+    /// biggest intermediate; this is what a GPU's maximum buffer size has to hold.
+    pub fn peak_buffer_bytes_per_lr_pixel(&self) -> u64 {
+        let f = self.features as u64;
+        let s2 = (self.scale * self.scale) as u64;
+        let per_conv_pixel = match self.arch {
+            // im2col of the widest conv input; the last conv emits 3 * scale^2 channels.
+            Arch::WaveLr => return 4 * (9 * f).max(3 * s2),
+            // DWA concatenates its F/2 + F/2 branches with the 12 sub-bands: F + 12 channels.
+            Arch::DwsrDwa | Arch::DwaDirect => 9 * (f + 12),
+            Arch::Dwsr => 9 * f,
+        };
+        // DWSR-family convolutions run at (scale * h / 2) x (scale * w / 2).
+        4 * per_conv_pixel * s2 / 4
+    }
+
     /// Multiply-adds per output pixel (convolutions only), for the speed/quality table.
     pub fn macs_per_output_pixel(&self) -> f64 {
         let f = self.features as f64;

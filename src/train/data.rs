@@ -1,10 +1,15 @@
 //! Training pairs: random HR crops from image folders (the classic 291 set: t91 + bsd200), a
 //! random flip/rotation, and LR made with the evaluation's own degradation (MATLAB bicubic,
 //! 8-bit rounding), so the model learns exactly the task it is scored on.
+//!
+//! With a subset manifest ([`crate::prune::Manifest`], `websr train --subset`), crops are drawn
+//! only inside the listed sub-images: a kept sub-image is picked uniformly, then a crop of the
+//! patch size uniformly inside it.
 
 use crate::error::{Result, WebSrError};
 use crate::eval::image_files;
 use crate::image::{load, Planar};
+use crate::prune::{Manifest, Rect};
 use crate::resize::degrade_bicubic;
 use rand::Rng;
 use std::path::{Path, PathBuf};
@@ -16,10 +21,19 @@ struct Sample {
     rgb: Vec<u8>,
 }
 
+/// A kept sub-image of a subset: `rect` of `samples[sample]`.
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    sample: usize,
+    rect: Rect,
+}
+
 /// All training images in memory.
 pub struct TrainingSet {
     samples: Vec<Sample>,
     pub files: Vec<PathBuf>,
+    /// With a subset: the only places crops are drawn from.
+    regions: Option<Vec<Region>>,
 }
 
 /// A batch of `n` LR/HR pairs, NCHW, values in `[0, 1]`.
@@ -50,7 +64,60 @@ impl TrainingSet {
         if samples.is_empty() {
             return Err(WebSrError::Invalid("no training images".into()));
         }
-        Ok(Self { samples, files })
+        Ok(Self {
+            samples,
+            files,
+            regions: None,
+        })
+    }
+
+    /// Loads the images of a subset manifest; crops come only from its sub-images. A rectangle
+    /// outside its image is an error.
+    pub fn load_subset(manifest: &Manifest) -> Result<Self> {
+        let files = manifest.files();
+        let mut set = Self::load_files(files.clone())?;
+        let regions = manifest
+            .samples
+            .iter()
+            .map(|s| {
+                let path = manifest.resolve(&s.file);
+                let sample = files.iter().position(|f| *f == path).expect("listed file");
+                (sample, s.rect)
+            })
+            .collect::<Vec<_>>();
+        set.set_regions(&regions)?;
+        Ok(set)
+    }
+
+    /// Restricts crops to these sub-images `(image index, rect)`; each is equally likely.
+    pub fn set_regions(&mut self, regions: &[(usize, Rect)]) -> Result<()> {
+        if regions.is_empty() {
+            return Err(WebSrError::Invalid("the subset lists no sub-images".into()));
+        }
+        let mut out = Vec::with_capacity(regions.len());
+        for &(sample, rect) in regions {
+            let s = self.samples.get(sample).ok_or_else(|| {
+                WebSrError::Invalid(format!("sub-image of image {sample}: no such image"))
+            })?;
+            if rect.h == 0 || rect.w == 0 || rect.y + rect.h > s.h || rect.x + rect.w > s.w {
+                let name = self
+                    .files
+                    .get(sample)
+                    .map_or(format!("image {sample}"), |f| f.display().to_string());
+                return Err(WebSrError::Invalid(format!(
+                    "sub-image {rect:?} is outside {name} ({}x{})",
+                    s.w, s.h
+                )));
+            }
+            out.push(Region { sample, rect });
+        }
+        self.regions = Some(out);
+        Ok(())
+    }
+
+    /// Number of sub-images crops are drawn from (`None` without a subset).
+    pub fn num_regions(&self) -> Option<usize> {
+        self.regions.as_ref().map(|r| r.len())
     }
 
     /// Builds a set from in-memory images (tests).
@@ -58,6 +125,7 @@ impl TrainingSet {
         Self {
             samples: images.iter().map(to_sample).collect(),
             files: Vec::new(),
+            regions: None,
         }
     }
 
@@ -95,7 +163,34 @@ impl TrainingSet {
     }
 
     fn random_patch(&self, rng: &mut impl Rng, side: usize) -> Planar {
-        // Pick images in proportion to their area, so every pixel is equally likely.
+        let (sample, area) = match &self.regions {
+            Some(regions) => {
+                let r = regions[rng.random_range(0..regions.len())];
+                (&self.samples[r.sample], r.rect)
+            }
+            None => self.random_image(rng),
+        };
+        let side_h = side.min(area.h);
+        let side_w = side.min(area.w);
+        let y0 = area.y + rng.random_range(0..=area.h - side_h);
+        let x0 = area.x + rng.random_range(0..=area.w - side_w);
+        let n = sample.h * sample.w;
+        let mut data = Vec::with_capacity(3 * side * side);
+        for c in 0..3 {
+            for y in 0..side {
+                // Areas smaller than the patch repeat their last row/column; the 291 set never needs it.
+                let yy = y0 + y.min(side_h - 1);
+                for x in 0..side {
+                    let xx = x0 + x.min(side_w - 1);
+                    data.push(sample.rgb[c * n + yy * sample.w + xx] as f32 / 255.0);
+                }
+            }
+        }
+        Planar::new(3, side, side, data).dihedral(rng.random_range(0..8))
+    }
+
+    /// A whole image, picked in proportion to its area, so every pixel is equally likely.
+    fn random_image(&self, rng: &mut impl Rng) -> (&Sample, Rect) {
         let total: usize = self.samples.iter().map(|s| s.h * s.w).sum();
         let mut pick = rng.random_range(0..total);
         let sample = self
@@ -110,23 +205,13 @@ impl TrainingSet {
                 }
             })
             .expect("pick < total");
-        let side_h = side.min(sample.h);
-        let side_w = side.min(sample.w);
-        let y0 = rng.random_range(0..=sample.h - side_h);
-        let x0 = rng.random_range(0..=sample.w - side_w);
-        let n = sample.h * sample.w;
-        let mut data = Vec::with_capacity(3 * side * side);
-        for c in 0..3 {
-            for y in 0..side {
-                // Images smaller than the patch are mirrored; the 291 set never needs it.
-                let yy = (y0 + y.min(side_h - 1)).min(sample.h - 1);
-                for x in 0..side {
-                    let xx = (x0 + x.min(side_w - 1)).min(sample.w - 1);
-                    data.push(sample.rgb[c * n + yy * sample.w + xx] as f32 / 255.0);
-                }
-            }
-        }
-        Planar::new(3, side, side, data).dihedral(rng.random_range(0..8))
+        let rect = Rect {
+            y: 0,
+            x: 0,
+            h: sample.h,
+            w: sample.w,
+        };
+        (sample, rect)
     }
 }
 

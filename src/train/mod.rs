@@ -31,6 +31,10 @@ pub struct TrainConfig {
     pub seed: u64,
     pub checkpoint_every: usize,
     pub validate_every: usize,
+    /// SHA-256 of the subset manifest the run trains on (`websr train --subset`); a resumed run
+    /// must be given the same manifest. `None`: all of the training images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset_sha256: Option<String>,
 }
 
 /// Where a run stands, saved next to its checkpoint.
@@ -135,6 +139,20 @@ impl Trainer {
                     dir.display(),
                     saved.spec,
                     cfg.spec
+                )));
+            }
+            if saved.subset_sha256 != cfg.subset_sha256 {
+                let show = |s: &Option<String>| {
+                    s.as_ref().map_or("all training images".to_string(), |h| {
+                        format!("subset sha256 {h}")
+                    })
+                };
+                return Err(WebSrError::Invalid(format!(
+                    "checkpoint in {} was trained on {}, but this run is given {}; resume with \
+                     the same --subset",
+                    dir.display(),
+                    show(&saved.subset_sha256),
+                    show(&cfg.subset_sha256)
                 )));
             }
             let mut model = SrModel::init(cfg.spec.clone(), &device)?;

@@ -39,6 +39,9 @@ pub struct TrainArgs {
     pub data: Vec<PathBuf>,
     #[arg(long, default_value = "../shared/data")]
     pub data_root: PathBuf,
+    /// Train only on the sub-images of this subset manifest (`websr prune`) instead of --data.
+    #[arg(long, conflicts_with = "data")]
+    pub subset: Option<PathBuf>,
     /// Validation folder (skipped when missing).
     #[arg(long, default_value = "../shared/data/set5")]
     pub val: Option<PathBuf>,

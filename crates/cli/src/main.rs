@@ -2,6 +2,7 @@
 
 mod cli_models;
 mod figure;
+mod prune;
 mod ship;
 
 use anyhow::{bail, Context, Result};
@@ -51,6 +52,9 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         backend: String,
     },
+    /// Score the training set's sub-images with a scorer model's loss and write the hardest
+    /// fraction as a subset manifest (for `train --subset`).
+    Prune(prune::PruneArgs),
     /// Train a model on image folders (default: the 291 set under ../shared/data).
     Train(cli_models::TrainArgs),
     /// Evaluate a model on a benchmark folder: Y-PSNR / Y-SSIM per image and mean.
@@ -137,6 +141,7 @@ fn main() -> Result<()> {
             tta,
             backend,
         } => upscale(&input, &output, &model, scale, tile, tta, &backend),
+        Command::Prune(args) => prune::run(args),
         Command::Train(args) => train(args),
         Command::Eval {
             model,
@@ -203,7 +208,7 @@ fn main() -> Result<()> {
     }
 }
 
-fn bar(len: u64, template: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, template: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template(template)
@@ -333,7 +338,7 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
     if let Some(l) = args.layers {
         spec.body_layers = l;
     }
-    let cfg = TrainConfig {
+    let mut cfg = TrainConfig {
         spec,
         steps: args.steps,
         batch: args.batch,
@@ -343,19 +348,40 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         validate_every: args.validate_every,
+        subset_sha256: None,
     };
-    let dirs = if args.data.is_empty() {
-        default_dirs(&args.data_root)
-    } else {
-        args.data.clone()
-    };
-    for d in &dirs {
-        if !d.is_dir() {
-            bail!("training folder {} does not exist", d.display());
+    let data = if let Some(subset) = &args.subset {
+        let bytes =
+            std::fs::read(subset).with_context(|| format!("reading {}", subset.display()))?;
+        let manifest = websr::prune::Manifest::read(subset)?;
+        if manifest.scorer.scale != args.scale {
+            eprintln!(
+                "note: the subset was scored at x{}, this run trains x{}",
+                manifest.scorer.scale, args.scale
+            );
         }
-    }
-    eprintln!("loading training images from {dirs:?}");
-    let data = TrainingSet::load_dirs(&dirs)?;
+        cfg.subset_sha256 = Some(websr::weights::sha256_hex(&bytes));
+        eprintln!(
+            "loading the subset {} ({} sub-images of {} images)",
+            subset.display(),
+            manifest.samples.len(),
+            manifest.files().len()
+        );
+        TrainingSet::load_subset(&manifest)?
+    } else {
+        let dirs = if args.data.is_empty() {
+            default_dirs(&args.data_root)
+        } else {
+            args.data.clone()
+        };
+        for d in &dirs {
+            if !d.is_dir() {
+                bail!("training folder {} does not exist", d.display());
+            }
+        }
+        eprintln!("loading training images from {dirs:?}");
+        TrainingSet::load_dirs(&dirs)?
+    };
     eprintln!("{} images", data.len());
     let device = Backend::Cpu.device()?;
     let mut trainer = Trainer::new(cfg, &args.out, args.resume, args.init.as_deref(), &device)?;

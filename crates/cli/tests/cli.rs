@@ -119,3 +119,88 @@ fn bad_inputs_fail_with_a_message() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("x4, not x2"));
 }
+
+#[test]
+fn prune_writes_a_subset_that_train_accepts() {
+    let dir = tempdir("prune");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // 2x2 + 3x2 = 10 sub-images of 32x32.
+    write_rgba(&data.join("a.png"), 64, 64);
+    write_rgba(&data.join("b.png"), 96, 64);
+    let subset = dir.join("subset.json");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let out = websr(&[
+        "prune",
+        "--scorer",
+        "wavelr-x2",
+        "--data",
+        &s(&data),
+        "--keep",
+        "0.5",
+        "--drop-hardest",
+        "0.2",
+        "--sub-image",
+        "32",
+        "--stride",
+        "32",
+        "-o",
+        &s(&subset),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&subset).unwrap()).unwrap();
+    assert_eq!(m["scored"], 10);
+    let samples = m["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 5);
+    // The 2 hardest (ranks 0 and 1) are dropped; ranks 2..7 are kept.
+    let ranks: Vec<u64> = samples
+        .iter()
+        .map(|x| x["rank"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ranks, vec![2, 3, 4, 5, 6]);
+    let run = dir.join("run");
+    let train = |subset: &Path| {
+        websr(&[
+            "train",
+            "--arch",
+            "wavelr",
+            "--scale",
+            "2",
+            "--features",
+            "8",
+            "--layers",
+            "1",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--patch",
+            "16",
+            "--subset",
+            &s(subset),
+            "--val",
+            &s(&dir.join("none")),
+            "--out",
+            &s(&run),
+        ])
+    };
+    let out = train(&subset);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(config.contains("subset_sha256"), "{config}");
+    // A subset whose image is gone is a clear error.
+    std::fs::remove_file(data.join("b.png")).unwrap();
+    let out = train(&subset);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing") && err.contains("b.png"), "{err}");
+}

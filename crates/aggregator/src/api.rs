@@ -1,0 +1,222 @@
+//! HTTP layer: the router, handlers, and the JSON error type. All logic lives in
+//! [`crate::state::Server`]; handlers run it on blocking threads (it fsyncs).
+//!
+//! Routes (see the wire protocol in the crate docs):
+//!
+//! ```text
+//! POST /v1/join      -> {client_id, token}
+//! GET  /v1/round     -> RoundConfig (bearer token; selects the client if a slot is free)
+//! GET  /v1/model     -> global model, application/octet-stream safetensors (bearer token)
+//! POST /v1/update    <- update safetensors body (bearer token) -> {accepted: true, ...}
+//! GET  /v1/status    -> Status
+//! GET  /v1/metrics   -> Metrics
+//! ```
+
+use crate::state::{Error, Server};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Shared state of the router.
+pub type AppState = Arc<Server>;
+
+/// Response header carrying the global version on `GET /v1/model`.
+pub const HEADER_VERSION: &str = "x-websr-global-version";
+/// Response header carrying the model's SHA-256 on `GET /v1/model`.
+pub const HEADER_SHA256: &str = "x-websr-model-sha256";
+
+/// Every error answer: a status and `{"error": "..."}`. 5xx answers carry no detail.
+#[derive(Debug)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl AppError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Update(_) | Error::NumExamples { .. } => StatusCode::BAD_REQUEST,
+            Error::NormTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Stale { .. }
+            | Error::FutureVersion { .. }
+            | Error::Duplicate { .. }
+            | Error::Finished(_) => StatusCode::CONFLICT,
+            Error::NotSelected { .. } => StatusCode::FORBIDDEN,
+            Error::TooManyClients => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Config(_) | Error::Corrupt(_) | Error::Store(_) | Error::Strategy(_) => {
+                tracing::error!("internal error: {e}");
+                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
+            }
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(r: BytesRejection) -> Self {
+        let status = r.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body is larger than the server's limit (--max-body-bytes)".to_string()
+        } else {
+            r.body_text()
+        };
+        Self::new(status, message)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, AppError>;
+
+/// The bearer token, if the request has one.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_string())
+}
+
+/// Runs blocking server work (it may fsync) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(AppError::from),
+        Err(e) => {
+            tracing::error!("handler task failed: {e}");
+            Err(AppError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error",
+            ))
+        }
+    }
+}
+
+/// The aggregator's router. The body limit comes from the server's flags.
+pub fn app(state: AppState) -> Router {
+    let limit = state.max_body_bytes();
+    Router::new()
+        .route("/v1/join", post(join))
+        .route("/v1/round", get(round))
+        .route("/v1/model", get(model))
+        .route("/v1/update", post(update))
+        .route("/v1/status", get(status))
+        .route("/v1/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn join(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let joined = blocking(move || s.join()).await?;
+    Ok((StatusCode::CREATED, Json(joined)))
+}
+
+async fn round(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+    let token = bearer(&headers);
+    Ok(Json(
+        blocking(move || s.round_config(token.as_deref())).await?,
+    ))
+}
+
+async fn model(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token = bearer(&headers);
+    let (version, sha, bytes) = blocking(move || s.model(token.as_deref())).await?;
+    let mut res = Bytes::from(bytes.as_ref().clone()).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(HEADER_VERSION, HeaderValue::from(version));
+    h.insert(
+        HEADER_SHA256,
+        HeaderValue::from_str(&sha).expect("hex is a valid header"),
+    );
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{sha}\"")).expect("hex is a valid header"),
+    );
+    Ok(res)
+}
+
+async fn update(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let token = bearer(&headers);
+    // Refuse a missing or unknown token before reporting anything about the body.
+    let (s2, t2) = (s.clone(), token.clone());
+    blocking(move || {
+        s2.client_id(t2.as_deref())
+            .inspect_err(|e| s2.count_rejection(e))
+    })
+    .await?;
+    let body = body?;
+    Ok(Json(
+        blocking(move || s.submit(token.as_deref(), &body)).await?,
+    ))
+}
+
+// The server's lock may be held through an fsync or an aggregation: wait for it off the
+// async threads.
+async fn status(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(blocking(move || Ok(s.status())).await?))
+}
+
+async fn metrics(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(blocking(move || Ok(s.metrics())).await?))
+}
+
+async fn not_found() -> AppError {
+    AppError::new(StatusCode::NOT_FOUND, "no such route; see GET /v1/status")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
+}
+
+/// Runs [`Server::tick`] every `period` so rounds close at their deadline without traffic.
+pub fn spawn_deadline_ticker(
+    state: AppState,
+    period: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let s = state.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.tick()).await {
+                tracing::error!("deadline tick failed: {e}");
+            }
+        }
+    })
+}

@@ -1,0 +1,88 @@
+//! # websr-aggregator
+//!
+//! The native federated-learning server for websr models. Clients (the browser app, `websr
+//! fl-client`) download a versioned global model, train it locally on their own photos, and send
+//! back only the difference; the server combines the differences round by round. It does not
+//! depend on burn: a model is a safetensors file of named `f32` tensors and every strategy works
+//! on flat vectors per tensor.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | the command-line flags ([`Args`]) and the strategy choice |
+//! | [`state`] | rounds, clients and tokens, deadlines, round completion ([`Server`]) |
+//! | [`protocol`] | the JSON messages of the wire protocol |
+//! | [`error`] | what the server refuses ([`Error`]) and why |
+//! | [`strategy`] | the [`Strategy`] trait and FedAvg, FedProx, FedAdam, FedYogi, median, trimmed mean, Krum as pure functions |
+//! | [`dp`] | clipping, Gaussian noise, the RDP accountant (its maths is documented there) |
+//! | [`tensors`] | safetensors <-> named flat vectors, strict validation of client bodies |
+//! | [`store`] | atomic files in `--state-dir` (temp + fsync + rename) |
+//! | [`api`] | the axum router [`app`] and the JSON errors |
+//!
+//! # Wire protocol (version 1)
+//!
+//! JSON bodies are UTF-8; model and update bodies are safetensors
+//! (`application/octet-stream`). Every call but `join`, `status` and `metrics` carries
+//! `Authorization: Bearer <token>`. Every error is a 4xx (or 500) status with the body
+//! `{"error": "<what was wrong>"}`, and a refused request changes nothing.
+//!
+//! 1. `POST /v1/join` (no body) -> `201 {"client_id": 7, "token": "<64 hex>"}`. Keep the token;
+//!    the server stores only its SHA-256.
+//! 2. `GET /v1/round` -> `200` [`protocol::RoundConfig`]: `round`, `global_version`,
+//!    `model_sha256`, `selected`, `submitted`, `finished`, `retry_after_s`, `deadline_unix_ms`,
+//!    `min_clients`, `target_clients`, `accepted`, `strategy`, `prox_mu`, `clip_norm`,
+//!    `local_epochs`, `client_lr`, `batch_size`, `max_examples`. This call also *selects* the
+//!    client when the round has a free slot (`selected: true`); an unselected client asks
+//!    again after `retry_after_s` seconds.
+//! 3. `GET /v1/model` -> `200` the global model as safetensors. The header metadata is the
+//!    original file's (`format`, `format_version`, `spec`, ...) plus `global_version`; the
+//!    response headers `x-websr-global-version`, `x-websr-model-sha256` and `ETag` repeat the
+//!    version and the SHA-256 of the body. Clients should check the SHA-256 against the round
+//!    config.
+//! 4. Train locally from the global weights `w_g` (with FedProx add `prox_mu / 2 * ||w - w_g||^2`
+//!    to the loss), then compute the delta `d = w_local - w_g` for every tensor. If `clip_norm`
+//!    is set, scale the whole delta so that its L2 norm over all tensors is at most `clip_norm`
+//!    ([`dp::clip`]).
+//! 5. `POST /v1/update` with a safetensors body:
+//!    - tensors: exactly the global model's names and shapes, dtype `F32`, finite values,
+//!      holding `d` (not the new weights);
+//!    - metadata (strings): `base_version` = the `global_version` trained from,
+//!      `num_examples` = training examples used (integer, `1..=max_examples`), and optionally
+//!      `client_loss` = mean local loss (a finite number).
+//!
+//!    [`tensors::encode_update`] builds such a body. Answer: `200` [`protocol::Accepted`]
+//!    (`accepted`, `client_id`, `base_version`, `global_version`, `round_closed`, `norm`).
+//!    Refusals: `401` no or unknown token; `413` body over the limit; `400` malformed or
+//!    truncated safetensors, missing/extra tensor, wrong shape or dtype, NaN/Inf, bad metadata
+//!    or `num_examples`; `422` norm above `clip_norm`; `403` not selected for this round;
+//!    `409` stale or future `base_version`, a second update in the same round, or training
+//!    finished.
+//! 6. Poll `GET /v1/round` until `global_version` moves on, then repeat from step 3.
+//!
+//! `GET /v1/status` ([`protocol::Status`]) and `GET /v1/metrics` ([`protocol::Metrics`]: counters,
+//! one record per completed round with its clients, examples, dropped stragglers, mean client
+//! loss, delta norm, noise and (epsilon, delta)) need no token.
+//!
+//! # Rounds
+//!
+//! See [`state`]: up to `ceil(target * over_selection)` clients are selected; the round closes at
+//! `target` accepted updates, or at the deadline with at least `min`; stragglers are dropped
+//! and their late updates get `409 stale`. Closing aggregates with the strategy, adds DP noise
+//! if configured, applies the server step, and commits the next version to `--state-dir`
+//! before the next round opens. A restarted server resumes the open round with every update it
+//! had accepted ([`store`]).
+
+pub mod api;
+pub mod config;
+pub mod dp;
+pub mod error;
+pub mod protocol;
+pub mod state;
+pub mod store;
+pub mod strategy;
+pub mod tensors;
+
+pub use api::{app, spawn_deadline_ticker, AppState};
+pub use config::{Args, StrategyKind};
+pub use error::Error;
+pub use state::Server;
+pub use strategy::{Strategy, Update};

@@ -1,0 +1,128 @@
+//! The JSON messages of the wire protocol (see the crate docs for the sequence of calls).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A client's id, assigned by `POST /v1/join` in order from 1.
+pub type ClientId = u64;
+
+/// Answer of `POST /v1/join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Joined {
+    pub client_id: ClientId,
+    /// Bearer token for every other call. Only its SHA-256 is stored.
+    pub token: String,
+}
+
+/// Answer of `GET /v1/round`: what the client must do this round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundConfig {
+    /// 1-based number of the open round (it produces global version `round`).
+    pub round: u64,
+    /// The version to download, train from, and send as `base_version`.
+    pub global_version: u64,
+    pub model_sha256: String,
+    /// Whether this client has a slot in the round; if not, ask again after `retry_after_s`.
+    pub selected: bool,
+    /// Whether this client's update for the round is already accepted.
+    pub submitted: bool,
+    pub finished: bool,
+    pub retry_after_s: f64,
+    pub deadline_unix_ms: u64,
+    pub min_clients: usize,
+    pub target_clients: usize,
+    pub accepted: usize,
+    pub strategy: String,
+    /// FedProx proximal term (0 = plain local SGD).
+    pub prox_mu: f64,
+    /// Clip the whole delta to this L2 norm before sending (None = no bound).
+    pub clip_norm: Option<f64>,
+    pub local_epochs: u32,
+    pub client_lr: f64,
+    pub batch_size: u32,
+    pub max_examples: u64,
+}
+
+/// Answer of an accepted `POST /v1/update`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Accepted {
+    pub accepted: bool,
+    pub client_id: ClientId,
+    pub base_version: u64,
+    /// The global version after this call (base_version + 1 if the update closed the round).
+    pub global_version: u64,
+    pub round_closed: bool,
+    pub norm: f64,
+}
+
+/// One completed round, kept in the state and reported by `/v1/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoundRecord {
+    /// 1-based round number, equal to the global version it produced.
+    pub round: u64,
+    pub base_version: u64,
+    pub clients: Vec<ClientId>,
+    pub examples: u64,
+    pub stragglers_dropped: usize,
+    pub closed_by: String,
+    pub mean_client_loss: Option<f64>,
+    /// L2 norm of the aggregated delta before noise.
+    pub delta_norm: f64,
+    pub noise_multiplier: f64,
+    pub noise_std: f64,
+    /// (epsilon, delta) of this round alone and of all rounds so far; None = no guarantee.
+    pub epsilon_round: Option<f64>,
+    pub epsilon_total: Option<f64>,
+    pub dp_delta: f64,
+    pub aggregation_ms: f64,
+    pub completed_unix_ms: u64,
+    pub model_sha256: String,
+}
+
+/// Counters of `/v1/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    pub joins: u64,
+    pub updates_accepted: u64,
+    pub updates_rejected: BTreeMap<String, u64>,
+    pub rounds_completed: u64,
+    pub deadline_extensions: u64,
+}
+
+/// Answer of `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub global_version: u64,
+    pub round: u64,
+    pub model_sha256: String,
+    pub strategy: String,
+    pub finished: bool,
+    pub clients: usize,
+    pub selected: usize,
+    pub accepted: usize,
+    pub min_clients: usize,
+    pub target_clients: usize,
+    pub selection_cap: usize,
+    pub deadline_unix_ms: u64,
+    pub num_params: usize,
+    pub dp: DpStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DpStatus {
+    pub clip_norm: Option<f64>,
+    pub noise_multiplier: f64,
+    pub delta: f64,
+    /// Cumulative epsilon over all completed rounds (None = infinite: some round had no noise).
+    pub epsilon_total: Option<f64>,
+    pub rounds: usize,
+    pub accountant: String,
+}
+
+/// Answer of `GET /v1/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metrics {
+    pub counters: Counters,
+    pub history: Vec<RoundRecord>,
+    pub dp: DpStatus,
+}

@@ -1,0 +1,733 @@
+//! The aggregator's state machine: the global model and its version, clients and tokens, the open
+//! round (selection, accepted updates, deadline), and round completion. Synchronous and free of
+//! HTTP types; `api.rs` calls it from blocking tasks.
+//!
+//! Round rules: the round on global version `v` selects up to `ceil(target * over_selection)`
+//! clients (in the order they ask `GET /v1/round`); it closes as soon as `target` updates are
+//! accepted, or at the deadline if at least `min` are (the selected clients that sent nothing are
+//! the dropped stragglers). Below `min` at the deadline the round keeps its updates, releases the
+//! silent clients' slots and gets a new deadline. Closing aggregates, applies the server step,
+//! commits version `v + 1` to disk, and opens the next round.
+
+use crate::config::Args;
+use crate::dp::{self, Accountant};
+pub use crate::error::Error;
+pub use crate::protocol::*;
+use crate::store::{Store, StoreError};
+use crate::strategy::{OptState, Strategy, Update};
+use crate::tensors::{self, Layout, META_GLOBAL_VERSION};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Persisted {
+    schema: u32,
+    version: u64,
+    model_sha256: String,
+    strategy: String,
+    started_ms: u64,
+    deadline_ms: u64,
+    selected: Vec<ClientId>,
+    next_client: ClientId,
+    /// (client id, SHA-256 of its token)
+    clients: Vec<(ClientId, String)>,
+    history: Vec<RoundRecord>,
+    counters: Counters,
+}
+
+#[derive(Debug, Clone)]
+struct AcceptedUpdate {
+    tensors: Vec<Vec<f32>>,
+    num_examples: u64,
+    client_loss: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
+    version: u64,
+    global: Vec<Vec<f32>>,
+    model_bytes: Arc<Vec<u8>>,
+    model_sha256: String,
+    opt: OptState,
+    tokens: HashMap<String, ClientId>,
+    next_client: ClientId,
+    started_ms: u64,
+    deadline_ms: u64,
+    selected: BTreeSet<ClientId>,
+    accepted: BTreeMap<ClientId, AcceptedUpdate>,
+    history: Vec<RoundRecord>,
+    accountant: Accountant,
+    counters: Counters,
+    rng: StdRng,
+}
+
+/// The aggregator. Share it as `Arc<Server>`; every method locks internally.
+pub struct Server {
+    args: Args,
+    strategy: Box<dyn Strategy>,
+    store: Store,
+    layout: Layout,
+    /// The initial model's metadata (format, spec...) without `global_version`.
+    metadata: HashMap<String, String>,
+    init_bytes_len: usize,
+    inner: Mutex<Inner>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Server {
+    /// Opens `--state-dir`: resumes the saved state, or starts version 0 from `--init`.
+    pub fn open(args: Args) -> Result<Self, Error> {
+        args.validate().map_err(Error::Config)?;
+        let strategy = args.build_strategy();
+        let store = Store::open(&args.state_dir)?;
+        let rng = match args.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_rng(&mut rand::rng()),
+        };
+        let saved = store.read(&store.state_path())?;
+        let (server, fresh) = match saved {
+            Some(json) => (Self::resume(args, strategy, store, &json, rng)?, false),
+            None => (Self::start(args, strategy, store, rng)?, true),
+        };
+        {
+            let mut inner = server.lock();
+            if fresh {
+                server.persist(&inner)?;
+            }
+            // A crash may have happened after the last accepted update and before aggregation.
+            if inner.accepted.len() >= server.args.target_clients && !server.finished(&inner) {
+                server.close_round(&mut inner, now_ms(), "target")?;
+            }
+        }
+        Ok(server)
+    }
+
+    fn start(
+        args: Args,
+        strategy: Box<dyn Strategy>,
+        store: Store,
+        rng: StdRng,
+    ) -> Result<Self, Error> {
+        let init = args
+            .init_bytes()
+            .map_err(|e| Error::Config(format!("--init {}: {e}", args.init.display())))?;
+        let model = tensors::read_model(&init)
+            .map_err(|e| Error::Config(format!("--init {}: {e}", args.init.display())))?;
+        let mut metadata = model.metadata;
+        metadata.remove(META_GLOBAL_VERSION);
+        let bytes = Self::encode_model(&model.layout, &model.values, &metadata, 0)?;
+        store.write_model(0, &bytes)?;
+        let now = now_ms();
+        let deadline_ms = now + (args.round_deadline_secs * 1000.0) as u64;
+        let inner = Inner {
+            version: 0,
+            global: model.values,
+            model_sha256: tensors::sha256_hex(&bytes),
+            model_bytes: Arc::new(bytes),
+            opt: OptState::default(),
+            tokens: HashMap::new(),
+            next_client: 1,
+            started_ms: now,
+            deadline_ms,
+            selected: BTreeSet::new(),
+            accepted: BTreeMap::new(),
+            history: Vec::new(),
+            accountant: Accountant::new(args.dp_delta),
+            counters: Counters::default(),
+            rng,
+        };
+        tracing::info!(
+            params = model.layout.num_params(),
+            tensors = model.layout.names.len(),
+            "started from {}",
+            args.init.display()
+        );
+        Ok(Self {
+            init_bytes_len: init.len(),
+            args,
+            strategy,
+            store,
+            layout: model.layout,
+            metadata,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn resume(
+        args: Args,
+        strategy: Box<dyn Strategy>,
+        store: Store,
+        json: &[u8],
+        rng: StdRng,
+    ) -> Result<Self, Error> {
+        let p: Persisted =
+            serde_json::from_slice(json).map_err(|e| Error::Corrupt(format!("state.json: {e}")))?;
+        if p.schema != SCHEMA {
+            return Err(Error::Corrupt(format!(
+                "state.json schema {} (this build reads {SCHEMA})",
+                p.schema
+            )));
+        }
+        let path = store.model_path(p.version);
+        let bytes = store
+            .read(&path)?
+            .ok_or_else(|| Error::Corrupt(format!("{} is missing", path.display())))?;
+        if tensors::sha256_hex(&bytes) != p.model_sha256 {
+            return Err(Error::Corrupt(format!(
+                "{} does not match the SHA-256 in state.json",
+                path.display()
+            )));
+        }
+        let model = tensors::read_model(&bytes)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        let mut metadata = model.metadata;
+        metadata.remove(META_GLOBAL_VERSION);
+        let opt = match store.read(&store.optimizer_path(p.version))? {
+            Some(b) => decode_opt(&model.layout, &b)?,
+            None => OptState::default(),
+        };
+        if p.strategy != strategy.name() {
+            tracing::warn!(
+                "state was built with --strategy {}; continuing with {}",
+                p.strategy,
+                strategy.name()
+            );
+        }
+        let mut accepted = BTreeMap::new();
+        for (client, body) in store.load_updates(p.version)? {
+            match tensors::parse_update(&body, &model.layout) {
+                Ok(u) if u.base_version == p.version => {
+                    accepted.insert(
+                        client,
+                        AcceptedUpdate {
+                            tensors: u.tensors,
+                            num_examples: u.num_examples,
+                            client_loss: u.client_loss,
+                        },
+                    );
+                }
+                Ok(_) => tracing::warn!("ignoring misfiled update of client {client}"),
+                Err(e) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
+            }
+        }
+        let mut accountant = Accountant::new(args.dp_delta);
+        for r in &p.history {
+            accountant.record(r.noise_multiplier);
+        }
+        let mut selected: BTreeSet<ClientId> = p.selected.into_iter().collect();
+        selected.extend(accepted.keys().copied());
+        tracing::info!(
+            version = p.version,
+            accepted = accepted.len(),
+            "resumed from {}",
+            store.dir().display()
+        );
+        let inner = Inner {
+            version: p.version,
+            global: model.values,
+            model_sha256: p.model_sha256,
+            model_bytes: Arc::new(bytes),
+            opt,
+            tokens: p.clients.into_iter().map(|(id, h)| (h, id)).collect(),
+            next_client: p.next_client,
+            started_ms: p.started_ms,
+            deadline_ms: p.deadline_ms,
+            selected,
+            accepted,
+            history: p.history,
+            accountant,
+            counters: p.counters,
+            rng,
+        };
+        Ok(Self {
+            init_bytes_len: inner.model_bytes.len(),
+            args,
+            strategy,
+            store,
+            layout: model.layout,
+            metadata,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves `Inner` as it was before the failed call
+        // (every mutation is committed last), so a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn encode_model(
+        layout: &Layout,
+        values: &[Vec<f32>],
+        metadata: &HashMap<String, String>,
+        version: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let mut md = metadata.clone();
+        md.insert(META_GLOBAL_VERSION.to_string(), version.to_string());
+        tensors::serialize(layout, values, &md).map_err(|e| Error::Corrupt(e.to_string()))
+    }
+
+    fn persist(&self, inner: &Inner) -> Result<(), StoreError> {
+        let mut clients: Vec<(ClientId, String)> = inner
+            .tokens
+            .iter()
+            .map(|(h, id)| (*id, h.clone()))
+            .collect();
+        clients.sort();
+        let p = Persisted {
+            schema: SCHEMA,
+            version: inner.version,
+            model_sha256: inner.model_sha256.clone(),
+            strategy: self.strategy.name().to_string(),
+            started_ms: inner.started_ms,
+            deadline_ms: inner.deadline_ms,
+            selected: inner.selected.iter().copied().collect(),
+            next_client: inner.next_client,
+            clients,
+            history: inner.history.clone(),
+            counters: inner.counters.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&p).expect("state serialises");
+        crate::store::write_atomic(&self.store.state_path(), &json)
+    }
+
+    fn finished(&self, inner: &Inner) -> bool {
+        self.args.rounds > 0 && inner.version >= self.args.rounds
+    }
+
+    fn authenticate(inner: &Inner, token: Option<&str>) -> Result<ClientId, Error> {
+        let token = token.ok_or(Error::Unauthorized)?;
+        inner
+            .tokens
+            .get(&tensors::sha256_hex(token.as_bytes()))
+            .copied()
+            .ok_or(Error::Unauthorized)
+    }
+
+    fn deadline_ms(&self, now: u64) -> u64 {
+        now + (self.args.round_deadline_secs * 1000.0) as u64
+    }
+
+    /// The client a bearer token belongs to.
+    pub fn client_id(&self, token: Option<&str>) -> Result<ClientId, Error> {
+        Self::authenticate(&self.lock(), token)
+    }
+
+    /// The validated flags this server runs with.
+    pub fn args(&self) -> &Args {
+        &self.args
+    }
+
+    /// Names and shapes of the model's tensors.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Request body limit: `--max-body-bytes`, or twice the model file plus 64 KiB.
+    pub fn max_body_bytes(&self) -> usize {
+        self.args
+            .max_body_bytes
+            .unwrap_or(2 * self.init_bytes_len + 64 * 1024)
+    }
+
+    /// Registers a new client and returns its token.
+    pub fn join(&self) -> Result<Joined, Error> {
+        let mut inner = self.lock();
+        if inner.tokens.len() >= self.args.max_clients {
+            return Err(Error::TooManyClients);
+        }
+        let token = random_token();
+        let hash = tensors::sha256_hex(token.as_bytes());
+        let client_id = inner.next_client;
+        inner.tokens.insert(hash.clone(), client_id);
+        inner.next_client += 1;
+        inner.counters.joins += 1;
+        if let Err(e) = self.persist(&inner) {
+            inner.tokens.remove(&hash);
+            inner.next_client -= 1;
+            inner.counters.joins -= 1;
+            return Err(e.into());
+        }
+        Ok(Joined { client_id, token })
+    }
+
+    /// The open round's config for this client; selects it if a slot is free.
+    pub fn round_config(&self, token: Option<&str>) -> Result<RoundConfig, Error> {
+        self.round_config_at(token, now_ms())
+    }
+
+    pub fn round_config_at(&self, token: Option<&str>, now: u64) -> Result<RoundConfig, Error> {
+        let mut inner = self.lock();
+        let client = Self::authenticate(&inner, token)?;
+        self.tick_locked(&mut inner, now)?;
+        let finished = self.finished(&inner);
+        let submitted = inner.accepted.contains_key(&client);
+        let mut selected = inner.selected.contains(&client);
+        if !finished && !selected && inner.selected.len() < self.args.selection_cap() {
+            inner.selected.insert(client);
+            if let Err(e) = self.persist(&inner) {
+                inner.selected.remove(&client);
+                return Err(e.into());
+            }
+            selected = true;
+        }
+        let seconds_left = inner.deadline_ms.saturating_sub(now) as f64 / 1000.0;
+        Ok(RoundConfig {
+            round: inner.version + 1,
+            global_version: inner.version,
+            model_sha256: inner.model_sha256.clone(),
+            selected,
+            submitted,
+            finished,
+            retry_after_s: if selected { 0.0 } else { seconds_left.max(1.0) },
+            deadline_unix_ms: inner.deadline_ms,
+            min_clients: self.args.min_clients,
+            target_clients: self.args.target_clients,
+            accepted: inner.accepted.len(),
+            strategy: self.strategy.name().to_string(),
+            prox_mu: self.strategy.client_config().prox_mu,
+            clip_norm: self.args.clip_norm,
+            local_epochs: self.args.local_epochs,
+            client_lr: self.args.client_lr,
+            batch_size: self.args.batch_size,
+            max_examples: self.args.max_examples,
+        })
+    }
+
+    /// The current global model: (version, SHA-256, safetensors bytes).
+    pub fn model(&self, token: Option<&str>) -> Result<(u64, String, Arc<Vec<u8>>), Error> {
+        let inner = self.lock();
+        Self::authenticate(&inner, token)?;
+        Ok((
+            inner.version,
+            inner.model_sha256.clone(),
+            inner.model_bytes.clone(),
+        ))
+    }
+
+    /// Validates and accepts one update body (see the wire protocol in the crate docs).
+    /// A refused update changes nothing but the rejection counter.
+    pub fn submit(&self, token: Option<&str>, body: &[u8]) -> Result<Accepted, Error> {
+        let r = self.submit_inner(token, body);
+        if let Err(e) = &r {
+            self.count_rejection(e);
+        }
+        r
+    }
+
+    /// Counts a refused update under its reason in `/v1/metrics` (memory only: a refusal
+    /// writes nothing to disk).
+    pub fn count_rejection(&self, e: &Error) {
+        *self
+            .lock()
+            .counters
+            .updates_rejected
+            .entry(e.code().to_string())
+            .or_default() += 1;
+    }
+
+    fn submit_inner(&self, token: Option<&str>, body: &[u8]) -> Result<Accepted, Error> {
+        Self::authenticate(&self.lock(), token)?;
+        // Parse outside the lock: the layout never changes.
+        let u = tensors::parse_update(body, &self.layout)?;
+        if u.num_examples < 1 || u.num_examples > self.args.max_examples {
+            return Err(Error::NumExamples {
+                got: u.num_examples,
+                max: self.args.max_examples,
+            });
+        }
+        if let Some(bound) = self.args.clip_norm {
+            if !dp::within_bound(u.norm, bound) {
+                return Err(Error::NormTooLarge {
+                    norm: u.norm,
+                    bound,
+                });
+            }
+        }
+        let now = now_ms();
+        let mut inner = self.lock();
+        let client = Self::authenticate(&inner, token)?;
+        self.tick_locked(&mut inner, now)?;
+        if self.finished(&inner) {
+            return Err(Error::Finished(inner.version));
+        }
+        if u.base_version < inner.version {
+            return Err(Error::Stale {
+                got: u.base_version,
+                current: inner.version,
+            });
+        }
+        if u.base_version > inner.version {
+            return Err(Error::FutureVersion {
+                got: u.base_version,
+                current: inner.version,
+            });
+        }
+        if inner.accepted.contains_key(&client) {
+            return Err(Error::Duplicate {
+                client,
+                version: inner.version,
+            });
+        }
+        if !inner.selected.contains(&client) {
+            return Err(Error::NotSelected {
+                client,
+                version: inner.version,
+            });
+        }
+        // Durable before it counts: a crash after this line keeps the update.
+        self.store.save_update(inner.version, client, body)?;
+        inner.accepted.insert(
+            client,
+            AcceptedUpdate {
+                tensors: u.tensors,
+                num_examples: u.num_examples,
+                client_loss: u.client_loss,
+            },
+        );
+        inner.counters.updates_accepted += 1;
+        let base_version = inner.version;
+        let mut round_closed = false;
+        if inner.accepted.len() >= self.args.target_clients {
+            // The update is on disk; if aggregation fails it is retried on restart or at the
+            // deadline, so the client's submission still stands.
+            match self.close_round(&mut inner, now, "target") {
+                Ok(()) => round_closed = true,
+                Err(e) => tracing::error!("aggregation failed, will retry at the deadline: {e}"),
+            }
+        }
+        Ok(Accepted {
+            accepted: true,
+            client_id: client,
+            base_version,
+            global_version: inner.version,
+            round_closed,
+            norm: u.norm,
+        })
+    }
+
+    /// Applies the deadline rule at the current time. Returns whether a round closed.
+    pub fn tick(&self) -> Result<bool, Error> {
+        self.tick_at(now_ms())
+    }
+
+    /// [`Server::tick`] at an explicit time (milliseconds since the epoch), for tests.
+    pub fn tick_at(&self, now: u64) -> Result<bool, Error> {
+        let mut inner = self.lock();
+        self.tick_locked(&mut inner, now)
+    }
+
+    fn tick_locked(&self, inner: &mut Inner, now: u64) -> Result<bool, Error> {
+        if self.finished(inner) || now < inner.deadline_ms {
+            return Ok(false);
+        }
+        let enough = self.args.min_clients.max(self.strategy.min_updates());
+        if inner.accepted.len() >= enough {
+            self.close_round(inner, now, "deadline")?;
+            return Ok(true);
+        }
+        // Too few: keep the accepted updates, free the silent clients' slots, extend.
+        let old_selected = inner.selected.clone();
+        let old_deadline = inner.deadline_ms;
+        let accepted: BTreeSet<ClientId> = inner.accepted.keys().copied().collect();
+        inner.selected = accepted;
+        inner.deadline_ms = self.deadline_ms(now);
+        inner.counters.deadline_extensions += 1;
+        if let Err(e) = self.persist(inner) {
+            inner.selected = old_selected;
+            inner.deadline_ms = old_deadline;
+            inner.counters.deadline_extensions -= 1;
+            return Err(e.into());
+        }
+        tracing::info!(
+            version = inner.version,
+            accepted = inner.accepted.len(),
+            "deadline passed below --min-clients; round extended"
+        );
+        Ok(false)
+    }
+
+    /// Aggregates the open round, commits the next version, and opens the next round.
+    /// On error nothing changes.
+    fn close_round(&self, inner: &mut Inner, now: u64, closed_by: &str) -> Result<(), Error> {
+        let t0 = Instant::now();
+        let dp_on = self.args.noise_multiplier > 0.0;
+        let clients: Vec<ClientId> = inner.accepted.keys().copied().collect();
+        let updates: Vec<Update> = inner
+            .accepted
+            .values()
+            .map(|a| Update {
+                tensors: a.tensors.clone(),
+                // With DP noise the mean is unweighted so one client's influence is <= C/n.
+                num_examples: if dp_on { 1 } else { a.num_examples },
+            })
+            .collect();
+        let mut next = inner.clone();
+        let mut delta = self.strategy.aggregate(&updates)?;
+        let delta_norm = tensors::l2_norm(&delta);
+        let noise_std = match self.args.clip_norm {
+            Some(c) if dp_on => dp::noise_std(self.args.noise_multiplier, c, updates.len()),
+            _ => 0.0,
+        };
+        dp::add_gaussian_noise(&mut delta, noise_std, &mut next.rng);
+        self.strategy.apply(&mut next.global, &delta, &mut next.opt);
+        if next.global.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(Error::Corrupt(
+                "the aggregated model is not finite; round kept open".into(),
+            ));
+        }
+        let version = inner.version + 1;
+        let bytes = Self::encode_model(&self.layout, &next.global, &self.metadata, version)?;
+        let sha = tensors::sha256_hex(&bytes);
+        let epsilon_round = next.accountant.record(self.args.noise_multiplier);
+        let losses: Vec<f64> = inner
+            .accepted
+            .values()
+            .filter_map(|a| a.client_loss)
+            .collect();
+        let record = RoundRecord {
+            round: version,
+            base_version: inner.version,
+            stragglers_dropped: inner.selected.len().saturating_sub(clients.len()),
+            clients,
+            examples: inner.accepted.values().map(|a| a.num_examples).sum(),
+            closed_by: closed_by.to_string(),
+            mean_client_loss: (!losses.is_empty())
+                .then(|| losses.iter().sum::<f64>() / losses.len() as f64),
+            delta_norm,
+            noise_multiplier: self.args.noise_multiplier,
+            noise_std,
+            epsilon_round,
+            epsilon_total: next.accountant.epsilon(),
+            dp_delta: self.args.dp_delta,
+            aggregation_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            completed_unix_ms: now,
+            model_sha256: sha.clone(),
+        };
+        // Model and optimizer first, then the commit point (state.json).
+        self.store.write_model(version, &bytes)?;
+        if !next.opt.m.is_empty() {
+            self.store
+                .write_optimizer(version, &encode_opt(&self.layout, &next.opt)?)?;
+        }
+        next.version = version;
+        next.model_bytes = Arc::new(bytes);
+        next.model_sha256 = sha;
+        next.started_ms = now;
+        next.deadline_ms = self.deadline_ms(now);
+        next.selected.clear();
+        next.accepted.clear();
+        next.counters.rounds_completed += 1;
+        tracing::info!(
+            version,
+            clients = record.clients.len(),
+            closed_by,
+            "round closed in {:.1} ms",
+            record.aggregation_ms
+        );
+        next.history.push(record);
+        self.persist(&next)?;
+        *inner = next;
+        if let Err(e) = self.store.prune_updates(version) {
+            tracing::warn!("could not delete old updates: {e}");
+        }
+        Ok(())
+    }
+
+    fn dp_status(&self, inner: &Inner) -> DpStatus {
+        DpStatus {
+            clip_norm: self.args.clip_norm,
+            noise_multiplier: self.args.noise_multiplier,
+            delta: self.args.dp_delta,
+            epsilon_total: inner.accountant.epsilon(),
+            rounds: inner.accountant.rounds(),
+            accountant: "RDP of the Gaussian mechanism, no sub-sampling amplification".into(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let inner = self.lock();
+        Status {
+            global_version: inner.version,
+            round: inner.version + 1,
+            model_sha256: inner.model_sha256.clone(),
+            strategy: self.strategy.name().to_string(),
+            finished: self.finished(&inner),
+            clients: inner.tokens.len(),
+            selected: inner.selected.len(),
+            accepted: inner.accepted.len(),
+            min_clients: self.args.min_clients,
+            target_clients: self.args.target_clients,
+            selection_cap: self.args.selection_cap(),
+            deadline_unix_ms: inner.deadline_ms,
+            num_params: self.layout.num_params(),
+            dp: self.dp_status(&inner),
+        }
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let inner = self.lock();
+        Metrics {
+            counters: inner.counters.clone(),
+            history: inner.history.clone(),
+            dp: self.dp_status(&inner),
+        }
+    }
+
+    /// The current global tensors, in layout order (for tests and tools).
+    pub fn global(&self) -> Vec<Vec<f32>> {
+        self.lock().global.clone()
+    }
+}
+
+fn opt_layout(layout: &Layout) -> Layout {
+    let mut names = Vec::new();
+    let mut shapes = Vec::new();
+    for prefix in ["m.", "v."] {
+        for (n, s) in layout.names.iter().zip(&layout.shapes) {
+            names.push(format!("{prefix}{n}"));
+            shapes.push(s.clone());
+        }
+    }
+    Layout { names, shapes }
+}
+
+fn encode_opt(layout: &Layout, opt: &OptState) -> Result<Vec<u8>, Error> {
+    let ol = opt_layout(layout);
+    let values: Vec<Vec<f32>> = opt.m.iter().chain(&opt.v).cloned().collect();
+    // `serialize` wants layout order (sorted names); "m." < "v." and each half is sorted.
+    tensors::serialize(&ol, &values, &HashMap::new()).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn decode_opt(layout: &Layout, bytes: &[u8]) -> Result<OptState, Error> {
+    let file =
+        tensors::read_model(bytes).map_err(|e| Error::Corrupt(format!("optimizer state: {e}")))?;
+    if file.layout != opt_layout(layout) {
+        return Err(Error::Corrupt(
+            "optimizer state does not match the model".into(),
+        ));
+    }
+    let n = layout.names.len();
+    let mut values = file.values;
+    let v = values.split_off(n);
+    Ok(OptState { m: values, v })
+}

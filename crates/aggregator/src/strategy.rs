@@ -1,0 +1,377 @@
+//! Aggregation strategies as pure functions behind the [`Strategy`] trait.
+//!
+//! Split as in Flower: [`Strategy::client_config`] is what the server tells clients before a round
+//! (FedProx's `mu`), [`Strategy::aggregate`] combines the round's deltas into one delta (pure), and
+//! [`Strategy::apply`] moves the global model by that delta (server optimizer; its state is passed
+//! in explicitly so it can be persisted). Vectors are flat `f32` per tensor, in layout order;
+//! sums are accumulated in `f64`.
+
+use serde::{Deserialize, Serialize};
+
+/// One client's delta (`local - global`) and its weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub tensors: Vec<Vec<f32>>,
+    pub num_examples: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StrategyError {
+    #[error("{strategy} needs at least {need} updates, got {got}")]
+    TooFew {
+        strategy: &'static str,
+        need: usize,
+        got: usize,
+    },
+    #[error("updates do not have the same tensor layout")]
+    Mismatch,
+}
+
+/// Server-optimizer state of FedAdam / FedYogi: first and second moments per tensor.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OptState {
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+}
+
+/// Client-side settings a strategy asks for (sent in the round config).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct ClientSettings {
+    /// FedProx proximal term: clients add `mu/2 * ||w - w_global||^2` to their loss. 0 = off.
+    pub prox_mu: f64,
+}
+
+pub trait Strategy: Send + Sync {
+    /// Name as given on the command line.
+    fn name(&self) -> &'static str;
+    /// Fewest updates [`Strategy::aggregate`] can combine.
+    fn min_updates(&self) -> usize {
+        1
+    }
+    /// Settings the clients must apply during local training.
+    fn client_config(&self) -> ClientSettings {
+        ClientSettings::default()
+    }
+    /// Combines the round's deltas into one delta. Pure.
+    fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError>;
+    /// Moves `global` by the aggregated `delta`. Default: `x += server_lr * delta`.
+    fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], opt: &mut OptState);
+}
+
+fn check(updates: &[Update], strategy: &'static str, need: usize) -> Result<(), StrategyError> {
+    if updates.len() < need.max(1) {
+        return Err(StrategyError::TooFew {
+            strategy,
+            need: need.max(1),
+            got: updates.len(),
+        });
+    }
+    let first = &updates[0].tensors;
+    let same = updates.iter().all(|u| {
+        u.tensors.len() == first.len()
+            && u.tensors.iter().zip(first).all(|(a, b)| a.len() == b.len())
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(StrategyError::Mismatch)
+    }
+}
+
+/// Maps every coordinate's column of client values through `f` (the coordinate-wise rules).
+fn per_coordinate(updates: &[Update], mut f: impl FnMut(&mut [f32]) -> f32) -> Vec<Vec<f32>> {
+    let mut column = vec![0.0f32; updates.len()];
+    (0..updates[0].tensors.len())
+        .map(|t| {
+            (0..updates[0].tensors[t].len())
+                .map(|i| {
+                    for (c, u) in column.iter_mut().zip(updates) {
+                        *c = u.tensors[t][i];
+                    }
+                    f(&mut column)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// FedAvg: the mean of the deltas weighted by `num_examples` (McMahan et al. 2017).
+pub fn fedavg(updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+    check(updates, "fedavg", 1)?;
+    let total: f64 = updates.iter().map(|u| u.num_examples as f64).sum();
+    let mut acc: Vec<Vec<f64>> = updates[0]
+        .tensors
+        .iter()
+        .map(|t| vec![0.0; t.len()])
+        .collect();
+    for u in updates {
+        let w = u.num_examples as f64 / total;
+        for (a, t) in acc.iter_mut().zip(&u.tensors) {
+            for (x, &y) in a.iter_mut().zip(t) {
+                *x += w * f64::from(y);
+            }
+        }
+    }
+    Ok(acc
+        .into_iter()
+        .map(|a| a.into_iter().map(|x| x as f32).collect())
+        .collect())
+}
+
+/// Coordinate-wise median (mean of the two middle values for an even count). Unweighted.
+pub fn coordinate_median(updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+    check(updates, "median", 1)?;
+    Ok(per_coordinate(updates, |col| {
+        col.sort_unstable_by(f32::total_cmp);
+        let n = col.len();
+        if n % 2 == 1 {
+            col[n / 2]
+        } else {
+            ((f64::from(col[n / 2 - 1]) + f64::from(col[n / 2])) / 2.0) as f32
+        }
+    }))
+}
+
+/// How many values trimmed mean drops at each end: `floor(beta * n)`.
+pub fn trim_count(n: usize, beta: f64) -> usize {
+    (beta * n as f64).floor() as usize
+}
+
+/// Coordinate-wise trimmed mean: per coordinate, drop the `floor(beta * n)` smallest and largest
+/// values and average the rest (Yin et al. 2018). Unweighted. `beta` in `[0, 0.5)`.
+pub fn trimmed_mean(updates: &[Update], beta: f64) -> Result<Vec<Vec<f32>>, StrategyError> {
+    let k = trim_count(updates.len(), beta);
+    check(updates, "trimmed-mean", 2 * k + 1)?;
+    Ok(per_coordinate(updates, |col| {
+        col.sort_unstable_by(f32::total_cmp);
+        let kept = &col[k..col.len() - k];
+        (kept.iter().map(|&v| f64::from(v)).sum::<f64>() / kept.len() as f64) as f32
+    }))
+}
+
+/// Krum (Blanchard et al. 2017) with `f` Byzantine clients: returns the delta whose summed squared
+/// distance to its `n - f - 2` nearest other deltas is smallest. Needs `n >= 2f + 3`.
+pub fn krum(updates: &[Update], f: usize) -> Result<Vec<Vec<f32>>, StrategyError> {
+    check(updates, "krum", 2 * f + 3)?;
+    let n = updates.len();
+    let mut dist = vec![vec![0.0f64; n]; n];
+    for i in 0..n {
+        for j in i + 1..n {
+            let d: f64 = updates[i]
+                .tensors
+                .iter()
+                .flatten()
+                .zip(updates[j].tensors.iter().flatten())
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum();
+            dist[i][j] = d;
+            dist[j][i] = d;
+        }
+    }
+    let neighbours = n - f - 2;
+    let score = |i: usize| {
+        let mut d: Vec<f64> = (0..n).filter(|&j| j != i).map(|j| dist[i][j]).collect();
+        d.sort_unstable_by(f64::total_cmp);
+        d[..neighbours].iter().sum::<f64>()
+    };
+    // The lowest score wins; ties go to the lowest index (deterministic).
+    let best = (0..n)
+        .map(|i| (score(i), i))
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+        .map(|(_, i)| i)
+        .expect("n >= 3");
+    Ok(updates[best].tensors.clone())
+}
+
+/// `x += eta * delta`.
+pub fn server_sgd(global: &mut [Vec<f32>], delta: &[Vec<f32>], eta: f64) {
+    for (g, d) in global.iter_mut().zip(delta) {
+        for (x, &y) in g.iter_mut().zip(d) {
+            *x = (f64::from(*x) + eta * f64::from(y)) as f32;
+        }
+    }
+}
+
+/// Hyper-parameters of the adaptive server optimizers (Reddi et al. 2021, Algorithm 2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adaptive {
+    /// Server learning rate `eta`.
+    pub eta: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Adaptivity `tau`; the second moment starts at `tau^2`.
+    pub tau: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SecondMoment {
+    Adam,
+    Yogi,
+}
+
+fn adaptive_step(
+    global: &mut [Vec<f32>],
+    delta: &[Vec<f32>],
+    opt: &mut OptState,
+    p: Adaptive,
+    kind: SecondMoment,
+) {
+    if opt.m.len() != delta.len() {
+        // First round: m = 0, v = tau^2 (the paper's initialisation; no bias correction).
+        opt.m = delta.iter().map(|d| vec![0.0; d.len()]).collect();
+        opt.v = delta
+            .iter()
+            .map(|d| vec![(p.tau * p.tau) as f32; d.len()])
+            .collect();
+    }
+    for (((g, d), m), v) in global.iter_mut().zip(delta).zip(&mut opt.m).zip(&mut opt.v) {
+        for i in 0..g.len() {
+            let dx = f64::from(d[i]);
+            let mi = p.beta1 * f64::from(m[i]) + (1.0 - p.beta1) * dx;
+            let vi_old = f64::from(v[i]);
+            let vi = match kind {
+                SecondMoment::Adam => p.beta2 * vi_old + (1.0 - p.beta2) * dx * dx,
+                SecondMoment::Yogi => {
+                    vi_old - (1.0 - p.beta2) * dx * dx * (vi_old - dx * dx).signum()
+                }
+            };
+            m[i] = mi as f32;
+            v[i] = vi as f32;
+            g[i] = (f64::from(g[i]) + p.eta * mi / (vi.sqrt() + p.tau)) as f32;
+        }
+    }
+}
+
+/// FedAdam server step: `m = b1 m + (1-b1) d; v = b2 v + (1-b2) d^2; x += eta m / (sqrt(v) + tau)`.
+pub fn fedadam_step(global: &mut [Vec<f32>], delta: &[Vec<f32>], opt: &mut OptState, p: Adaptive) {
+    adaptive_step(global, delta, opt, p, SecondMoment::Adam);
+}
+
+/// FedYogi server step: as FedAdam but `v = v - (1-b2) d^2 sign(v - d^2)`.
+pub fn fedyogi_step(global: &mut [Vec<f32>], delta: &[Vec<f32>], opt: &mut OptState, p: Adaptive) {
+    adaptive_step(global, delta, opt, p, SecondMoment::Yogi);
+}
+
+/// FedAvg: weighted mean, `x += server_lr * mean`.
+pub struct FedAvg {
+    pub server_lr: f64,
+}
+
+/// FedProx (Li et al. 2020): clients add a proximal term `mu`; the server side is FedAvg.
+pub struct FedProx {
+    pub mu: f64,
+    pub server_lr: f64,
+}
+
+/// FedAdam: FedAvg's mean fed to an Adam server optimizer.
+pub struct FedAdam(pub Adaptive);
+
+/// FedYogi: FedAvg's mean fed to a Yogi server optimizer.
+pub struct FedYogi(pub Adaptive);
+
+/// Coordinate-wise median, `x += server_lr * median`.
+pub struct Median {
+    pub server_lr: f64,
+}
+
+/// Coordinate-wise trimmed mean with fraction `beta` cut at each end.
+pub struct TrimmedMean {
+    pub beta: f64,
+    pub server_lr: f64,
+}
+
+/// Krum tolerating `f` Byzantine clients.
+pub struct Krum {
+    pub f: usize,
+    pub server_lr: f64,
+}
+
+impl Strategy for FedAvg {
+    fn name(&self) -> &'static str {
+        "fedavg"
+    }
+    fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+        fedavg(updates)
+    }
+    fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], _: &mut OptState) {
+        server_sgd(global, delta, self.server_lr);
+    }
+}
+
+impl Strategy for FedProx {
+    fn name(&self) -> &'static str {
+        "fedprox"
+    }
+    fn client_config(&self) -> ClientSettings {
+        ClientSettings { prox_mu: self.mu }
+    }
+    fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+        fedavg(updates)
+    }
+    fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], _: &mut OptState) {
+        server_sgd(global, delta, self.server_lr);
+    }
+}
+
+impl Strategy for FedAdam {
+    fn name(&self) -> &'static str {
+        "fedadam"
+    }
+    fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+        fedavg(updates)
+    }
+    fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], opt: &mut OptState) {
+        fedadam_step(global, delta, opt, self.0);
+    }
+}
+
+impl Strategy for FedYogi {
+    fn name(&self) -> &'static str {
+        "fedyogi"
+    }
+    fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+        fedavg(updates)
+    }
+    fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], opt: &mut OptState) {
+        fedyogi_step(global, delta, opt, self.0);
+    }
+}
+
+impl Strategy for Median {
+    fn name(&self) -> &'static str {
+        "median"
+    }
+    fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+        coordinate_median(updates)
+    }
+    fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], _: &mut OptState) {
+        server_sgd(global, delta, self.server_lr);
+    }
+}
+
+impl Strategy for TrimmedMean {
+    fn name(&self) -> &'static str {
+        "trimmed-mean"
+    }
+    fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+        trimmed_mean(updates, self.beta)
+    }
+    fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], _: &mut OptState) {
+        server_sgd(global, delta, self.server_lr);
+    }
+}
+
+impl Strategy for Krum {
+    fn name(&self) -> &'static str {
+        "krum"
+    }
+    fn min_updates(&self) -> usize {
+        2 * self.f + 3
+    }
+    fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
+        krum(updates, self.f)
+    }
+    fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], _: &mut OptState) {
+        server_sgd(global, delta, self.server_lr);
+    }
+}

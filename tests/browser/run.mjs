@@ -1,0 +1,224 @@
+// Real-browser tests of the web app and the JS library: Debian's Chromium, driven by
+// playwright-core, against `dist/` (trunk's build) served on 127.0.0.1 by this script.
+//
+// The whole suite runs twice: with WebGPU (Chromium's software SwiftShader adapter, enabled by
+// --enable-unsafe-webgpu) and without it (no adapter: the CPU fallback). Browser results are
+// compared with the native CLI's on the same input.
+//
+// Env: WEBSR_DIST (default dist), WEBSR_BIN (native websr CLI, required), CHROMIUM
+// (default /usr/bin/chromium), WEBSR_MODES (default "webgpu,cpu").
+// Prints cargo's "test result:" line so scripts/test.sh sums it with the Rust tests.
+import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { decodePng, psnr, syntheticPng } from './png.mjs';
+import { serve } from '../../scripts/static-server.mjs';
+
+const DIST = path.resolve(process.env.WEBSR_DIST || 'dist');
+const BIN = process.env.WEBSR_BIN;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const MODES = (process.env.WEBSR_MODES || 'webgpu,cpu').split(',');
+const LONG = 600_000; // SwiftShader and single-threaded wasm are slow; compile times vary.
+
+if (!BIN || !fs.existsSync(BIN)) throw new Error(`WEBSR_BIN must point at the native websr CLI (got ${BIN})`);
+if (!fs.existsSync(path.join(DIST, 'index.html'))) throw new Error(`${DIST}/index.html missing: build the app first`);
+
+// The flags that give headless Chromium a WebGPU adapter without a GPU (SwiftShader).
+export const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'websr-browser-'));
+
+/** The native CLI's result for the same PNG bytes. */
+function nativeUpscale(name, png, model) {
+  const input = path.join(tmp, `${name}.png`);
+  const output = path.join(tmp, `${name}-${model}-native.png`);
+  fs.writeFileSync(input, png);
+  if (!fs.existsSync(output)) execFileSync(BIN, ['upscale', input, '-o', output, '--model', model], { stdio: 'pipe' });
+  return decodePng(fs.readFileSync(output));
+}
+
+async function upload(page, name, buffer, mimeType = 'image/png') {
+  const before = await page.locator('li[data-testid=item]').count();
+  await page.setInputFiles('[data-testid=file]', { name, mimeType, buffer });
+  return page.locator('li[data-testid=item]').nth(before);
+}
+
+async function waitStatus(item, statuses) {
+  const sel = statuses.map((s) => `[data-status="${s}"]`).join(',');
+  await item.page().waitForFunction(
+    ([el, sel]) => el.matches(sel), [await item.elementHandle(), sel], { timeout: LONG, polling: 100 });
+  return item.getAttribute('data-status');
+}
+
+/** The PNG the app offers for download, as bytes. */
+async function downloadedPng(item) {
+  const href = await item.locator('[data-testid=download]').getAttribute('href');
+  const b64 = await item.page().evaluate(async (url) => {
+    const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    let s = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(s);
+  }, href);
+  return Buffer.from(b64, 'base64');
+}
+
+async function openApp(browser, base, query = '') {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
+  await page.goto(`${base}/${query}`);
+  await page.waitForFunction(() => /ready/.test(document.querySelector('[data-testid=model-status]')?.textContent),
+    null, { timeout: LONG });
+  return page;
+}
+
+const results = [];
+async function test(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push(true);
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push(false);
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+  }
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+const server = await serve(DIST);
+const base = `http://127.0.0.1:${server.address().port}`;
+try {
+  for (const mode of MODES) {
+    const userDataDir = fs.mkdtempSync(path.join(tmp, `profile-${mode}-`));
+    const context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [...CHROMIUM_ARGS, ...(mode === 'webgpu' ? WEBGPU_ARGS : [])],
+    });
+    const browser = { newPage: () => context.newPage() };
+    const t = (name, fn) => test(`[${mode}] ${name}`, fn);
+    let page;
+
+    await t('the app starts on the expected backend and says why', async () => {
+      page = await openApp(browser, base);
+      const backend = await page.getAttribute('[data-testid=backend]', 'data-backend');
+      assert(backend === mode, `backend ${backend}, expected ${mode}`);
+      const note = await page.textContent('[data-testid=backend-note]');
+      const title = await page.getAttribute('[data-testid=backend]', 'title');
+      console.log(`     ${await page.textContent('[data-testid=backend]')}: ${title}`);
+      assert(Number(await page.getAttribute('[data-testid=backend]', 'data-auto-tile')) >= 16, 'an automatic tile size');
+      if (mode === 'cpu') assert(/WebGPU/.test(note), `CPU fallback must say why, got "${note}"`);
+      const cached = await page.getAttribute('[data-testid=model-status]', 'data-from-cache');
+      assert(cached === 'false', 'first visit downloads the model');
+    });
+
+    await t('an uploaded image comes back x4 and matches the native CLI (PSNR >= 45 dB)', async () => {
+      const png = syntheticPng(64, 48, { seed: 7 });
+      const item = await upload(page, 'photo.png', png);
+      assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
+      const out = decodePng(await downloadedPng(item));
+      assert(out.width === 256 && out.height === 192, `size ${out.width}x${out.height}`);
+      const p = psnr(out, nativeUpscale('photo', png, 'wavelr-x4'));
+      console.log(`     browser vs native: ${p.toFixed(2)} dB`);
+      assert(p >= 45, `PSNR ${p.toFixed(2)} dB < 45`);
+      assert(await page.isVisible('[data-testid=viewer]'), 'the compare view opens');
+    });
+
+    await t('alpha survives and matches the native CLI', async () => {
+      const png = syntheticPng(40, 30, { alpha: true, seed: 3 });
+      const item = await upload(page, 'logo.png', png);
+      assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
+      const out = decodePng(await downloadedPng(item));
+      const native = nativeUpscale('logo', png, 'wavelr-x4');
+      assert(out.channels === 4, 'output keeps an alpha channel');
+      const pa = psnr(out, native, [3]);
+      const prgb = psnr(out, native);
+      assert(pa >= 45 && prgb >= 45, `alpha ${pa.toFixed(2)} dB, rgb ${prgb.toFixed(2)} dB`);
+    });
+
+    await t('a non-image file gets a clear message and the app keeps working', async () => {
+      const bad = await upload(page, 'notes.txt', Buffer.from('this is not an image\n'), 'text/plain');
+      assert((await waitStatus(bad, ['done', 'error'])) === 'error', 'a text file must fail');
+      const msg = await page.textContent('[data-testid=message]');
+      assert(/not an image/.test(msg), `message: "${msg}"`);
+      const good = await upload(page, 'after.png', syntheticPng(24, 20, { seed: 9 }));
+      assert((await waitStatus(good, ['done', 'error'])) === 'done', 'next image works');
+    });
+
+    await t('a large image goes through tiling and still matches the native CLI', async () => {
+      const tiled = await openApp(browser, base, '?tile=48');
+      const png = syntheticPng(160, 120, { seed: 11 });
+      const item = await upload(tiled, 'large.png', png);
+      assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
+      const tiles = Number(await item.getAttribute('data-total'));
+      assert(tiles >= 6, `expected at least 6 tiles, got ${tiles}`);
+      const out = decodePng(await downloadedPng(item));
+      const p = psnr(out, nativeUpscale('large', png, 'wavelr-x4'));
+      console.log(`     ${tiles} tiles, browser vs native: ${p.toFixed(2)} dB`);
+      assert(p >= 45, `PSNR ${p.toFixed(2)} dB < 45`);
+      await tiled.close();
+    });
+
+    await t('cancel stops between tiles and the next image still works', async () => {
+      const slow = await openApp(browser, base, '?tile=16');
+      const item = await upload(slow, 'big.png', syntheticPng(192, 160, { seed: 5 }));
+      await slow.waitForFunction((el) => Number(el.dataset.done) >= 1, await item.elementHandle(), { timeout: LONG, polling: 50 });
+      await item.locator('[data-testid=cancel]').click();
+      assert((await waitStatus(item, ['cancelled', 'done', 'error'])) === 'cancelled', 'status after cancel');
+      const done = Number(await item.getAttribute('data-done'));
+      const total = Number(await item.getAttribute('data-total'));
+      assert(done < total, `cancelled after ${done}/${total} tiles`);
+      const next = await upload(slow, 'small.png', syntheticPng(20, 16, { seed: 2 }));
+      assert((await waitStatus(next, ['done', 'error'])) === 'done', 'an image after a cancel works');
+      await slow.close();
+    });
+
+    await t('the JS library upscales ImageData on its own (the README example)', async () => {
+      const r = await page.evaluate(async (mode) => {
+        const { WebSR } = await import('/websr.mjs');
+        const sr = await WebSR.create({ model: 'wavelr-x2', backend: 'auto' });
+        const data = new ImageData(20, 16);
+        for (let i = 0; i < data.data.length; i++) data.data[i] = (i * 37) % 256 | (i % 4 === 3 ? 255 : 0);
+        const steps = [];
+        const out = await sr.upscale(data, { scale: 2, onProgress: (p) => steps.push(p) });
+        let wrongScale = '';
+        try {
+          await sr.upscale(data, { scale: 4 });
+        } catch (e) {
+          wrongScale = e.name;
+        }
+        const info = sr.info;
+        sr.dispose();
+        return { w: out.imageData.width, h: out.imageData.height, type: out.png.type, steps: steps.length,
+          backend: info.backend, wrongScale, mode };
+      }, mode);
+      assert(r.w === 40 && r.h === 32 && r.type === 'image/png', JSON.stringify(r));
+      assert(r.backend === mode && r.steps >= 1 && r.wrongScale === 'ModelError', JSON.stringify(r));
+    });
+
+    await t('the second visit loads the model from the cache', async () => {
+      await page.reload();
+      await page.waitForFunction(() => /ready/.test(document.querySelector('[data-testid=model-status]')?.textContent),
+        null, { timeout: LONG });
+      const cached = await page.getAttribute('[data-testid=model-status]', 'data-from-cache');
+      assert(cached === 'true', `data-from-cache=${cached}`);
+    });
+
+    await context.close();
+  }
+} finally {
+  server.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+const passed = results.filter(Boolean).length;
+const failed = results.length - passed;
+console.log(`test result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed; (browser suite)`);
+process.exit(failed ? 1 : 0);

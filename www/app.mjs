@@ -1,0 +1,293 @@
+// The websr web app: a queue of images upscaled one after another by the WebSR library.
+import { WebSR, loadManifest } from './websr.mjs';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const state = {
+  sr: null,
+  manifest: null,
+  queue: [],
+  running: false,
+  loading: null, // the Promise of the model being loaded
+  selected: null,
+};
+
+function showMessage(text, kind = 'error') {
+  const box = $('message');
+  box.textContent = text;
+  box.className = `message ${kind}`;
+  box.hidden = !text;
+}
+
+// What a person should read for each kind of failure.
+function explain(err, file) {
+  switch (err?.name) {
+    case 'DecodeError':
+      return `${file?.name ?? 'This file'} is not an image websr can read. Try PNG, JPEG, WebP, BMP, GIF or AVIF.`;
+    case 'TooLargeError':
+      return `${file?.name ?? 'This image'} is too large for this device: ${err.message}`;
+    case 'DeviceError':
+      return `The GPU stopped working (${err.message}). websr restarts its runtime; please try again.`;
+    case 'ModelError':
+    case 'WeightsError':
+      return `The model could not be loaded: ${err.message}`;
+    default:
+      return err?.message ?? String(err);
+  }
+}
+
+const scale = () => Number(document.querySelector('input[name=scale]:checked').value);
+
+function fillModels() {
+  const select = $('model');
+  const s = scale();
+  const models = state.manifest.models.filter((m) => m.scale === s);
+  // The fast WaveLR models first: they are the defaults.
+  models.sort((a, b) => (b.arch === 'wavelr') - (a.arch === 'wavelr') || a.name.localeCompare(b.name));
+  select.replaceChildren(...models.map((m) => {
+    const o = document.createElement('option');
+    o.value = m.name;
+    o.textContent = `${m.name} (Set5 ${m.set5[0].toFixed(2)} dB)`;
+    return o;
+  }));
+  const wanted = params.get('model');
+  if (wanted && models.some((m) => m.name === wanted)) select.value = wanted;
+}
+
+async function loadSelectedModel() {
+  const name = $('model').value;
+  const status = $('model-status');
+  const load = async () => {
+    status.textContent = `loading ${name}…`;
+    const onDownloadProgress = ({ loaded, total, fromCache }) => {
+      status.textContent = fromCache
+        ? `${name} from cache`
+        : `downloading ${name}: ${total ? Math.round((100 * loaded) / total) + '%' : (loaded / 1e6).toFixed(1) + ' MB'}`;
+    };
+    if (!state.sr) {
+      state.sr = await WebSR.create({ model: name, backend: params.get('backend') || 'auto', onDownloadProgress });
+    } else {
+      await state.sr.loadModel(name);
+    }
+    const info = state.sr.info;
+    status.textContent = `${info.model} ready${info.fromCache ? ' (from cache)' : ''}`;
+    status.dataset.fromCache = String(info.fromCache);
+    const badge = $('backend');
+    badge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : 'CPU (wasm)';
+    badge.dataset.backend = info.backend;
+    badge.dataset.autoTile = String(info.autoTile);
+    badge.title = `tiles of ${info.autoTile}x${info.autoTile} input pixels (largest buffer ${(info.maxBufferBytes / 2 ** 20).toFixed(0)} MiB)`;
+    $('backend-note').textContent = info.note;
+  };
+  state.loading = load().catch((e) => {
+    status.textContent = 'model not loaded';
+    showMessage(explain(e));
+    throw e;
+  });
+  return state.loading;
+}
+
+function addFiles(files) {
+  for (const file of files) {
+    const item = { file, status: 'waiting', done: 0, total: 0, el: null, controller: null };
+    state.queue.push(item);
+    render(item);
+  }
+  runQueue();
+}
+
+function render(item) {
+  if (!item.el) {
+    const li = document.createElement('li');
+    li.dataset.testid = 'item';
+    li.innerHTML = `<span class="name"></span><progress max="1" value="0"></progress>
+      <span class="status"></span><span class="actions"></span>`;
+    li.querySelector('.name').textContent = item.file.name || 'pasted image';
+    $('queue').append(li);
+    item.el = li;
+  }
+  const li = item.el;
+  li.dataset.status = item.status;
+  li.dataset.done = String(item.done);
+  li.dataset.total = String(item.total);
+  li.querySelector('progress').value = item.total ? item.done / item.total : item.status === 'done' ? 1 : 0;
+  const status = li.querySelector('.status');
+  const actions = li.querySelector('.actions');
+  actions.replaceChildren();
+  const button = (label, testid, onClick) => {
+    const b = document.createElement('button');
+    b.textContent = label;
+    b.dataset.testid = testid;
+    b.onclick = onClick;
+    actions.append(b);
+  };
+  switch (item.status) {
+    case 'waiting':
+      status.textContent = 'waiting';
+      button('Remove', 'remove', () => {
+        item.status = 'cancelled';
+        render(item);
+      });
+      break;
+    case 'running':
+      status.textContent = item.total ? `tile ${item.done}/${item.total}` : 'decoding…';
+      button('Cancel', 'cancel', () => item.controller.abort());
+      break;
+    case 'done': {
+      const r = item.result;
+      status.textContent = `${r.width}×${r.height} in ${(r.ms / 1000).toFixed(2)} s`;
+      status.dataset.ms = String(Math.round(r.ms));
+      const a = document.createElement('a');
+      a.href = item.url;
+      a.download = `${(item.file.name || 'image').replace(/\.[^.]+$/, '')}-websr-x${item.scale}.png`;
+      a.textContent = 'Download PNG';
+      a.dataset.testid = 'download';
+      a.dataset.width = String(r.width);
+      a.dataset.height = String(r.height);
+      actions.append(a);
+      button('Compare', 'compare', () => showViewer(item));
+      break;
+    }
+    case 'cancelled':
+      status.textContent = 'cancelled';
+      break;
+    case 'error':
+      status.textContent = item.error;
+      break;
+  }
+}
+
+async function runQueue() {
+  if (state.running) return;
+  state.running = true;
+  try {
+    for (;;) {
+      const item = state.queue.find((i) => i.status === 'waiting');
+      if (!item) break;
+      await process(item);
+    }
+  } finally {
+    state.running = false;
+  }
+}
+
+async function process(item) {
+  item.status = 'running';
+  item.controller = new AbortController();
+  render(item);
+  try {
+    await state.loading;
+    item.scale = state.sr.info.scale;
+    const result = await state.sr.upscale(item.file, {
+      scale: scale(),
+      tta: $('tta').checked,
+      tileSize: params.get('tile') ? Number(params.get('tile')) : 'auto',
+      signal: item.controller.signal,
+      onProgress: ({ done, total }) => {
+        item.done = done;
+        item.total = total;
+        render(item);
+      },
+    });
+    item.result = result;
+    item.url = URL.createObjectURL(result.png);
+    item.status = 'done';
+    render(item);
+    showMessage('');
+    showViewer(item);
+  } catch (e) {
+    if (e.name === 'AbortError') {
+      item.status = 'cancelled';
+    } else {
+      item.status = 'error';
+      item.error = explain(e, item.file);
+      showMessage(item.error);
+    }
+    render(item);
+  }
+}
+
+function showViewer(item) {
+  state.selected = item;
+  const { imageData } = item.result;
+  const canvas = $('after');
+  canvas.width = imageData.width;
+  canvas.height = imageData.height;
+  canvas.getContext('2d').putImageData(imageData, 0, 0);
+  const before = $('before');
+  URL.revokeObjectURL(before.src);
+  before.src = URL.createObjectURL(item.file);
+  $('viewer-title').textContent = item.file.name || 'pasted image';
+  $('viewer').hidden = false;
+  applyZoom();
+}
+
+function applyZoom() {
+  const item = state.selected;
+  if (!item) return;
+  const { width, height } = item.result;
+  const z = $('zoom').value;
+  const frame = $('frame');
+  frame.classList.toggle('fit', z === 'fit');
+  frame.style.width = z === 'fit' ? '' : `${width * Number(z) / devicePixelRatio}px`;
+  frame.style.aspectRatio = `${width} / ${height}`;
+}
+
+function applySplit() {
+  $('before-clip').style.clipPath = `inset(0 ${100 - Number($('split').value)}% 0 0)`;
+}
+
+async function main() {
+  $('version').textContent = '';
+  try {
+    state.manifest = await loadManifest(new URL('./models/', location.href).href);
+  } catch (e) {
+    showMessage(explain(e));
+    return;
+  }
+  fillModels();
+  const wantedScale = params.get('scale');
+  if (wantedScale) {
+    const radio = document.querySelector(`input[name=scale][value="${wantedScale}"]`);
+    if (radio) {
+      radio.checked = true;
+      fillModels();
+    }
+  }
+  loadSelectedModel().catch(() => {});
+
+  for (const radio of document.querySelectorAll('input[name=scale]')) {
+    radio.onchange = () => {
+      fillModels();
+      loadSelectedModel().catch(() => {});
+    };
+  }
+  $('model').onchange = () => loadSelectedModel().catch(() => {});
+  $('file').onchange = (e) => {
+    addFiles([...e.target.files]);
+    e.target.value = '';
+  };
+  const drop = $('drop');
+  drop.ondragover = (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  };
+  drop.ondragleave = () => drop.classList.remove('over');
+  drop.ondrop = (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    addFiles([...e.dataTransfer.files]);
+  };
+  drop.onkeydown = (e) => {
+    if (e.key === 'Enter' || e.key === ' ') $('file').click();
+  };
+  document.addEventListener('paste', (e) => {
+    const files = [...e.clipboardData.files];
+    if (files.length) addFiles(files);
+  });
+  $('zoom').onchange = applyZoom;
+  $('split').oninput = applySplit;
+  applySplit();
+}
+
+main();

@@ -1,0 +1,134 @@
+// The websr Web Worker: owns the wasm runtime, the compute device and the loaded model.
+// Protocol (all messages carry an `id`):
+//   page -> worker  {type:'load', weights:ArrayBuffer, backend}      -> {type:'result', value:info}
+//                   {type:'upscale', input, tile, tta}               -> {type:'progress', done, total}*
+//                                                                     -> {type:'result', value:{width,height,rgba,png,tiles}}
+//                   {type:'cancel', id}  (stops that upscale between tiles)
+//   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
+import init, { Engine, Image } from './websr.js';
+
+const ready = init();
+let engine = null;
+const cancelled = new Set();
+let queue = Promise.resolve(); // one job at a time: the device is shared
+
+let adapterName = '';
+
+// Why WebGPU is not used, or '' when it is available. Checked here so the CPU fallback can say so.
+async function webgpuProblem() {
+  if (!('gpu' in navigator)) return 'this browser has no WebGPU (navigator.gpu is missing)';
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return 'no WebGPU adapter is available on this device';
+    const info = adapter.info || {};
+    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
+    adapterName = `${name || 'GPU'}${info.isFallbackAdapter ? ' (software)' : ''}`;
+    return '';
+  } catch (e) {
+    return `WebGPU adapter request failed: ${e.message}`;
+  }
+}
+
+async function load({ weights, backend }) {
+  await ready;
+  let note = '';
+  let use = backend;
+  if (backend === 'auto' || backend === 'webgpu') {
+    const problem = await webgpuProblem();
+    if (problem && backend === 'webgpu') throw Object.assign(new Error(problem), { name: 'DeviceError' });
+    if (problem) {
+      use = 'cpu';
+      note = `${problem}; running on the CPU, which is slower`;
+    }
+  }
+  engine?.free();
+  engine = null;
+  const e = await Engine.create(new Uint8Array(weights), use);
+  engine = e;
+  return {
+    backend: e.backend,
+    adapter: e.backend === 'webgpu' && adapterName ? adapterName : e.adapter,
+    note: note || (use === 'cpu' && backend === 'cpu' ? '' : e.note),
+    scale: e.scale,
+    arch: e.arch,
+    autoTile: e.autoTile,
+    maxBufferBytes: e.maxBufferBytes,
+  };
+}
+
+// Formats the Rust decoder lacks (GIF, AVIF, ...) are decoded by the browser.
+async function browserDecode(source) {
+  let bitmap;
+  try {
+    bitmap = source instanceof ImageBitmap
+      ? source
+      : await createImageBitmap(source, { imageOrientation: 'from-image', premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+  } catch {
+    throw Object.assign(new Error('This file is not an image websr can read (PNG, JPEG, WebP, BMP, GIF or AVIF expected)'), { name: 'DecodeError' });
+  }
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(bitmap, 0, 0);
+  const data = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+  bitmap.close();
+  return Image.fromRgba(new Uint8Array(data.data.buffer), data.width, data.height);
+}
+
+async function toImage(input) {
+  if (input.kind === 'rgba') return Image.fromRgba(new Uint8Array(input.rgba), input.width, input.height);
+  if (input.kind === 'bitmap') return browserDecode(input.bitmap);
+  const bytes = new Uint8Array(input.bytes);
+  try {
+    return Image.decode(bytes); // same decoder as the native CLI: identical pixels
+  } catch (e) {
+    if (e.name !== 'DecodeError') throw e;
+    return browserDecode(new Blob([bytes], { type: input.type || '' }));
+  }
+}
+
+async function upscale({ id, input, tile, tta }) {
+  if (!engine) throw Object.assign(new Error('no model loaded'), { name: 'ModelError' });
+  const image = await toImage(input);
+  let tiles = 0;
+  const afterTile = async (done, total) => {
+    tiles = total;
+    postMessage({ type: 'progress', id, done, total });
+    await new Promise((r) => setTimeout(r, 0)); // let a cancel message in
+    return !cancelled.has(id);
+  };
+  const out = await engine.upscale(image, tile, tta, afterTile);
+  const rgba = out.rgba.buffer;
+  const png = out.png.buffer;
+  const value = { width: out.width, height: out.height, rgba, png, tiles };
+  out.free();
+  engine.releaseMemory();
+  return [value, [rgba, png]];
+}
+
+self.onmessage = (event) => {
+  const msg = event.data;
+  if (msg.type === 'cancel') {
+    cancelled.add(msg.id);
+    return;
+  }
+  queue = queue.then(async () => {
+    try {
+      if (cancelled.has(msg.id)) throw Object.assign(new Error('cancelled'), { name: 'CancelledError' });
+      if (msg.type === 'load') {
+        postMessage({ type: 'result', id: msg.id, value: await load(msg) });
+      } else if (msg.type === 'upscale') {
+        const [value, transfer] = await upscale(msg);
+        postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else {
+        throw new Error(`unknown message type ${msg.type}`);
+      }
+    } catch (e) {
+      const fatal = e instanceof WebAssembly.RuntimeError;
+      const name = fatal ? 'DeviceError' : e?.name || 'WebSrError';
+      const message = fatal ? `The compute device failed and the runtime was restarted (${e.message})` : e?.message || String(e);
+      postMessage({ type: 'error', id: msg.id, error: { name, message }, fatal });
+    } finally {
+      cancelled.delete(msg.id);
+    }
+  });
+};

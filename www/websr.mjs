@@ -1,0 +1,249 @@
+// websr: wavelet super-resolution in the browser. The public JavaScript API.
+//
+//   import { WebSR } from './websr.mjs';
+//   const sr = await WebSR.create({ model: 'wavelr-x4', backend: 'auto' });
+//   const { imageData, png } = await sr.upscale(file, { scale: 4, onProgress, signal });
+//
+// Everything heavy runs in a module Web Worker (websr-worker.mjs + the wasm in websr.js /
+// websr_bg.wasm, all next to this file), so the page never freezes. Model files are fetched from
+// `modelBase` (default: ./models/ next to this file) with download progress, checked against the
+// SHA-256 in its manifest.json, and kept in the Cache API so the next visit works offline.
+
+const MODEL_CACHE = 'websr-models-v1';
+
+/** An error with a `name` the page can switch on: DecodeError, TooLargeError, DeviceError,
+ *  WeightsError, ModelError, AbortError, WebSrError. */
+export class WebSRError extends Error {
+  constructor(name, message) {
+    super(message);
+    this.name = name;
+  }
+}
+
+function errorFrom(e) {
+  if (e && e.name === 'CancelledError') return new DOMException('Upscaling was cancelled', 'AbortError');
+  return new WebSRError(e?.name || 'WebSrError', e?.message || String(e));
+}
+
+async function sha256Hex(bytes) {
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function openCache() {
+  try {
+    return globalThis.caches ? await caches.open(MODEL_CACHE) : null;
+  } catch {
+    return null; // Cache API unavailable (insecure origin, private mode): just download.
+  }
+}
+
+/** Reads a Response body, reporting {loaded, total} as it streams. */
+async function readWithProgress(response, onProgress) {
+  const total = Number(response.headers.get('content-length')) || 0;
+  if (!response.body || !onProgress) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    onProgress({ loaded, total });
+  }
+  const out = new Uint8Array(loaded);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
+
+/** The model manifest: network first (to see new models), the cached copy when offline. */
+export async function loadManifest(modelBase = defaultModelBase()) {
+  const url = new URL('manifest.json', modelBase).href;
+  const cache = await openCache();
+  try {
+    const response = await fetch(url, { cache: 'no-cache' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    if (cache) await cache.put(url, response.clone());
+    return await response.json();
+  } catch (e) {
+    const cached = cache && (await cache.match(url));
+    if (cached) return cached.json();
+    throw new WebSRError('ModelError', `Could not load the model list from ${url}: ${e.message}`);
+  }
+}
+
+/** Fetches a model's weights, verified against the manifest's SHA-256; cached for next time.
+ *  Returns { bytes, entry, fromCache }. */
+export async function fetchModel(name, { modelBase = defaultModelBase(), onProgress } = {}) {
+  const manifest = await loadManifest(modelBase);
+  const entry = manifest.models.find((m) => m.name === name);
+  if (!entry) {
+    const known = manifest.models.map((m) => m.name).join(', ');
+    throw new WebSRError('ModelError', `Unknown model "${name}" (available: ${known})`);
+  }
+  const url = new URL(entry.file, modelBase).href;
+  const cache = await openCache();
+  const cached = cache && (await cache.match(url));
+  if (cached) {
+    const bytes = new Uint8Array(await cached.arrayBuffer());
+    if ((await sha256Hex(bytes)) === entry.sha256) {
+      onProgress?.({ loaded: bytes.length, total: bytes.length, fromCache: true });
+      return { bytes, entry, fromCache: true };
+    }
+    await cache.delete(url); // stale or corrupted: download again
+  }
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new WebSRError('ModelError', `Could not download ${entry.file}: ${e.message}`);
+  }
+  if (!response.ok) throw new WebSRError('ModelError', `Could not download ${entry.file}: HTTP ${response.status}`);
+  const bytes = await readWithProgress(response, onProgress);
+  const hash = await sha256Hex(bytes);
+  if (hash !== entry.sha256) {
+    throw new WebSRError('ModelError', `${entry.file} is corrupted (SHA-256 ${hash.slice(0, 12)}…, expected ${entry.sha256.slice(0, 12)}…)`);
+  }
+  if (cache) await cache.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+  return { bytes, entry, fromCache: false };
+}
+
+function defaultModelBase() {
+  return new URL('./models/', import.meta.url).href;
+}
+
+/** Turns any accepted input into a message for the worker (and its transfer list). */
+async function toWorkerInput(input) {
+  if (input instanceof Blob) {
+    const bytes = await input.arrayBuffer();
+    return [{ kind: 'bytes', bytes, type: input.type }, [bytes]];
+  }
+  if (typeof ImageData !== 'undefined' && input instanceof ImageData) {
+    const copy = new Uint8ClampedArray(input.data);
+    return [{ kind: 'rgba', rgba: copy.buffer, width: input.width, height: input.height }, [copy.buffer]];
+  }
+  if (typeof ImageBitmap !== 'undefined' && input instanceof ImageBitmap) {
+    return [{ kind: 'bitmap', bitmap: input }, [input]];
+  }
+  throw new WebSRError('DecodeError', 'Input must be a File, Blob, ImageBitmap or ImageData');
+}
+
+export class WebSR {
+  #worker = null;
+  #nextId = 1;
+  #pending = new Map();
+  #options;
+  /** { backend, adapter, note, scale, arch, autoTile, model, fromCache } of the loaded model. */
+  info = null;
+
+  constructor(options) {
+    this.#options = options;
+  }
+
+  /** Starts the worker and loads `model` (a name from the manifest).
+   *  options: { model = 'wavelr-x4', backend = 'auto' | 'webgpu' | 'cpu', modelBase,
+   *             onDownloadProgress({loaded, total, fromCache}) } */
+  static async create(options = {}) {
+    const sr = new WebSR({ model: 'wavelr-x4', backend: 'auto', ...options });
+    await sr.loadModel(sr.#options.model);
+    return sr;
+  }
+
+  /** Switches to another model (same worker and device). */
+  async loadModel(name) {
+    const { bytes, entry, fromCache } = await fetchModel(name, {
+      modelBase: this.#options.modelBase,
+      onProgress: this.#options.onDownloadProgress,
+    });
+    const info = await this.#call({ type: 'load', weights: bytes.buffer, backend: this.#options.backend }, [bytes.buffer]);
+    this.info = { ...info, model: entry.name, fromCache };
+    this.#options.model = name;
+    return this.info;
+  }
+
+  /** Upscales a File, Blob, ImageBitmap or ImageData.
+   *  options: { scale (checked against the model), tileSize = 'auto' | number (LR pixels),
+   *             tta = false, onProgress({done, total}), signal (AbortSignal) }
+   *  Resolves to { imageData, png (Blob), width, height, ms, tiles }. */
+  async upscale(input, { scale, tileSize = 'auto', tta = false, onProgress, signal } = {}) {
+    if (scale && this.info && scale !== this.info.scale) {
+      throw new WebSRError('ModelError', `Model ${this.info.model} upscales x${this.info.scale}, not x${scale}; load a x${scale} model`);
+    }
+    signal?.throwIfAborted();
+    const [message, transfer] = await toWorkerInput(input);
+    const tile = tileSize === 'auto' ? 0 : Math.max(16, Math.floor(tileSize));
+    const t0 = performance.now();
+    const out = await this.#call({ type: 'upscale', input: message, tile, tta }, transfer, { onProgress, signal });
+    const imageData = new ImageData(new Uint8ClampedArray(out.rgba), out.width, out.height);
+    const png = new Blob([out.png], { type: 'image/png' });
+    return { imageData, png, width: out.width, height: out.height, tiles: out.tiles, ms: performance.now() - t0 };
+  }
+
+  /** Stops the worker and frees its memory. */
+  dispose() {
+    this.#worker?.terminate();
+    this.#worker = null;
+    for (const p of this.#pending.values()) p.reject(new WebSRError('WebSrError', 'disposed'));
+    this.#pending.clear();
+  }
+
+  #ensureWorker() {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(new URL('./websr-worker.mjs', import.meta.url), { type: 'module', name: 'websr' });
+    worker.onmessage = (e) => this.#onMessage(e.data);
+    worker.onerror = (e) => this.#crash(new WebSRError('DeviceError', `The websr worker crashed: ${e.message || 'unknown error'}`));
+    this.#worker = worker;
+    return worker;
+  }
+
+  // A trapped wasm instance (a panic, a lost GPU device) cannot be trusted again: fail what is in
+  // flight, drop the worker, and let the next call start a fresh one with the model reloaded.
+  #crash(error) {
+    this.#worker?.terminate();
+    this.#worker = null;
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+  }
+
+  #onMessage(msg) {
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    if (msg.type === 'progress') {
+      p.onProgress?.({ done: msg.done, total: msg.total });
+      return;
+    }
+    this.#pending.delete(msg.id);
+    p.cleanup?.();
+    if (msg.type === 'result') p.resolve(msg.value);
+    else {
+      const err = errorFrom(msg.error);
+      if (msg.fatal) this.#crash(err);
+      p.reject(err);
+    }
+  }
+
+  async #call(message, transfer = [], { onProgress, signal } = {}) {
+    if (!this.#worker && message.type === 'upscale' && this.info) {
+      // The previous worker died: bring the model back before running.
+      const { bytes } = await fetchModel(this.#options.model, { modelBase: this.#options.modelBase });
+      await this.#call({ type: 'load', weights: bytes.buffer, backend: this.#options.backend }, [bytes.buffer]);
+    }
+    const worker = this.#ensureWorker();
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const entry = { resolve, reject, onProgress };
+      if (signal) {
+        const abort = () => worker.postMessage({ type: 'cancel', id });
+        signal.addEventListener('abort', abort, { once: true });
+        entry.cleanup = () => signal.removeEventListener('abort', abort);
+      }
+      this.#pending.set(id, entry);
+      worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+}
