@@ -152,6 +152,16 @@ try {
       assert((await waitStatus(good, ['done', 'error'])) === 'done', 'next image works');
     });
 
+    await t('an image whose result would not fit in memory is refused with a clear message', async () => {
+      // 2000x1500 at x4 is 48 MP, above the runtime's 32 MP output limit.
+      const item = await upload(page, 'huge.png', syntheticPng(2000, 1500, { seed: 13 }));
+      assert((await waitStatus(item, ['done', 'error'])) === 'error', 'a 48 MP result must be refused');
+      const msg = await page.textContent('[data-testid=message]');
+      assert(/too large for this device/.test(msg) && /8000x6000/.test(msg), `message: "${msg}"`);
+      const next = await upload(page, 'fine.png', syntheticPng(16, 16, { seed: 4 }));
+      assert((await waitStatus(next, ['done', 'error'])) === 'done', 'the next image works');
+    });
+
     await t('a large image goes through tiling and still matches the native CLI', async () => {
       const tiled = await openApp(browser, base, '?tile=48');
       const png = syntheticPng(160, 120, { seed: 11 });
