@@ -199,9 +199,13 @@ pub fn to_dynamic(pic: &Picture) -> DynamicImage {
 
 /// Encodes as lossless PNG.
 pub fn encode_png(pic: &Picture) -> Result<Vec<u8>> {
+    encode_png_image(&to_dynamic(pic))
+}
+
+/// Encodes an already quantised image as lossless PNG.
+pub fn encode_png_image(img: &DynamicImage) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    to_dynamic(pic)
-        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+    img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
         .map_err(|e| WebSrError::Encode(e.to_string()))?;
     Ok(out)
 }

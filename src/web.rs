@@ -11,7 +11,7 @@
 //! message a person can act on.
 
 use crate::error::WebSrError;
-use crate::image::{decode, encode_png, to_dynamic, Picture, Planar};
+use crate::image::{decode, encode_png_image, to_dynamic, Picture, Planar};
 use crate::models::SrModel;
 use crate::tiling::tile_for_buffer_limit;
 use crate::upscale::{finish_picture, upscale_rgb_async, UpscaleOptions};
@@ -349,11 +349,16 @@ impl Engine {
                 }
             };
             let out = finish_picture(rgb, &pic, model.scale());
-            let png = encode_png(&out).map_err(|e| js_error(&e))?;
+            let (width, height) = (out.width() as u32, out.height() as u32);
+            // Quantise once (the PNG and the RGBA pixels are the same 8-bit image), and free the
+            // float picture before encoding: at 32 MP it alone is 512 MiB of the wasm heap.
+            let quantised = to_dynamic(&out);
+            drop((out, pic));
+            let png = encode_png_image(&quantised).map_err(|e| js_error(&e))?;
             Ok(Upscaled {
-                width: out.width() as u32,
-                height: out.height() as u32,
-                rgba: to_dynamic(&out).to_rgba8().into_raw(),
+                width,
+                height,
+                rgba: quantised.into_rgba8().into_raw(),
                 png,
             }
             .into())

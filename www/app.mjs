@@ -238,7 +238,6 @@ function applySplit() {
 }
 
 async function main() {
-  $('version').textContent = '';
   try {
     state.manifest = await loadManifest(new URL('./models/', location.href).href);
   } catch (e) {
