@@ -25,6 +25,7 @@ use crate::error::{Result, WebSrError};
 use crate::image::Planar;
 use crate::models::SrModel;
 use crate::resize::degrade_bicubic;
+use crate::upscale::read_f32_async;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -153,13 +154,7 @@ pub async fn score_patches_async(
             }
             let input =
                 Tensor::<4>::from_data(TensorData::new(lr_data, [chunk.len(), 3, lh, lw]), device);
-            let out = model
-                .forward(input)
-                .into_data_async()
-                .await
-                .map_err(|e| WebSrError::Device(format!("{e:?}")))?
-                .try_into_vec::<f32>()
-                .map_err(|e| WebSrError::Invalid(format!("model output is not f32: {e:?}")))?;
+            let out = read_f32_async(model.forward(input)).await?;
             let per = 3 * hh * ww;
             if out.len() != per * chunk.len() {
                 return Err(WebSrError::Invalid(format!(

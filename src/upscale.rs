@@ -41,14 +41,6 @@ fn to_tensor(lr: &Planar, device: &Device) -> Tensor<4> {
     )
 }
 
-fn to_planar(dims: [usize; 4], data: TensorData) -> Result<Planar> {
-    let [_, c, h, w] = dims;
-    let data = data
-        .try_into_vec::<f32>()
-        .map_err(|e| WebSrError::Invalid(format!("model output is not f32: {e:?}")))?;
-    Ok(Planar::new(c, h, w, data))
-}
-
 /// Runs the model on one RGB image that fits in memory (no tiling), synchronously.
 pub fn run_model(model: &SrModel, lr: &Planar, device: &Device) -> Planar {
     pollster::block_on(run_model_async(model, lr, device)).expect("model output readback")
@@ -58,12 +50,19 @@ pub fn run_model(model: &SrModel, lr: &Planar, device: &Device) -> Planar {
 /// WebGPU buffer in the browser.
 pub async fn run_model_async(model: &SrModel, lr: &Planar, device: &Device) -> Result<Planar> {
     let out = model.forward(to_tensor(lr, device));
-    let dims = out.dims();
-    let data = out
+    let [_, c, h, w] = out.dims();
+    Ok(Planar::new(c, h, w, read_f32_async(out).await?))
+}
+
+/// Reads a tensor's values back as `f32`, awaiting the device (the only way to read a WebGPU
+/// buffer in the browser).
+pub async fn read_f32_async<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    tensor
         .into_data_async()
         .await
-        .map_err(|e| WebSrError::Device(format!("{e:?}")))?;
-    to_planar(dims, data)
+        .map_err(|e| WebSrError::Device(format!("{e:?}")))?
+        .try_into_vec::<f32>()
+        .map_err(|e| WebSrError::Invalid(format!("model output is not f32: {e:?}")))
 }
 
 /// Runs the model on one tile, optionally as the mean over the 8 dihedral transforms.

@@ -11,7 +11,7 @@
 //! message a person can act on.
 
 use crate::error::WebSrError;
-use crate::image::{decode, encode_png_image, to_dynamic, Picture, Planar};
+use crate::image::{decode, encode_png_image, from_dynamic, to_dynamic, Picture};
 use crate::models::SrModel;
 use crate::tiling::tile_for_buffer_limit;
 use crate::upscale::{finish_picture, upscale_rgb_async, UpscaleOptions};
@@ -131,22 +131,13 @@ impl Image {
                 rgba.len()
             ))));
         }
-        let n = w * h;
-        let mut rgb = vec![0.0f32; 3 * n];
-        let mut alpha = vec![0.0f32; n];
-        for (i, px) in rgba.chunks_exact(4).enumerate() {
-            for c in 0..3 {
-                rgb[c * n + i] = f32::from(px[c]) / 255.0;
-            }
-            alpha[i] = f32::from(px[3]) / 255.0;
+        let img =
+            image::RgbaImage::from_raw(width, height, rgba.to_vec()).expect("length checked above");
+        let mut picture = from_dynamic(&image::DynamicImage::ImageRgba8(img));
+        if rgba.chunks_exact(4).all(|px| px[3] == 255) {
+            picture.alpha = None; // opaque: the result needs no alpha channel either
         }
-        let opaque = rgba.chunks_exact(4).all(|px| px[3] == 255);
-        Ok(Image {
-            picture: Picture {
-                rgb: Planar::new(3, h, w, rgb),
-                alpha: (!opaque).then(|| Planar::new(1, h, w, alpha)),
-            },
-        })
+        Ok(Image { picture })
     }
 
     #[wasm_bindgen(getter)]
