@@ -6,11 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-wasm_features=(--target wasm32-unknown-unknown --no-default-features --features flex,wgpu)
+wasm_features=(--target wasm32-unknown-unknown --no-default-features --features flex,wgpu,train)
 
 scripts/web-tools.sh
 cargo fmt --all -- --check
-node --check www/websr.mjs && node --check www/websr-worker.mjs && node --check www/app.mjs
+for js in www/*.mjs tests/browser/*.mjs scripts/*.mjs; do node --check "$js"; done
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --lib "${wasm_features[@]}" -- -D warnings
 
@@ -20,6 +20,8 @@ cargo test --workspace --features websr/wgpu 2>&1 | tee "$log"
 
 scripts/web-build.sh
 WEBSR_BIN="$CARGO_TARGET_DIR/debug/websr" node tests/browser/run.mjs 2>&1 | tee -a "$log"
+WEBSR_BIN="$CARGO_TARGET_DIR/debug/websr" WEBSR_AGGREGATOR="$CARGO_TARGET_DIR/debug/websr-aggregator" \
+  node tests/browser/federated.mjs 2>&1 | tee -a "$log"
 
 # One closing line for the whole run, summed over every test binary and the browser suite.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

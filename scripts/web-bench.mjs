@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { serve } from './static-server.mjs';
+import { CHROMIUM_ARGS } from '../tests/browser/chromium.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,8 +32,7 @@ for (const mode of modes) {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', ...(mode === 'webgpu' ? ['--enable-unsafe-webgpu'] : [])],
+    args: [...CHROMIUM_ARGS, ...(mode === 'webgpu' ? ['--enable-unsafe-webgpu'] : [])],
   });
   const page = await context.newPage();
   await page.goto(`${base}/websr.mjs`); // any same-origin page works to import the module

@@ -7,7 +7,7 @@ export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 # The product card names the file trunk.toml; trunk itself looks for Trunk.toml.
 trunk --config trunk.toml build --release
 rm -rf pkg && mkdir -p pkg
-cp dist/websr.js dist/websr_bg.wasm www/websr.mjs www/websr-worker.mjs pkg/
+cp dist/websr.js dist/websr_bg.wasm www/websr.mjs www/websr-worker.mjs www/websr-federated.mjs pkg/
 cat > pkg/package.json <<JSON
 {
   "name": "websr",
@@ -15,7 +15,7 @@ cat > pkg/package.json <<JSON
   "description": "Wavelet super-resolution in the browser (WebGPU, CPU fallback), in a Web Worker",
   "type": "module",
   "main": "websr.mjs",
-  "files": ["websr.mjs", "websr-worker.mjs", "websr.js", "websr_bg.wasm"],
+  "files": ["websr.mjs", "websr-worker.mjs", "websr-federated.mjs", "websr.js", "websr_bg.wasm"],
   "license": "MIT OR Apache-2.0"
 }
 JSON

@@ -2,6 +2,7 @@
 //! multiple of the scale, make LR with MATLAB bicubic and 8-bit rounding, upscale, round to
 //! 8 bits, and score Y-PSNR / Y-SSIM with `crop_border = scale` (and RGB PSNR).
 
+use crate::degrade::{degrade, Degradation};
 use crate::error::{Result, WebSrError};
 use crate::image::{load, Planar};
 use crate::metrics::{psnr_rgb, psnr_y, ssim_y};
@@ -9,6 +10,8 @@ use crate::models::SrModel;
 use crate::resize::{degrade_bicubic, imresize};
 use crate::upscale::{upscale_rgb, UpscaleOptions};
 use burn::tensor::Device;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 
 /// Scores for one image.
@@ -74,10 +77,50 @@ pub fn evaluate(
     scale: usize,
     upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
 ) -> Result<Report> {
+    evaluate_with(
+        dir,
+        scale,
+        &mut |_, hr| Ok(degrade_bicubic(hr, scale)),
+        upscale,
+    )
+}
+
+/// Evaluates `upscale` on LR inputs made with a blind degradation ([`crate::degrade`]). The
+/// noise of image `i` is drawn from a generator seeded by `(seed, i)`, so every model is scored
+/// on exactly the same inputs.
+pub fn evaluate_degraded(
+    dir: &Path,
+    scale: usize,
+    degradation: &Degradation,
+    seed: u64,
+    upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
+) -> Result<Report> {
+    evaluate_with(
+        dir,
+        scale,
+        &mut |i, hr| {
+            let mut rng =
+                StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            degrade(hr, scale, degradation, &mut rng)
+        },
+        upscale,
+    )
+}
+
+/// Makes the evaluation pair `(hr_cropped, lr)` of image `i` from its HR picture.
+type MakeLr<'a> = dyn FnMut(usize, &Planar) -> Result<(Planar, Planar)> + 'a;
+
+/// The benchmark loop: for image `i` of `dir`, `make_lr(i, hr)` gives `(hr_cropped, lr)`.
+fn evaluate_with(
+    dir: &Path,
+    scale: usize,
+    make_lr: &mut MakeLr,
+    upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
+) -> Result<Report> {
     let mut rows = Vec::new();
-    for path in image_files(dir)? {
+    for (i, path) in image_files(dir)?.into_iter().enumerate() {
         let pic = load(&path)?;
-        let (hr, lr) = degrade_bicubic(&pic.rgb, scale);
+        let (hr, lr) = make_lr(i, &pic.rgb)?;
         let sr = upscale(&lr)?;
         let name = path
             .file_stem()

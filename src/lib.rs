@@ -12,6 +12,9 @@
 //! - [`weights`]: safetensors with the model spec in the metadata; strict, clear errors.
 //! - [`tiling`] and [`upscale`]: bounded-memory tiled inference with blending, x8 self-ensemble.
 //! - [`metrics`] and [`eval`]: BasicSR-compatible Y-PSNR/SSIM and the benchmark protocol.
+//! - [`degrade`]: blind degradations (blur, noise, JPEG) for federated blind SR and its benchmark.
+//! - [`federated`]: the federated client: its data, local training (feature `train`), the update
+//!   it sends; the wire format itself is in the `websr-federated` crate.
 //! - [`prune`]: dataset pruning: score sub-images with a scorer model's loss, rank, subset manifests.
 //! - [`train`] (feature `train`): data pipeline, Adam + L1, checkpoints, resume, validation.
 //! - [`zoo`]: the shipped, trained models and their manifest.
@@ -20,8 +23,10 @@
 
 pub mod backend;
 pub mod bench;
+pub mod degrade;
 pub mod error;
 pub mod eval;
+pub mod federated;
 pub mod image;
 pub mod metrics;
 pub mod models;

@@ -3,12 +3,19 @@
 //   page -> worker  {type:'load', weights:ArrayBuffer, backend}      -> {type:'result', value:info}
 //                   {type:'upscale', input, tile, tta}               -> {type:'progress', done, total}*
 //                                                                     -> {type:'result', value:{width,height,rgba,png,tiles}}
-//                   {type:'cancel', id}  (stops that upscale between tiles)
+//                   {type:'cancel', id}  (stops that upscale between tiles, that training between steps)
+//   federated training (the participant's photos stay in this worker):
+//                   {type:'fl-create', backend, degradation}         -> {type:'result', value:{backend,adapter,note}}
+//                   {type:'fl-add', input, patch}                    -> {type:'result', value:{images, examples}}
+//                   {type:'fl-train', model:ArrayBuffer, round:string, patch, maxSteps, seed}
+//                                                                     -> {type:'progress', done, total, loss}*
+//                                                                     -> {type:'result', value:{body:ArrayBuffer, ...}}
 //   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
-import init, { Engine, Image } from './websr.js';
+import init, { Engine, FlClient, Image } from './websr.js';
 
 const ready = init();
 let engine = null;
+let flClient = null;
 const cancelled = new Set();
 let queue = Promise.resolve(); // one job at a time: the device is shared
 
@@ -29,18 +36,18 @@ async function webgpuProblem() {
   }
 }
 
-async function load({ weights, backend }) {
+// The backend to ask the wasm runtime for, and why it is not the requested one.
+async function chooseBackend(backend) {
   await ready;
-  let note = '';
-  let use = backend;
-  if (backend === 'auto' || backend === 'webgpu') {
-    const problem = await webgpuProblem();
-    if (problem && backend === 'webgpu') throw Object.assign(new Error(problem), { name: 'DeviceError' });
-    if (problem) {
-      use = 'cpu';
-      note = `${problem}; running on the CPU, which is slower`;
-    }
-  }
+  if (backend !== 'auto' && backend !== 'webgpu') return { use: backend, note: '' };
+  const problem = await webgpuProblem();
+  if (problem && backend === 'webgpu') throw Object.assign(new Error(problem), { name: 'DeviceError' });
+  if (problem) return { use: 'cpu', note: `${problem}; running on the CPU, which is slower` };
+  return { use: backend, note: '' };
+}
+
+async function load({ weights, backend }) {
+  const { use, note } = await chooseBackend(backend);
   engine?.free();
   engine = null;
   const e = await Engine.create(new Uint8Array(weights), use);
@@ -105,6 +112,47 @@ async function upscale({ id, input, tile, tta }) {
   return [value, [rgba, png]];
 }
 
+async function flCreate({ backend, degradation }) {
+  const { use, note } = await chooseBackend(backend);
+  flClient?.free();
+  flClient = null;
+  const c = await FlClient.create(use, degradation);
+  flClient = c;
+  return {
+    backend: c.backend,
+    adapter: c.backend === 'webgpu' && adapterName ? adapterName : c.adapter,
+    note: note || (use === 'cpu' && backend === 'cpu' ? '' : c.note),
+  };
+}
+
+function needClient() {
+  if (!flClient) throw Object.assign(new Error('no training session: send fl-create first'), { name: 'WebSrError' });
+  return flClient;
+}
+
+async function flAdd({ input, patch }) {
+  const c = needClient();
+  c.addImage(await toImage(input));
+  return { images: c.imageCount, examples: c.examples(patch) };
+}
+
+async function flTrain({ id, model, round, patch, maxSteps, seed }) {
+  const c = needClient();
+  const afterStep = async (done, total, loss) => {
+    postMessage({ type: 'progress', id, done, total, loss });
+    await new Promise((r) => setTimeout(r, 0)); // let a cancel message in
+    return !cancelled.has(id);
+  };
+  const u = await c.train(new Uint8Array(model), round, patch, maxSteps, seed >>> 0, afterStep);
+  const body = u.body.buffer;
+  const value = {
+    body, baseVersion: u.baseVersion, numExamples: u.numExamples, steps: u.steps,
+    meanLoss: u.meanLoss, norm: u.norm, sentNorm: u.sentNorm,
+  };
+  u.free();
+  return [value, [body]];
+}
+
 self.onmessage = (event) => {
   const msg = event.data;
   if (msg.type === 'cancel') {
@@ -118,6 +166,13 @@ self.onmessage = (event) => {
         postMessage({ type: 'result', id: msg.id, value: await load(msg) });
       } else if (msg.type === 'upscale') {
         const [value, transfer] = await upscale(msg);
+        postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else if (msg.type === 'fl-create') {
+        postMessage({ type: 'result', id: msg.id, value: await flCreate(msg) });
+      } else if (msg.type === 'fl-add') {
+        postMessage({ type: 'result', id: msg.id, value: await flAdd(msg) });
+      } else if (msg.type === 'fl-train') {
+        const [value, transfer] = await flTrain(msg);
         postMessage({ type: 'result', id: msg.id, value }, transfer);
       } else {
         throw new Error(`unknown message type ${msg.type}`);

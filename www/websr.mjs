@@ -21,7 +21,7 @@ export class WebSRError extends Error {
 }
 
 function errorFrom(e) {
-  if (e && e.name === 'CancelledError') return new DOMException('Upscaling was cancelled', 'AbortError');
+  if (e && e.name === 'CancelledError') return new DOMException('Cancelled', 'AbortError');
   return new WebSRError(e?.name || 'WebSrError', e?.message || String(e));
 }
 
@@ -118,7 +118,7 @@ function defaultModelBase() {
 }
 
 /** Turns any accepted input into a message for the worker (and its transfer list). */
-async function toWorkerInput(input) {
+export async function toWorkerInput(input) {
   if (input instanceof Blob) {
     const bytes = await input.arrayBuffer();
     return [{ kind: 'bytes', bytes, type: input.type }, [bytes]];
@@ -133,10 +133,73 @@ async function toWorkerInput(input) {
   throw new WebSRError('DecodeError', 'Input must be a File, Blob, ImageBitmap or ImageData');
 }
 
-export class WebSR {
+/** One websr worker and its request/response bookkeeping (used by WebSR and FederatedClient).
+ *  A trapped wasm instance (a panic, a lost GPU device) cannot be trusted again: the channel
+ *  fails what is in flight and drops the worker; the next call starts a fresh one. */
+export class WorkerChannel {
   #worker = null;
   #nextId = 1;
   #pending = new Map();
+
+  /** Whether a worker is running (false at first and after a crash). */
+  get alive() {
+    return this.#worker !== null;
+  }
+
+  /** Sends `message` and resolves with the worker's result. `onProgress(msg)` sees every
+   *  progress message ({done, total, ...}); `signal` cancels. */
+  call(message, transfer = [], { onProgress, signal } = {}) {
+    const worker = this.#ensureWorker();
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const entry = { resolve, reject, onProgress };
+      if (signal) {
+        const abort = () => worker.postMessage({ type: 'cancel', id });
+        signal.addEventListener('abort', abort, { once: true });
+        entry.cleanup = () => signal.removeEventListener('abort', abort);
+      }
+      this.#pending.set(id, entry);
+      worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  /** Stops the worker; what is in flight fails with `error`. */
+  terminate(error = new WebSRError('WebSrError', 'disposed')) {
+    this.#worker?.terminate();
+    this.#worker = null;
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+  }
+
+  #ensureWorker() {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(new URL('./websr-worker.mjs', import.meta.url), { type: 'module', name: 'websr' });
+    worker.onmessage = (e) => this.#onMessage(e.data);
+    worker.onerror = (e) => this.terminate(new WebSRError('DeviceError', `The websr worker crashed: ${e.message || 'unknown error'}`));
+    this.#worker = worker;
+    return worker;
+  }
+
+  #onMessage(msg) {
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    if (msg.type === 'progress') {
+      p.onProgress?.(msg);
+      return;
+    }
+    this.#pending.delete(msg.id);
+    p.cleanup?.();
+    if (msg.type === 'result') p.resolve(msg.value);
+    else {
+      const err = errorFrom(msg.error);
+      if (msg.fatal) this.terminate(err);
+      p.reject(err);
+    }
+  }
+}
+
+export class WebSR {
+  #channel = new WorkerChannel();
   #options;
   /** { backend, adapter, note, scale, arch, autoTile, model, fromCache } of the loaded model. */
   info = null;
@@ -178,7 +241,8 @@ export class WebSR {
     const [message, transfer] = await toWorkerInput(input);
     const tile = tileSize === 'auto' ? 0 : Math.max(16, Math.floor(tileSize));
     const t0 = performance.now();
-    const out = await this.#call({ type: 'upscale', input: message, tile, tta }, transfer, { onProgress, signal });
+    const progress = onProgress && ((m) => onProgress({ done: m.done, total: m.total }));
+    const out = await this.#call({ type: 'upscale', input: message, tile, tta }, transfer, { onProgress: progress, signal });
     const imageData = new ImageData(new Uint8ClampedArray(out.rgba), out.width, out.height);
     const png = new Blob([out.png], { type: 'image/png' });
     return { imageData, png, width: out.width, height: out.height, tiles: out.tiles, ms: performance.now() - t0 };
@@ -186,64 +250,15 @@ export class WebSR {
 
   /** Stops the worker and frees its memory. */
   dispose() {
-    this.#worker?.terminate();
-    this.#worker = null;
-    for (const p of this.#pending.values()) p.reject(new WebSRError('WebSrError', 'disposed'));
-    this.#pending.clear();
+    this.#channel.terminate();
   }
 
-  #ensureWorker() {
-    if (this.#worker) return this.#worker;
-    const worker = new Worker(new URL('./websr-worker.mjs', import.meta.url), { type: 'module', name: 'websr' });
-    worker.onmessage = (e) => this.#onMessage(e.data);
-    worker.onerror = (e) => this.#crash(new WebSRError('DeviceError', `The websr worker crashed: ${e.message || 'unknown error'}`));
-    this.#worker = worker;
-    return worker;
-  }
-
-  // A trapped wasm instance (a panic, a lost GPU device) cannot be trusted again: fail what is in
-  // flight, drop the worker, and let the next call start a fresh one with the model reloaded.
-  #crash(error) {
-    this.#worker?.terminate();
-    this.#worker = null;
-    for (const p of this.#pending.values()) p.reject(error);
-    this.#pending.clear();
-  }
-
-  #onMessage(msg) {
-    const p = this.#pending.get(msg.id);
-    if (!p) return;
-    if (msg.type === 'progress') {
-      p.onProgress?.({ done: msg.done, total: msg.total });
-      return;
-    }
-    this.#pending.delete(msg.id);
-    p.cleanup?.();
-    if (msg.type === 'result') p.resolve(msg.value);
-    else {
-      const err = errorFrom(msg.error);
-      if (msg.fatal) this.#crash(err);
-      p.reject(err);
-    }
-  }
-
-  async #call(message, transfer = [], { onProgress, signal } = {}) {
-    if (!this.#worker && message.type === 'upscale' && this.info) {
+  async #call(message, transfer = [], options = {}) {
+    if (!this.#channel.alive && message.type === 'upscale' && this.info) {
       // The previous worker died: bring the model back before running.
       const { bytes } = await fetchModel(this.#options.model, { modelBase: this.#options.modelBase });
-      await this.#call({ type: 'load', weights: bytes.buffer, backend: this.#options.backend }, [bytes.buffer]);
+      await this.#channel.call({ type: 'load', weights: bytes.buffer, backend: this.#options.backend }, [bytes.buffer]);
     }
-    const worker = this.#ensureWorker();
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      const entry = { resolve, reject, onProgress };
-      if (signal) {
-        const abort = () => worker.postMessage({ type: 'cancel', id });
-        signal.addEventListener('abort', abort, { once: true });
-        entry.cleanup = () => signal.removeEventListener('abort', abort);
-      }
-      this.#pending.set(id, entry);
-      worker.postMessage({ ...message, id }, transfer);
-    });
+    return this.#channel.call(message, transfer, options);
   }
 }

@@ -15,6 +15,7 @@ use rand::Rng;
 use std::path::{Path, PathBuf};
 
 /// One decoded training image, kept as 8-bit planar RGB to save memory.
+#[derive(Clone)]
 struct Sample {
     h: usize,
     w: usize,
@@ -129,6 +130,16 @@ impl TrainingSet {
         }
     }
 
+    /// Adds one image (the browser client adds a participant's photos one by one).
+    pub fn push(&mut self, image: &Planar) {
+        self.samples.push(to_sample(image));
+    }
+
+    /// Pixels held over all images.
+    pub fn num_pixels(&self) -> u64 {
+        self.samples.iter().map(|s| (s.h * s.w) as u64).sum()
+    }
+
     pub fn len(&self) -> usize {
         self.samples.len()
     }
@@ -138,7 +149,23 @@ impl TrainingSet {
     }
 
     /// Samples `n` random pairs with HR side `hr_side` (a multiple of `scale`).
-    pub fn batch(&self, rng: &mut impl Rng, n: usize, hr_side: usize, scale: usize) -> Batch {
+    pub fn batch<R: Rng>(&self, rng: &mut R, n: usize, hr_side: usize, scale: usize) -> Batch {
+        self.batch_with(rng, n, hr_side, scale, &mut |_, hr, _| {
+            Ok(degrade_bicubic(hr, scale).1)
+        })
+        .expect("bicubic degradation cannot fail")
+    }
+
+    /// Like [`TrainingSet::batch`], with the LR input of each HR patch made by
+    /// `make_lr(image_index, hr_patch, rng)` (the federated clients' blind degradations).
+    pub fn batch_with<R: Rng>(
+        &self,
+        rng: &mut R,
+        n: usize,
+        hr_side: usize,
+        scale: usize,
+        make_lr: &mut dyn FnMut(usize, &Planar, &mut R) -> Result<Planar>,
+    ) -> Result<Batch> {
         assert_eq!(
             hr_side % scale,
             0,
@@ -148,28 +175,51 @@ impl TrainingSet {
         let mut lr = Vec::with_capacity(n * 3 * lr_side * lr_side);
         let mut hr = Vec::with_capacity(n * 3 * hr_side * hr_side);
         for _ in 0..n {
-            let hr_patch = self.random_patch(rng, hr_side);
-            let (hr_patch, lr_patch) = degrade_bicubic(&hr_patch, scale);
+            let (index, hr_patch) = self.random_patch(rng, hr_side);
+            let lr_patch = make_lr(index, &hr_patch, rng)?;
+            debug_assert_eq!(lr_patch.data.len(), 3 * lr_side * lr_side);
             hr.extend_from_slice(&hr_patch.data);
             lr.extend_from_slice(&lr_patch.data);
         }
-        Batch {
+        Ok(Batch {
             n,
             lr_side,
             hr_side,
             lr,
             hr,
+        })
+    }
+
+    /// Keeps only these images (a federated client's share), in this order.
+    pub fn subset(&self, indices: &[usize]) -> Self {
+        Self {
+            samples: indices.iter().map(|&i| self.samples[i].clone()).collect(),
+            files: indices
+                .iter()
+                .filter_map(|&i| self.files.get(i).cloned())
+                .collect(),
+            regions: None,
         }
     }
 
-    fn random_patch(&self, rng: &mut impl Rng, side: usize) -> Planar {
-        let (sample, area) = match &self.regions {
+    /// Number of disjoint `side x side` patches the images hold: a client's example count.
+    pub fn num_patches(&self, side: usize) -> usize {
+        self.samples
+            .iter()
+            .map(|s| (s.h / side.max(1)) * (s.w / side.max(1)))
+            .sum()
+    }
+
+    /// A random patch and the index of the image it comes from.
+    fn random_patch(&self, rng: &mut impl Rng, side: usize) -> (usize, Planar) {
+        let (index, area) = match &self.regions {
             Some(regions) => {
                 let r = regions[rng.random_range(0..regions.len())];
-                (&self.samples[r.sample], r.rect)
+                (r.sample, r.rect)
             }
             None => self.random_image(rng),
         };
+        let sample = &self.samples[index];
         let side_h = side.min(area.h);
         let side_w = side.min(area.w);
         let y0 = area.y + rng.random_range(0..=area.h - side_h);
@@ -186,17 +236,20 @@ impl TrainingSet {
                 }
             }
         }
-        Planar::new(3, side, side, data).dihedral(rng.random_range(0..8))
+        (
+            index,
+            Planar::new(3, side, side, data).dihedral(rng.random_range(0..8)),
+        )
     }
 
     /// A whole image, picked in proportion to its area, so every pixel is equally likely.
-    fn random_image(&self, rng: &mut impl Rng) -> (&Sample, Rect) {
+    fn random_image(&self, rng: &mut impl Rng) -> (usize, Rect) {
         let total: usize = self.samples.iter().map(|s| s.h * s.w).sum();
         let mut pick = rng.random_range(0..total);
-        let sample = self
+        let index = self
             .samples
             .iter()
-            .find(|s| {
+            .position(|s| {
                 if pick < s.h * s.w {
                     true
                 } else {
@@ -205,13 +258,14 @@ impl TrainingSet {
                 }
             })
             .expect("pick < total");
+        let sample = &self.samples[index];
         let rect = Rect {
             y: 0,
             x: 0,
             h: sample.h,
             w: sample.w,
         };
-        (sample, rect)
+        (index, rect)
     }
 }
 

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { decodePng, psnr, syntheticPng } from './png.mjs';
 import { serve } from '../../scripts/static-server.mjs';
+import { CHROMIUM_ARGS } from './chromium.mjs';
 
 const DIST = path.resolve(process.env.WEBSR_DIST || 'dist');
 const BIN = process.env.WEBSR_BIN;
@@ -25,9 +26,6 @@ const LONG = 600_000; // SwiftShader and single-threaded wasm are slow; compile 
 if (!BIN || !fs.existsSync(BIN)) throw new Error(`WEBSR_BIN must point at the native websr CLI (got ${BIN})`);
 if (!fs.existsSync(path.join(DIST, 'index.html'))) throw new Error(`${DIST}/index.html missing: build the app first`);
 
-// The flags that give headless Chromium a WebGPU adapter without a GPU (SwiftShader).
-export const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'websr-browser-'));

@@ -16,12 +16,13 @@ use crate::state::{Error, Server};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Shared state of the router.
 pub type AppState = Arc<Server>;
@@ -114,9 +115,10 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// The aggregator's router. The body limit comes from the server's flags.
+/// The aggregator's router. The body limit and the CORS origins come from the server's flags.
 pub fn app(state: AppState) -> Router {
     let limit = state.max_body_bytes();
+    let cors = cors_layer(state.allowed_origins());
     Router::new()
         .route("/v1/join", post(join))
         .route("/v1/round", get(round))
@@ -127,7 +129,28 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(cors)
         .with_state(state)
+}
+
+/// CORS for the web app's training page: the listed origins may call every route with a
+/// bearer token and read the model's version headers. No origin listed: no CORS headers.
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Validated by `Args::validate`.
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([
+            HeaderName::from_static(HEADER_VERSION),
+            HeaderName::from_static(HEADER_SHA256),
+            header::ETAG,
+        ])
 }
 
 async fn join(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {

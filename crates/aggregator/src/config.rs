@@ -148,12 +148,24 @@ pub struct Args {
     /// Most clients that may join (tokens are kept in the state).
     #[arg(long, default_value_t = 100_000)]
     pub max_clients: usize,
+
+    /// Origin of a web app whose browser clients may call this server (CORS), for example
+    /// `https://websr.example`; repeat for several, `*` for any. Tokens travel in the
+    /// Authorization header, never in cookies, so no credentials mode is needed. Default: none
+    /// (only same-origin pages and native clients).
+    #[arg(long)]
+    pub allow_origin: Vec<String>,
 }
 
 impl Args {
     /// Checks the flags against each other; the message names the flag.
     pub fn validate(&self) -> Result<(), String> {
         let strategy = self.build_strategy();
+        for origin in &self.allow_origin {
+            if origin != "*" && axum::http::HeaderValue::from_str(origin).is_err() {
+                return Err(format!("--allow-origin {origin:?} is not a valid origin"));
+            }
+        }
         if self.min_clients < 1 {
             return Err("--min-clients must be at least 1".into());
         }

@@ -73,13 +73,13 @@
 
 pub mod api;
 pub mod config;
-pub mod dp;
 pub mod error;
-pub mod protocol;
 pub mod state;
 pub mod store;
-pub mod strategy;
-pub mod tensors;
+
+// The wire format, clipping and aggregation rules live in `websr-federated`, shared with the
+// clients; re-exported so that `websr_aggregator::tensors` etc. keep naming them.
+pub use websr_federated::{dp, protocol, strategy, tensors};
 
 pub use api::{app, spawn_deadline_ticker, AppState};
 pub use config::{Args, StrategyKind};

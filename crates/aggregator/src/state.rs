@@ -349,6 +349,11 @@ impl Server {
             .unwrap_or(2 * self.init_bytes_len + 64 * 1024)
     }
 
+    /// Origins whose pages may call the API from a browser (`--allow-origin`).
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.args.allow_origin
+    }
+
     /// Registers a new client and returns its token.
     pub fn join(&self) -> Result<Joined, Error> {
         let mut inner = self.lock();

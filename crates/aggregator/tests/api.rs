@@ -518,3 +518,46 @@ async fn the_default_init_is_the_embedded_wavelr_x4() {
     let (st, b) = call(&app, "POST", "/v1/update", Some(&t), body).await;
     assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
 }
+
+/// A preflight from `origin` to `/v1/update`, and the allow-origin header of the answer.
+async fn preflight(app: &axum::Router, origin: &str) -> Option<String> {
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method("OPTIONS")
+        .uri("/v1/update")
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    res.headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn browsers_from_allowed_origins_only_may_call_the_api() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let closed = app(server(dirs[0].path(), &[]));
+    assert_eq!(preflight(&closed, "https://websr.example").await, None);
+
+    let open = app(server(
+        dirs[1].path(),
+        &["--allow-origin", "https://websr.example"],
+    ));
+    assert_eq!(
+        preflight(&open, "https://websr.example").await.as_deref(),
+        Some("https://websr.example")
+    );
+    assert_eq!(preflight(&open, "https://evil.example").await, None);
+
+    let bad = Server::open(args(
+        dirs[2].path(),
+        &["--allow-origin", "https://a.example\n"],
+    ));
+    assert!(bad.is_err());
+}

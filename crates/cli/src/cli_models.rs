@@ -61,22 +61,29 @@ pub struct TrainArgs {
 }
 
 /// `None` means the bicubic baseline.
+/// The weight file a `--model` argument names: a shipped model (checked against the manifest's
+/// SHA-256) or a .safetensors path.
+pub fn resolve_bytes(name: &str) -> Result<Vec<u8>> {
+    if name.ends_with(".safetensors") || PathBuf::from(name).is_file() {
+        return std::fs::read(name).with_context(|| format!("reading {name}"));
+    }
+    let dir = default_dir();
+    let manifest = Manifest::load(&dir)?;
+    let Some(entry) = manifest.find(name) else {
+        let names: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
+        bail!("no shipped model '{name}' (shipped: {})", names.join(", "));
+    };
+    Ok(read_verified(&dir, entry)?)
+}
+
+/// The model a `--model` argument names; `None` for "bicubic".
 pub fn resolve(name: &str, scale: Option<usize>, device: &Device) -> Result<Option<SrModel>> {
     if name == "bicubic" {
         return Ok(None);
     }
-    let model = if name.ends_with(".safetensors") || PathBuf::from(name).is_file() {
-        websr::weights::load(name, device)?
-    } else {
-        let dir = default_dir();
-        let manifest = Manifest::load(&dir)?;
-        let Some(entry) = manifest.find(name) else {
-            let names: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
-            bail!("no shipped model '{name}' (shipped: {})", names.join(", "));
-        };
-        let bytes = read_verified(&dir, entry)?;
-        websr::weights::from_bytes(&bytes, device).with_context(|| format!("model {name}"))?
-    };
+    let bytes = resolve_bytes(name)?;
+    let model =
+        websr::weights::from_bytes(&bytes, device).with_context(|| format!("model {name}"))?;
     if let Some(s) = scale {
         if s != model.scale() {
             bail!("model {name} upscales x{}, not x{s}", model.scale());

@@ -2,6 +2,8 @@
 
 mod cli_models;
 mod figure;
+mod fl_client;
+mod fl_sim;
 mod prune;
 mod ship;
 
@@ -55,6 +57,12 @@ enum Command {
     /// Score the training set's sub-images with a scorer model's loss and write the hardest
     /// fraction as a subset manifest (for `train --subset`).
     Prune(prune::PruneArgs),
+    /// Take part in federated training: train on your own images, send only the model update
+    /// to a websr-aggregator.
+    FlClient(fl_client::FlClientArgs),
+    /// The federated blind-SR benchmark: simulated clients with Dirichlet non-IID degradations,
+    /// strategies against centralized training, scored on 8 degradation combinations.
+    FlSim(fl_sim::FlSimArgs),
     /// Train a model on image folders (default: the 291 set under ../shared/data).
     Train(cli_models::TrainArgs),
     /// Evaluate a model on a benchmark folder: Y-PSNR / Y-SSIM per image and mean.
@@ -143,6 +151,8 @@ fn main() -> Result<()> {
         } => upscale(&input, &output, &model, scale, tile, tta, &backend),
         Command::Prune(args) => prune::run(args),
         Command::Train(args) => train(args),
+        Command::FlClient(args) => fl_client::run(args),
+        Command::FlSim(args) => fl_sim::run(args),
         Command::Eval {
             model,
             data,

@@ -6,6 +6,9 @@
 //! encoded bytes (decoded here by the same code as the native CLI, so results match it bit for
 //! bit on the CPU) or as RGBA pixels the browser decoded (formats the `image` crate lacks).
 //!
+//! With the `train` feature, [`FlClient`] trains the global model on the participant's own
+//! images for the federated training page (`www/federated.html`).
+//!
 //! Errors reach JavaScript as `Error` objects whose `name` says what happened (`DecodeError`,
 //! `TooLargeError`, `CancelledError`, `DeviceError`, `WeightsError`), so the page can show a
 //! message a person can act on.
@@ -22,6 +25,11 @@ use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+#[cfg(feature = "train")]
+mod federated;
+#[cfg(feature = "train")]
+pub use federated::{FlClient, TrainedUpdate};
 
 /// Largest input accepted, as for the CLI.
 pub const MAX_INPUT_PIXELS: u64 = 64_000_000;
@@ -92,6 +100,62 @@ async fn webgpu() -> Result<Gpu, String> {
     };
     GPU.with(|g| *g.borrow_mut() = Some(gpu.clone()));
     Ok(gpu)
+}
+
+/// The device a worker computes on, and why.
+struct Picked {
+    device: Device,
+    /// `"webgpu"` or `"cpu"`.
+    backend: &'static str,
+    adapter: String,
+    /// Why this is not the requested backend; empty when it is.
+    note: String,
+    max_buffer_bytes: u64,
+}
+
+/// `"auto"` (WebGPU when the browser has an adapter, else CPU with a note saying why),
+/// `"webgpu"` (fails without it) or `"cpu"`.
+async fn pick_device(backend: &str) -> Result<Picked, JsValue> {
+    let cpu = |note: String| Picked {
+        device: Device::flex(),
+        backend: "cpu",
+        adapter: "wasm (burn flex)".to_string(),
+        note,
+        max_buffer_bytes: CPU_BUFFER_BYTES,
+    };
+    match backend {
+        "cpu" => Ok(cpu("CPU backend requested".to_string())),
+        "auto" | "webgpu" => match webgpu().await {
+            Ok(gpu) => Ok(Picked {
+                device: gpu.device,
+                backend: "webgpu",
+                adapter: gpu.adapter,
+                note: String::new(),
+                max_buffer_bytes: gpu.max_buffer_bytes,
+            }),
+            Err(why) if backend == "auto" => Ok(cpu(format!(
+                "WebGPU unavailable ({why}); running on the CPU, which is slower"
+            ))),
+            Err(why) => Err(js_error(&WebSrError::Device(why))),
+        },
+        other => Err(js_error(&WebSrError::Invalid(format!(
+            "unknown backend '{other}' (auto, webgpu or cpu)"
+        )))),
+    }
+}
+
+/// Calls a JS progress callback with `args` and awaits it if it returns a Promise; `false`
+/// (or a throwing callback) means stop.
+async fn call_progress(callback: &Function, args: &[f64]) -> bool {
+    let args: js_sys::Array = args.iter().map(|&a| JsValue::from_f64(a)).collect();
+    let Ok(v) = callback.apply(&JsValue::NULL, &args) else {
+        return false;
+    };
+    let v = match v.dyn_into::<Promise>() {
+        Ok(p) => JsFuture::from(p).await.unwrap_or(JsValue::FALSE),
+        Err(v) => v,
+    };
+    v.as_bool().unwrap_or(true)
 }
 
 /// An image ready to upscale.
@@ -205,37 +269,13 @@ impl Engine {
     /// Loads safetensors weights. `backend` is `"auto"` (WebGPU when the browser has an adapter,
     /// else CPU, and [`Engine::note`] says why), `"webgpu"` (fails without it) or `"cpu"`.
     pub async fn create(weights: Vec<u8>, backend: String) -> Result<Engine, JsValue> {
-        let (device, backend, adapter, note, max_buffer_bytes) = match backend.as_str() {
-            "cpu" => (
-                Device::flex(),
-                "cpu",
-                "wasm (burn flex)".to_string(),
-                "CPU backend requested".to_string(),
-                CPU_BUFFER_BYTES,
-            ),
-            "auto" | "webgpu" => match webgpu().await {
-                Ok(gpu) => (
-                    gpu.device,
-                    "webgpu",
-                    gpu.adapter,
-                    String::new(),
-                    gpu.max_buffer_bytes,
-                ),
-                Err(why) if backend == "auto" => (
-                    Device::flex(),
-                    "cpu",
-                    "wasm (burn flex)".to_string(),
-                    format!("WebGPU unavailable ({why}); running on the CPU, which is slower"),
-                    CPU_BUFFER_BYTES,
-                ),
-                Err(why) => return Err(js_error(&WebSrError::Device(why))),
-            },
-            other => {
-                return Err(js_error(&WebSrError::Invalid(format!(
-                    "unknown backend '{other}' (auto, webgpu or cpu)"
-                ))))
-            }
-        };
+        let Picked {
+            device,
+            backend,
+            adapter,
+            note,
+            max_buffer_bytes,
+        } = pick_device(&backend).await?;
         let model = weights::from_bytes(&weights, &device).map_err(|e| js_error(&e))?;
         Ok(Engine {
             model,
@@ -316,20 +356,7 @@ impl Engine {
             };
             let after = |done: usize, total: usize| {
                 let f = after_tile.clone();
-                async move {
-                    let Ok(v) = f.call2(
-                        &JsValue::NULL,
-                        &JsValue::from_f64(done as f64),
-                        &JsValue::from_f64(total as f64),
-                    ) else {
-                        return false;
-                    };
-                    let v = match v.dyn_into::<Promise>() {
-                        Ok(p) => JsFuture::from(p).await.unwrap_or(JsValue::FALSE),
-                        Err(v) => v,
-                    };
-                    v.as_bool().unwrap_or(true)
-                }
+                async move { call_progress(&f, &[done as f64, total as f64]).await }
             };
             let result = upscale_rgb_async(&model, &pic.rgb, &opts, &device, after).await;
             let rgb = match result {
