@@ -135,6 +135,12 @@ pub fn run(args: FlSimArgs) -> Result<()> {
     if args.per_round == 0 || args.per_round > args.clients {
         bail!("--per-round must be between 1 and --clients");
     }
+    // Unknown names are refused before any training.
+    let strategies = args
+        .strategies
+        .iter()
+        .map(|name| build_strategy(name, &args))
+        .collect::<Result<Vec<_>>>()?;
     let device = Backend::Cpu.device()?;
     let init = crate::cli_models::resolve_bytes(&args.model)?;
     let scale = weights::read_spec(&init)?.scale;
@@ -215,8 +221,7 @@ pub fn run(args: FlSimArgs) -> Result<()> {
         });
         finals.push(bytes);
     }
-    for name in &args.strategies {
-        let strategy = build_strategy(name, &args)?;
+    for (name, strategy) in args.strategies.iter().zip(&strategies) {
         let t = std::time::Instant::now();
         let (bytes, losses) = federated(&args, strategy.as_ref(), &clients, &init, &device)?;
         methods.push(MethodResult {

@@ -204,3 +204,56 @@ fn prune_writes_a_subset_that_train_accepts() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing") && err.contains("b.png"), "{err}");
 }
+
+#[test]
+fn fl_client_names_an_unreachable_server_and_bad_arguments() {
+    let dir = tempdir("fl-client");
+    let photo = dir.join("p.png");
+    write_rgba(&photo, 64, 64);
+    // Port 9 (discard) on loopback: nothing listens there.
+    let out = websr(&[
+        "fl-client",
+        "--server",
+        "http://127.0.0.1:9",
+        "--data",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("no answer"),
+        "{err}"
+    );
+
+    let out = websr(&[
+        "fl-client",
+        "--data",
+        dir.to_str().unwrap(),
+        "--degradation",
+        "sepia",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("sepia"), "{err}");
+
+    let out = websr(&["fl-client", "--data", dir.join("missing").to_str().unwrap()]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn fl_sim_refuses_impossible_settings_before_training() {
+    let out = websr(&["fl-sim", "--clients", "2", "--per-round", "3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--per-round"),
+        "{err}"
+    );
+    let out = websr(&["fl-sim", "--strategies", "fedavg,fedmagic"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("fedmagic"), "{err}");
+    let out = websr(&["fl-sim", "--data", "/nonexistent"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("/nonexistent"),
+        "{err}"
+    );
+}
