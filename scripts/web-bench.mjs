@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { serve } from './static-server.mjs';
-import { CHROMIUM_ARGS } from '../tests/browser/chromium.mjs';
+import { CHROMIUM_ARGS } from '../tests/browser/harness.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);

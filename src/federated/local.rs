@@ -102,15 +102,9 @@ impl LocalTrainer {
         let mut rng =
             StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ self.step as u64);
         let scale = self.model.scale();
-        let b = data.batch(&mut rng, self.cfg.batch, self.cfg.patch, scale)?;
-        let lr = Tensor::<4>::from_data(
-            TensorData::new(b.lr, [b.n, 3, b.lr_side, b.lr_side]),
-            &self.device,
-        );
-        let hr = Tensor::<4>::from_data(
-            TensorData::new(b.hr, [b.n, 3, b.hr_side, b.hr_side]),
-            &self.device,
-        );
+        let (lr, hr) = data
+            .batch(&mut rng, self.cfg.batch, self.cfg.patch, scale)?
+            .to_tensors(&self.device);
         let l1 = (self.model.net.forward(lr) - hr).abs().mean();
         let mut loss = l1.clone();
         if self.cfg.prox_mu > 0.0 {

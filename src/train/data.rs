@@ -11,6 +11,7 @@ use crate::eval::image_files;
 use crate::image::{load, Planar};
 use crate::prune::{Manifest, Rect};
 use crate::resize::degrade_bicubic;
+use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,21 @@ pub struct Batch {
     pub hr_side: usize,
     pub lr: Vec<f32>,
     pub hr: Vec<f32>,
+}
+
+impl Batch {
+    /// The LR and HR batches as NCHW tensors on `device`.
+    pub fn to_tensors(self, device: &burn::tensor::Device) -> (Tensor<4>, Tensor<4>) {
+        let lr = Tensor::from_data(
+            TensorData::new(self.lr, [self.n, 3, self.lr_side, self.lr_side]),
+            device,
+        );
+        let hr = Tensor::from_data(
+            TensorData::new(self.hr, [self.n, 3, self.hr_side, self.hr_side]),
+            device,
+        );
+        (lr, hr)
+    }
 }
 
 impl TrainingSet {

@@ -11,7 +11,7 @@ use crate::weights;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::store::{BurnpackStore, ModuleSnapshot};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use data::TrainingSet;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -197,15 +197,9 @@ impl Trainer {
         // Seeded by (seed, step): a resumed run sees the same batches it would have seen.
         let mut rng = StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ step as u64);
         let s = self.cfg.spec.scale;
-        let b = data.batch(&mut rng, self.cfg.batch, self.cfg.patch, s);
-        let lr_t = Tensor::<4>::from_data(
-            TensorData::new(b.lr, [b.n, 3, b.lr_side, b.lr_side]),
-            &self.device,
-        );
-        let hr_t = Tensor::<4>::from_data(
-            TensorData::new(b.hr, [b.n, 3, b.hr_side, b.hr_side]),
-            &self.device,
-        );
+        let (lr_t, hr_t) = data
+            .batch(&mut rng, self.cfg.batch, self.cfg.patch, s)
+            .to_tensors(&self.device);
         let sr = self.model.net.forward(lr_t);
         let loss = (sr - hr_t).abs().mean();
         let loss_value = loss.clone().into_scalar::<f32>() as f64;

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { syntheticPng } from './png.mjs';
 import { serve } from '../../scripts/static-server.mjs';
-import { CHROMIUM_ARGS } from './chromium.mjs';
+import { CHROMIUM_ARGS, Suite, assert } from './harness.mjs';
 
 const DIST = path.resolve(process.env.WEBSR_DIST || 'dist');
 const BIN = process.env.WEBSR_BIN;
@@ -57,22 +57,8 @@ async function startAggregator(dir, origin) {
   return { ...p, url: p.output().match(/listening on (http:\/\/\S+)/)[1] };
 }
 
-const results = [];
-async function test(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push(true);
-    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push(false);
-    console.log(`FAIL ${name}: ${e.stack || e}`);
-  }
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
+const suite = new Suite();
+const test = (name, fn) => suite.test(name, fn);
 
 const web = await serve(DIST);
 const origin = `http://127.0.0.1:${web.address().port}`;
@@ -143,7 +129,4 @@ try {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
-const passed = results.filter(Boolean).length;
-const failed = results.length - passed;
-console.log(`test result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed; (federated end-to-end)`);
-process.exit(failed ? 1 : 0);
+suite.finish('federated end-to-end');

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { decodePng, psnr, syntheticPng } from './png.mjs';
 import { serve } from '../../scripts/static-server.mjs';
-import { CHROMIUM_ARGS } from './chromium.mjs';
+import { CHROMIUM_ARGS, Suite, assert } from './harness.mjs';
 
 const DIST = path.resolve(process.env.WEBSR_DIST || 'dist');
 const BIN = process.env.WEBSR_BIN;
@@ -73,22 +73,8 @@ async function openApp(browser, base, query = '') {
   return page;
 }
 
-const results = [];
-async function test(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push(true);
-    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push(false);
-    console.log(`FAIL ${name}: ${e.stack || e}`);
-  }
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
+const suite = new Suite();
+const test = (name, fn) => suite.test(name, fn);
 
 const server = await serve(DIST);
 const base = `http://127.0.0.1:${server.address().port}`;
@@ -226,7 +212,4 @@ try {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
-const passed = results.filter(Boolean).length;
-const failed = results.length - passed;
-console.log(`test result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed; (browser suite)`);
-process.exit(failed ? 1 : 0);
+suite.finish('browser suite');

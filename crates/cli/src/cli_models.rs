@@ -61,6 +61,20 @@ pub struct TrainArgs {
 }
 
 /// `None` means the bicubic baseline.
+/// The training folders of `--data` (repeatable), or `<data_root>/t91` and `<data_root>/bsd200`
+/// when none is given; a missing folder is an error that names it.
+pub fn training_dirs(data: &[PathBuf], data_root: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let dirs = if data.is_empty() {
+        websr::train::data::default_dirs(data_root)
+    } else {
+        data.to_vec()
+    };
+    if let Some(missing) = dirs.iter().find(|d| !d.is_dir()) {
+        bail!("training folder {} does not exist", missing.display());
+    }
+    Ok(dirs)
+}
+
 /// The weight file a `--model` argument names: a shipped model (checked against the manifest's
 /// SHA-256) or a .safetensors path.
 pub fn resolve_bytes(name: &str) -> Result<Vec<u8>> {

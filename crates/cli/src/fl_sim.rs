@@ -23,7 +23,7 @@ use websr::federated::local::{LocalConfig, LocalTrainer};
 use websr::federated::partition::{dirichlet_partition, kind_counts, Share};
 use websr::federated::update::{rewrite, ModelDelta};
 use websr::federated::ClientData;
-use websr::train::data::{default_dirs, TrainingSet};
+use websr::train::data::TrainingSet;
 use websr::upscale::run_model;
 use websr::weights;
 use websr_federated::strategy::{self, OptState, Strategy, Update};
@@ -93,6 +93,24 @@ struct MethodResult {
     ssim_y: Vec<Vec<f64>>,
 }
 
+impl MethodResult {
+    fn new(
+        method: String,
+        gradient_steps: usize,
+        train_seconds: f64,
+        round_losses: Vec<f64>,
+    ) -> Self {
+        Self {
+            method,
+            gradient_steps,
+            train_seconds,
+            round_losses,
+            psnr_y: Vec::new(),
+            ssim_y: Vec::new(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct SimReport {
     config: serde_json::Value,
@@ -150,19 +168,8 @@ pub fn run(args: FlSimArgs) -> Result<()> {
             args.patch
         );
     }
-    let dirs = if args.data.is_empty() {
-        default_dirs(&args.data_root)
-    } else {
-        args.data.clone()
-    };
-    for d in &dirs {
-        if !d.is_dir() {
-            bail!(
-                "training folder {} not found (the benchmark needs ../shared/data or --data)",
-                d.display()
-            );
-        }
-    }
+    let dirs = crate::cli_models::training_dirs(&args.data, &args.data_root)
+        .context("the benchmark needs ../shared/data (or --data and --eval folders)")?;
     let eval_dirs: Vec<PathBuf> = args
         .eval
         .iter()
@@ -199,39 +206,35 @@ pub fn run(args: FlSimArgs) -> Result<()> {
     let total_steps = args.rounds * args.per_round * args.local_steps;
     let suite = evaluation_suite();
 
-    let mut methods = vec![MethodResult {
-        method: format!("initial ({})", args.model),
-        gradient_steps: 0,
-        train_seconds: 0.0,
-        round_losses: Vec::new(),
-        psnr_y: Vec::new(),
-        ssim_y: Vec::new(),
-    }];
+    let mut methods = vec![MethodResult::new(
+        format!("initial ({})", args.model),
+        0,
+        0.0,
+        Vec::new(),
+    )];
     let mut finals = vec![init.clone()];
     if !args.no_centralized {
         let t = std::time::Instant::now();
         let (bytes, losses) = centralized(&args, &all, &shares, &init, total_steps, &device)?;
-        methods.push(MethodResult {
-            method: "centralized".into(),
-            gradient_steps: total_steps,
-            train_seconds: t.elapsed().as_secs_f64(),
-            round_losses: losses,
-            psnr_y: Vec::new(),
-            ssim_y: Vec::new(),
-        });
+        let seconds = t.elapsed().as_secs_f64();
+        methods.push(MethodResult::new(
+            "centralized".into(),
+            total_steps,
+            seconds,
+            losses,
+        ));
         finals.push(bytes);
     }
     for (name, strategy) in args.strategies.iter().zip(&strategies) {
         let t = std::time::Instant::now();
         let (bytes, losses) = federated(&args, strategy.as_ref(), &clients, &init, &device)?;
-        methods.push(MethodResult {
-            method: name.clone(),
-            gradient_steps: total_steps,
-            train_seconds: t.elapsed().as_secs_f64(),
-            round_losses: losses,
-            psnr_y: Vec::new(),
-            ssim_y: Vec::new(),
-        });
+        let seconds = t.elapsed().as_secs_f64();
+        methods.push(MethodResult::new(
+            name.clone(),
+            total_steps,
+            seconds,
+            losses,
+        ));
         finals.push(bytes);
     }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use websr::backend::Backend;
 use websr::eval::{evaluate_bicubic, evaluate_model, image_files, Report};
 use websr::models::{Arch, ModelSpec};
-use websr::train::data::{default_dirs, TrainingSet};
+use websr::train::data::TrainingSet;
 use websr::train::{TrainConfig, Trainer};
 use websr::upscale::{upscale_picture, UpscaleOptions};
 
@@ -379,16 +379,7 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
         );
         TrainingSet::load_subset(&manifest)?
     } else {
-        let dirs = if args.data.is_empty() {
-            default_dirs(&args.data_root)
-        } else {
-            args.data.clone()
-        };
-        for d in &dirs {
-            if !d.is_dir() {
-                bail!("training folder {} does not exist", d.display());
-            }
-        }
+        let dirs = cli_models::training_dirs(&args.data, &args.data_root)?;
         eprintln!("loading training images from {dirs:?}");
         TrainingSet::load_dirs(&dirs)?
     };

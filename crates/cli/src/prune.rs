@@ -69,16 +69,9 @@ pub fn run(args: PruneArgs) -> Result<()> {
         drop_hardest: args.drop_hardest,
         seed: args.seed,
     };
-    let dirs = if args.data.is_empty() {
-        websr::train::data::default_dirs(&args.data_root)
-    } else {
-        args.data.clone()
-    };
+    let dirs = crate::cli_models::training_dirs(&args.data, &args.data_root)?;
     let mut files = Vec::new();
     for d in &dirs {
-        if !d.is_dir() {
-            bail!("training folder {} does not exist", d.display());
-        }
         files.extend(image_files(d)?);
     }
     if files.is_empty() {
