@@ -237,3 +237,50 @@ fn accountant_matches_the_rdp_formula() {
     assert_eq!(acc.record(0.0), None);
     assert_eq!(acc.epsilon(), None);
 }
+
+#[test]
+fn median_and_trimmed_mean_match_a_full_sort_on_random_columns() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for n in 1..=12usize {
+        let ups: Vec<Update> = (0..n)
+            .map(|_| {
+                u(
+                    vec![(0..50).map(|_| rng.random_range(-5.0..5.0)).collect()],
+                    1,
+                )
+            })
+            .collect();
+        let sorted_column = |i: usize| {
+            let mut c: Vec<f32> = ups.iter().map(|u| u.tensors[0][i]).collect();
+            c.sort_by(f32::total_cmp);
+            c
+        };
+        let median = coordinate_median(&ups).unwrap();
+        for beta in [0.0, 0.1, 0.25, 0.4] {
+            let k = trim_count(n, beta);
+            if n < 2 * k + 1 {
+                continue;
+            }
+            let trimmed = trimmed_mean(&ups, beta).unwrap();
+            for i in 0..50 {
+                let c = sorted_column(i);
+                let kept = &c[k..n - k];
+                let want = kept.iter().map(|&v| f64::from(v)).sum::<f64>() / kept.len() as f64;
+                assert!(
+                    (f64::from(trimmed[0][i]) - want).abs() < 1e-5,
+                    "n {n} beta {beta}"
+                );
+            }
+        }
+        for i in 0..50 {
+            let c = sorted_column(i);
+            let want = if n % 2 == 1 {
+                f64::from(c[n / 2])
+            } else {
+                (f64::from(c[n / 2 - 1]) + f64::from(c[n / 2])) / 2.0
+            };
+            assert!((f64::from(median[0][i]) - want).abs() < 1e-6, "n {n}");
+        }
+    }
+}
