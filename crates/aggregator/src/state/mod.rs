@@ -13,33 +13,17 @@ use crate::config::Args;
 use crate::dp::{self, Accountant};
 pub use crate::error::Error;
 pub use crate::protocol::*;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::strategy::{OptState, Strategy, Update};
 use crate::tensors::{self, Layout, META_GLOBAL_VERSION};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const SCHEMA: u32 = 1;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Persisted {
-    schema: u32,
-    version: u64,
-    model_sha256: String,
-    strategy: String,
-    started_ms: u64,
-    deadline_ms: u64,
-    selected: Vec<ClientId>,
-    next_client: ClientId,
-    /// (client id, SHA-256 of its token)
-    clients: Vec<(ClientId, String)>,
-    history: Vec<RoundRecord>,
-    counters: Counters,
-}
+mod persist;
+use persist::encode_opt;
 
 #[derive(Debug, Clone)]
 struct AcceptedUpdate {
@@ -121,154 +105,6 @@ impl Server {
         Ok(server)
     }
 
-    fn start(
-        args: Args,
-        strategy: Box<dyn Strategy>,
-        store: Store,
-        rng: StdRng,
-    ) -> Result<Self, Error> {
-        let init = args
-            .init_bytes()
-            .map_err(|e| Error::Config(format!("--init {}: {e}", args.init.display())))?;
-        let model = tensors::read_model(&init)
-            .map_err(|e| Error::Config(format!("--init {}: {e}", args.init.display())))?;
-        let mut metadata = model.metadata;
-        metadata.remove(META_GLOBAL_VERSION);
-        let bytes = Self::encode_model(&model.layout, &model.values, &metadata, 0)?;
-        store.write_model(0, &bytes)?;
-        let now = now_ms();
-        let deadline_ms = now + (args.round_deadline_secs * 1000.0) as u64;
-        let inner = Inner {
-            version: 0,
-            global: model.values,
-            model_sha256: tensors::sha256_hex(&bytes),
-            model_bytes: Arc::new(bytes),
-            opt: OptState::default(),
-            tokens: HashMap::new(),
-            next_client: 1,
-            started_ms: now,
-            deadline_ms,
-            selected: BTreeSet::new(),
-            accepted: BTreeMap::new(),
-            history: Vec::new(),
-            accountant: Accountant::new(args.dp_delta),
-            counters: Counters::default(),
-            rng,
-        };
-        tracing::info!(
-            params = model.layout.num_params(),
-            tensors = model.layout.names.len(),
-            "started from {}",
-            args.init.display()
-        );
-        Ok(Self {
-            init_bytes_len: init.len(),
-            args,
-            strategy,
-            store,
-            layout: model.layout,
-            metadata,
-            inner: Mutex::new(inner),
-        })
-    }
-
-    fn resume(
-        args: Args,
-        strategy: Box<dyn Strategy>,
-        store: Store,
-        json: &[u8],
-        rng: StdRng,
-    ) -> Result<Self, Error> {
-        let p: Persisted =
-            serde_json::from_slice(json).map_err(|e| Error::Corrupt(format!("state.json: {e}")))?;
-        if p.schema != SCHEMA {
-            return Err(Error::Corrupt(format!(
-                "state.json schema {} (this build reads {SCHEMA})",
-                p.schema
-            )));
-        }
-        let path = store.model_path(p.version);
-        let bytes = store
-            .read(&path)?
-            .ok_or_else(|| Error::Corrupt(format!("{} is missing", path.display())))?;
-        if tensors::sha256_hex(&bytes) != p.model_sha256 {
-            return Err(Error::Corrupt(format!(
-                "{} does not match the SHA-256 in state.json",
-                path.display()
-            )));
-        }
-        let model = tensors::read_model(&bytes)
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        let mut metadata = model.metadata;
-        metadata.remove(META_GLOBAL_VERSION);
-        let opt = match store.read(&store.optimizer_path(p.version))? {
-            Some(b) => decode_opt(&model.layout, &b)?,
-            None => OptState::default(),
-        };
-        if p.strategy != strategy.name() {
-            tracing::warn!(
-                "state was built with --strategy {}; continuing with {}",
-                p.strategy,
-                strategy.name()
-            );
-        }
-        let mut accepted = BTreeMap::new();
-        for (client, body) in store.load_updates(p.version)? {
-            match tensors::parse_update(&body, &model.layout) {
-                Ok(u) if u.base_version == p.version => {
-                    accepted.insert(
-                        client,
-                        AcceptedUpdate {
-                            tensors: u.tensors,
-                            num_examples: u.num_examples,
-                            client_loss: u.client_loss,
-                        },
-                    );
-                }
-                Ok(_) => tracing::warn!("ignoring misfiled update of client {client}"),
-                Err(e) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
-            }
-        }
-        let mut accountant = Accountant::new(args.dp_delta);
-        for r in &p.history {
-            accountant.record(r.noise_multiplier);
-        }
-        let mut selected: BTreeSet<ClientId> = p.selected.into_iter().collect();
-        selected.extend(accepted.keys().copied());
-        tracing::info!(
-            version = p.version,
-            accepted = accepted.len(),
-            "resumed from {}",
-            store.dir().display()
-        );
-        let inner = Inner {
-            version: p.version,
-            global: model.values,
-            model_sha256: p.model_sha256,
-            model_bytes: Arc::new(bytes),
-            opt,
-            tokens: p.clients.into_iter().map(|(id, h)| (h, id)).collect(),
-            next_client: p.next_client,
-            started_ms: p.started_ms,
-            deadline_ms: p.deadline_ms,
-            selected,
-            accepted,
-            history: p.history,
-            accountant,
-            counters: p.counters,
-            rng,
-        };
-        Ok(Self {
-            init_bytes_len: inner.model_bytes.len(),
-            args,
-            strategy,
-            store,
-            layout: model.layout,
-            metadata,
-            inner: Mutex::new(inner),
-        })
-    }
-
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves `Inner` as it was before the failed call
         // (every mutation is committed last), so a poisoned lock is still consistent.
@@ -284,30 +120,6 @@ impl Server {
         let mut md = metadata.clone();
         md.insert(META_GLOBAL_VERSION.to_string(), version.to_string());
         tensors::serialize(layout, values, &md).map_err(|e| Error::Corrupt(e.to_string()))
-    }
-
-    fn persist(&self, inner: &Inner) -> Result<(), StoreError> {
-        let mut clients: Vec<(ClientId, String)> = inner
-            .tokens
-            .iter()
-            .map(|(h, id)| (*id, h.clone()))
-            .collect();
-        clients.sort();
-        let p = Persisted {
-            schema: SCHEMA,
-            version: inner.version,
-            model_sha256: inner.model_sha256.clone(),
-            strategy: self.strategy.name().to_string(),
-            started_ms: inner.started_ms,
-            deadline_ms: inner.deadline_ms,
-            selected: inner.selected.iter().copied().collect(),
-            next_client: inner.next_client,
-            clients,
-            history: inner.history.clone(),
-            counters: inner.counters.clone(),
-        };
-        let json = serde_json::to_vec_pretty(&p).expect("state serialises");
-        crate::store::write_atomic(&self.store.state_path(), &json)
     }
 
     fn finished(&self, inner: &Inner) -> bool {
@@ -702,37 +514,4 @@ impl Server {
     pub fn global(&self) -> Vec<Vec<f32>> {
         self.lock().global.clone()
     }
-}
-
-fn opt_layout(layout: &Layout) -> Layout {
-    let mut names = Vec::new();
-    let mut shapes = Vec::new();
-    for prefix in ["m.", "v."] {
-        for (n, s) in layout.names.iter().zip(&layout.shapes) {
-            names.push(format!("{prefix}{n}"));
-            shapes.push(s.clone());
-        }
-    }
-    Layout { names, shapes }
-}
-
-fn encode_opt(layout: &Layout, opt: &OptState) -> Result<Vec<u8>, Error> {
-    let ol = opt_layout(layout);
-    let values: Vec<Vec<f32>> = opt.m.iter().chain(&opt.v).cloned().collect();
-    // `serialize` wants layout order (sorted names); "m." < "v." and each half is sorted.
-    tensors::serialize(&ol, &values, &HashMap::new()).map_err(|e| Error::Corrupt(e.to_string()))
-}
-
-fn decode_opt(layout: &Layout, bytes: &[u8]) -> Result<OptState, Error> {
-    let file =
-        tensors::read_model(bytes).map_err(|e| Error::Corrupt(format!("optimizer state: {e}")))?;
-    if file.layout != opt_layout(layout) {
-        return Err(Error::Corrupt(
-            "optimizer state does not match the model".into(),
-        ));
-    }
-    let n = layout.names.len();
-    let mut values = file.values;
-    let v = values.split_off(n);
-    Ok(OptState { m: values, v })
 }

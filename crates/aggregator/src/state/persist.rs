@@ -1,0 +1,263 @@
+//! What the aggregator keeps on disk and how it comes back: a fresh start from `--init`, the
+//! saved state (`state.json`, the model of every version, the server optimizer's moments, the
+//! open round's accepted updates), and a resume from it after a crash.
+
+use super::{now_ms, AcceptedUpdate, Inner, Server};
+use crate::config::Args;
+use crate::dp::Accountant;
+use crate::error::Error;
+use crate::protocol::{ClientId, Counters, RoundRecord};
+use crate::store::{Store, StoreError};
+use crate::strategy::{OptState, Strategy};
+use crate::tensors::{self, Layout, META_GLOBAL_VERSION};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Persisted {
+    schema: u32,
+    version: u64,
+    model_sha256: String,
+    strategy: String,
+    started_ms: u64,
+    deadline_ms: u64,
+    selected: Vec<ClientId>,
+    next_client: ClientId,
+    /// (client id, SHA-256 of its token)
+    clients: Vec<(ClientId, String)>,
+    history: Vec<RoundRecord>,
+    counters: Counters,
+}
+
+impl Server {
+    /// The server around `inner`: one constructor for a fresh start and a resume.
+    fn assemble(
+        args: Args,
+        strategy: Box<dyn Strategy>,
+        store: Store,
+        layout: Layout,
+        metadata: HashMap<String, String>,
+        init_bytes_len: usize,
+        inner: Inner,
+    ) -> Self {
+        Self {
+            init_bytes_len,
+            args,
+            strategy,
+            store,
+            layout,
+            metadata,
+            inner: Mutex::new(inner),
+        }
+    }
+
+    pub(super) fn start(
+        args: Args,
+        strategy: Box<dyn Strategy>,
+        store: Store,
+        rng: StdRng,
+    ) -> Result<Self, Error> {
+        let init = args
+            .init_bytes()
+            .map_err(|e| Error::Config(format!("--init {}: {e}", args.init.display())))?;
+        let model = tensors::read_model(&init)
+            .map_err(|e| Error::Config(format!("--init {}: {e}", args.init.display())))?;
+        let mut metadata = model.metadata;
+        metadata.remove(META_GLOBAL_VERSION);
+        let bytes = Self::encode_model(&model.layout, &model.values, &metadata, 0)?;
+        store.write_model(0, &bytes)?;
+        let now = now_ms();
+        let deadline_ms = now + (args.round_deadline_secs * 1000.0) as u64;
+        let inner = Inner {
+            version: 0,
+            global: model.values,
+            model_sha256: tensors::sha256_hex(&bytes),
+            model_bytes: Arc::new(bytes),
+            opt: OptState::default(),
+            tokens: HashMap::new(),
+            next_client: 1,
+            started_ms: now,
+            deadline_ms,
+            selected: BTreeSet::new(),
+            accepted: BTreeMap::new(),
+            history: Vec::new(),
+            accountant: Accountant::new(args.dp_delta),
+            counters: Counters::default(),
+            rng,
+        };
+        tracing::info!(
+            params = model.layout.num_params(),
+            tensors = model.layout.names.len(),
+            "started from {}",
+            args.init.display()
+        );
+        Ok(Self::assemble(
+            args,
+            strategy,
+            store,
+            model.layout,
+            metadata,
+            init.len(),
+            inner,
+        ))
+    }
+
+    pub(super) fn resume(
+        args: Args,
+        strategy: Box<dyn Strategy>,
+        store: Store,
+        json: &[u8],
+        rng: StdRng,
+    ) -> Result<Self, Error> {
+        let p: Persisted =
+            serde_json::from_slice(json).map_err(|e| Error::Corrupt(format!("state.json: {e}")))?;
+        if p.schema != SCHEMA {
+            return Err(Error::Corrupt(format!(
+                "state.json schema {} (this build reads {SCHEMA})",
+                p.schema
+            )));
+        }
+        let path = store.model_path(p.version);
+        let bytes = store
+            .read(&path)?
+            .ok_or_else(|| Error::Corrupt(format!("{} is missing", path.display())))?;
+        if tensors::sha256_hex(&bytes) != p.model_sha256 {
+            return Err(Error::Corrupt(format!(
+                "{} does not match the SHA-256 in state.json",
+                path.display()
+            )));
+        }
+        let model = tensors::read_model(&bytes)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        let mut metadata = model.metadata;
+        metadata.remove(META_GLOBAL_VERSION);
+        let opt = match store.read(&store.optimizer_path(p.version))? {
+            Some(b) => decode_opt(&model.layout, &b)?,
+            None => OptState::default(),
+        };
+        if p.strategy != strategy.name() {
+            tracing::warn!(
+                "state was built with --strategy {}; continuing with {}",
+                p.strategy,
+                strategy.name()
+            );
+        }
+        let mut accepted = BTreeMap::new();
+        for (client, body) in store.load_updates(p.version)? {
+            match tensors::parse_update(&body, &model.layout) {
+                Ok(u) if u.base_version == p.version => {
+                    accepted.insert(
+                        client,
+                        AcceptedUpdate {
+                            tensors: u.tensors,
+                            num_examples: u.num_examples,
+                            client_loss: u.client_loss,
+                        },
+                    );
+                }
+                Ok(_) => tracing::warn!("ignoring misfiled update of client {client}"),
+                Err(e) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
+            }
+        }
+        let mut accountant = Accountant::new(args.dp_delta);
+        for r in &p.history {
+            accountant.record(r.noise_multiplier);
+        }
+        let mut selected: BTreeSet<ClientId> = p.selected.into_iter().collect();
+        selected.extend(accepted.keys().copied());
+        tracing::info!(
+            version = p.version,
+            accepted = accepted.len(),
+            "resumed from {}",
+            store.dir().display()
+        );
+        let inner = Inner {
+            version: p.version,
+            global: model.values,
+            model_sha256: p.model_sha256,
+            model_bytes: Arc::new(bytes),
+            opt,
+            tokens: p.clients.into_iter().map(|(id, h)| (h, id)).collect(),
+            next_client: p.next_client,
+            started_ms: p.started_ms,
+            deadline_ms: p.deadline_ms,
+            selected,
+            accepted,
+            history: p.history,
+            accountant,
+            counters: p.counters,
+            rng,
+        };
+        let init_bytes_len = inner.model_bytes.len();
+        Ok(Self::assemble(
+            args,
+            strategy,
+            store,
+            model.layout,
+            metadata,
+            init_bytes_len,
+            inner,
+        ))
+    }
+
+    pub(super) fn persist(&self, inner: &Inner) -> Result<(), StoreError> {
+        let mut clients: Vec<(ClientId, String)> = inner
+            .tokens
+            .iter()
+            .map(|(h, id)| (*id, h.clone()))
+            .collect();
+        clients.sort();
+        let p = Persisted {
+            schema: SCHEMA,
+            version: inner.version,
+            model_sha256: inner.model_sha256.clone(),
+            strategy: self.strategy.name().to_string(),
+            started_ms: inner.started_ms,
+            deadline_ms: inner.deadline_ms,
+            selected: inner.selected.iter().copied().collect(),
+            next_client: inner.next_client,
+            clients,
+            history: inner.history.clone(),
+            counters: inner.counters.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&p).expect("state serialises");
+        crate::store::write_atomic(&self.store.state_path(), &json)
+    }
+}
+
+fn opt_layout(layout: &Layout) -> Layout {
+    let mut names = Vec::new();
+    let mut shapes = Vec::new();
+    for prefix in ["m.", "v."] {
+        for (n, s) in layout.names.iter().zip(&layout.shapes) {
+            names.push(format!("{prefix}{n}"));
+            shapes.push(s.clone());
+        }
+    }
+    Layout { names, shapes }
+}
+
+pub(super) fn encode_opt(layout: &Layout, opt: &OptState) -> Result<Vec<u8>, Error> {
+    let ol = opt_layout(layout);
+    let values: Vec<Vec<f32>> = opt.m.iter().chain(&opt.v).cloned().collect();
+    // `serialize` wants layout order (sorted names); "m." < "v." and each half is sorted.
+    tensors::serialize(&ol, &values, &HashMap::new()).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn decode_opt(layout: &Layout, bytes: &[u8]) -> Result<OptState, Error> {
+    let file =
+        tensors::read_model(bytes).map_err(|e| Error::Corrupt(format!("optimizer state: {e}")))?;
+    if file.layout != opt_layout(layout) {
+        return Err(Error::Corrupt(
+            "optimizer state does not match the model".into(),
+        ));
+    }
+    let n = layout.names.len();
+    let mut values = file.values;
+    let v = values.split_off(n);
+    Ok(OptState { m: values, v })
+}
