@@ -39,6 +39,15 @@ lane-d() {
   train dwa-direct-x4 dwa-direct 4 1000 48 500
 }
 
+# Third round: the DWA ablation pair at x4 continued for 3,000 more steps from their 1,000-step
+# weights (fresh Adam, peak 2e-4, cosine), one lane each so both get the same budget.
+lane-e() {
+  LR=2e-4 train dwsr-x4-long dwsr 4 3000 48 1000 --init runs/dwsr-x4/last.safetensors
+}
+lane-f() {
+  LR=2e-4 train dwsr-dwa-x4-long dwsr-dwa 4 3000 48 1000 --init runs/dwsr-dwa-x4/last.safetensors
+}
+
 if [ $# -gt 0 ]; then "$@"; exit; fi
 cargo build -p websr-cli
 mkdir -p runs
