@@ -26,7 +26,16 @@ ship wavelr-x4-ft wavelr-x4 \
 ship wavelr-x2 wavelr-x2 \
   "WaveLR x2: our fast model for the browser (8 convolutions of width 48 at LR resolution predict the 12 Haar sub-bands)." \
   "$T lane-b: websr train --arch wavelr --scale 2 --steps 5000 --patch 64 --lr 5e-4 $common --out runs/wavelr-x2" "$(restarted 1800)"
-for s in 2 4; do
+# x4: the ablation pair continued for 3,000 steps (lane-e / lane-f) replaces the 1,000-step runs.
+ship dwsr-x4-long dwsr-x4 \
+  "DWSR x4 as published (12 convolutions of width 64 on the 12 Haar sub-bands of the bicubic image). Short training (4,000 steps): the equal-budget baseline of the DWA ablation, not a finished model." \
+  "$T lane-a then lane-e: websr train --arch dwsr --scale 4 --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwsr-x4, then websr train --arch dwsr --scale 4 --steps 3000 --patch 48 --lr 2e-4 $common --init runs/dwsr-x4/last.safetensors --out runs/dwsr-x4-long" \
+  "4,000 steps in all: 1,000 with a 5e-4 cosine schedule, then 3,000 more from those weights with a 2e-4 cosine schedule and fresh Adam moments; first run $(restarted 500)"
+ship dwsr-dwa-x4-long dwsr-dwa-x4 \
+  "DWSR+DWA x4: DWSR whose first convolution is a Differential Wavelet Amplifier. Same data, steps and schedules as dwsr-x4 (the ablation)." \
+  "$T lane-a then lane-f: websr train --arch dwsr-dwa --scale 4 --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwsr-dwa-x4, then websr train --arch dwsr-dwa --scale 4 --steps 3000 --patch 48 --lr 2e-4 $common --init runs/dwsr-dwa-x4/last.safetensors --out runs/dwsr-dwa-x4-long" \
+  "4,000 steps in all, as dwsr-x4; first run $unseeded"
+for s in 2; do
   ship dwsr-x$s dwsr-x$s \
     "DWSR x$s as published (12 convolutions of width 64 on the 12 Haar sub-bands of the bicubic image). Short training: the equal-budget baseline of the DWA ablation, not a finished model." \
     "$T: websr train --arch dwsr --scale $s --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwsr-x$s" "$([ $s = 4 ] && restarted 500 || echo "$unseeded")"

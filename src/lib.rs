@@ -9,6 +9,7 @@
 //! - [`upsample`]: the same bicubic as tensor matmuls, for models that add a residual to it.
 //! - [`models`]: DWSR, DWA, DWSR+DWA, DWA-Direct and the fast WaveLR; [`models::SrModel`] is the
 //!   type everything else uses.
+//! - [`diffusion`]: diffusion SR (SR3, DiWa, YODA): schedules, samplers, U-Net, models.
 //! - [`weights`]: safetensors with the model spec in the metadata; strict, clear errors.
 //! - [`tiling`] and [`upscale`]: bounded-memory tiled inference with blending, x8 self-ensemble.
 //! - [`metrics`] and [`eval`]: BasicSR-compatible Y-PSNR/SSIM and the benchmark protocol.
@@ -24,6 +25,7 @@
 pub mod backend;
 pub mod bench;
 pub mod degrade;
+pub mod diffusion;
 pub mod error;
 pub mod eval;
 pub mod federated;

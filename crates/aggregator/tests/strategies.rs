@@ -267,10 +267,7 @@ fn median_and_trimmed_mean_match_a_full_sort_on_random_columns() {
                 let c = sorted_column(i);
                 let kept = &c[k..n - k];
                 let want = kept.iter().map(|&v| f64::from(v)).sum::<f64>() / kept.len() as f64;
-                assert!(
-                    (f64::from(got) - want).abs() < 1e-5,
-                    "n {n} beta {beta}"
-                );
+                assert!((f64::from(got) - want).abs() < 1e-5, "n {n} beta {beta}");
             }
         }
         for (i, &got) in median[0].iter().enumerate() {

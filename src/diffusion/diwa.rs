@@ -1,0 +1,197 @@
+//! DiWa (methods.md §2): diffusion in the Haar wavelet domain, on the residual of an initial
+//! predictor.
+//!
+//! `c = DWT(x_up)` (12 sub-bands at half the HR size), `x_init = c + convs(c)` (the
+//! [`InitialPredictor`], DWSR's shape), `y0 = DWT(HR) - x_init` is diffused, the U-Net maps
+//! `cat[c, y_t]` (24 channels) to the noise (12), and a sample is `IDWT(y + x_init)`. The predictor
+//! learns only through the noise loss (gradients flow through `x_init` into `y0`), as in DiWa's
+//! code, and the reverse variance is `beta`.
+
+use super::noise::host_vector;
+use super::objective::noise_prediction_loss;
+use super::reverse::PosteriorVariance;
+use super::sampler::{sample_seeded, ReverseProcess, Sampler};
+use super::schedule::NoiseSchedule;
+use super::unet::{UNet, UNetConfig};
+use super::yoda::{Yoda, YodaGuide};
+use crate::upsample::bicubic_upscale;
+use crate::wavelet::{dwt, idwt};
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use rand::Rng;
+
+#[derive(Config, Debug)]
+pub struct DiWaConfig {
+    pub scale: usize,
+    /// Its channels must be 24 in, 12 out.
+    #[config(default = "UNetConfig::new(24, 12)")]
+    pub unet: UNetConfig,
+    /// Width of the initial predictor (64 in DiWa, DWSR's).
+    #[config(default = 64)]
+    pub predictor_features: usize,
+    /// Its hidden 3x3 convolutions between head and tail (10 in DiWa).
+    #[config(default = 10)]
+    pub predictor_layers: usize,
+}
+
+/// DWSR as DiWa's `DWSR` class: `Conv(12->F) ReLU, L x [Conv(F->F) ReLU], Conv(F->12)`, 3x3 without
+/// bias, added to its input. `crate::models::dwsr::Dwsr` reads the LR image and adds the bicubic
+/// itself, so this is the same stack on sub-bands. The last convolution starts at zero: an
+/// untrained predictor passes `c` through, and the diffused residual starts as `DWT(HR - x_up)`.
+#[derive(Module, Debug)]
+pub struct InitialPredictor {
+    head: Conv2d,
+    body: Vec<Conv2d>,
+    tail: Conv2d,
+}
+
+impl InitialPredictor {
+    fn new(features: usize, layers: usize, device: &Device) -> Self {
+        // He initialisation for the ReLU stack, as websr's DWSR.
+        let he = Initializer::KaimingNormal {
+            gain: std::f64::consts::SQRT_2,
+            fan_out_only: false,
+        };
+        let conv3 = |i: usize, o: usize, init: Initializer| {
+            Conv2dConfig::new([i, o], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .with_initializer(init)
+                .init(device)
+        };
+        InitialPredictor {
+            head: conv3(12, features, he.clone()),
+            body: (0..layers)
+                .map(|_| conv3(features, features, he.clone()))
+                .collect(),
+            tail: conv3(features, 12, Initializer::Zeros),
+        }
+    }
+
+    /// `c + convs(c)` on `[N, 12, H, W]` sub-bands.
+    pub fn forward(&self, c: Tensor<4>) -> Tensor<4> {
+        let mut x = relu(self.head.forward(c.clone()));
+        for conv in &self.body {
+            x = relu(conv.forward(x));
+        }
+        c + self.tail.forward(x)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct DiWa {
+    predictor: InitialPredictor,
+    unet: UNet,
+    scale: usize,
+}
+
+impl DiWaConfig {
+    pub fn init(&self, device: &Device) -> DiWa {
+        assert!(
+            self.unet.in_channels == 24 && self.unet.out_channels == 12,
+            "DiWa's U-Net maps 24 channels (sub-bands + noisy residual) to 12"
+        );
+        DiWa {
+            predictor: InitialPredictor::new(
+                self.predictor_features,
+                self.predictor_layers,
+                device,
+            ),
+            unet: self.unet.init(device),
+            scale: self.scale,
+        }
+    }
+}
+
+impl DiWa {
+    /// DiWa's code: `posterior_variance = betas`.
+    pub const VARIANCE: PosteriorVariance = PosteriorVariance::Beta;
+
+    pub fn scale(&self) -> usize {
+        self.scale
+    }
+
+    /// The size of the diffused signal (and of a YODA map) for an `h x w` LR input: half the HR
+    /// size, the sub-band grid. The HR sides must be even.
+    pub fn diffused_size(&self, h: usize, w: usize) -> [usize; 2] {
+        [h * self.scale / 2, w * self.scale / 2]
+    }
+
+    /// `(c, x_init)` for `lr` in `[0, 1]`: the sub-bands of `x_up` (in `[-1, 1]`) and the initial
+    /// prediction.
+    pub fn condition(&self, lr: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let up = bicubic_upscale(lr, self.scale)
+            .mul_scalar(2.0)
+            .sub_scalar(1.0);
+        let c = dwt(up);
+        let x_init = self.predictor.forward(c.clone());
+        (c, x_init)
+    }
+
+    /// `eps_hat = UNet(cat[c, y_t], gamma)`.
+    pub fn predict_noise(&self, c: Tensor<4>, y: Tensor<4>, gamma: Tensor<1>) -> Tensor<4> {
+        self.unet.forward(Tensor::cat(vec![c, y], 1), gamma)
+    }
+
+    /// The initial prediction alone as an image in `[0, 1]` (what DiWa adds the diffusion to).
+    pub fn initial_prediction(&self, lr: Tensor<4>) -> Tensor<4> {
+        to_image(idwt(self.condition(lr).1))
+    }
+
+    /// The mean L1 noise loss on one batch (`hr` in `[0, 1]`); trains the U-Net and the initial
+    /// predictor together. With YODA (a map at half the HR size), the residual outside the mask
+    /// is the noised zero.
+    pub fn loss(
+        &self,
+        lr: Tensor<4>,
+        hr: Tensor<4>,
+        schedule: &NoiseSchedule,
+        rng: &mut impl Rng,
+        yoda: Option<&Yoda>,
+    ) -> Tensor<1> {
+        let (c, x_init) = self.condition(lr);
+        let target = dwt(hr.mul_scalar(2.0).sub_scalar(1.0));
+        assert_eq!(target.dims(), c.dims(), "HR must be scale x the LR size");
+        let y0 = target - x_init;
+        let zeros = || y0.zeros_like();
+        noise_prediction_loss(y0.clone(), zeros, schedule, rng, yoda, |y, gamma| {
+            self.predict_noise(c.clone(), y, gamma)
+        })
+    }
+
+    /// A super-resolved batch in `[0, 1]` (`[N, 3, scale h, scale w]`); `seed` fixes it. Only tensor
+    /// ops run: read the result with `read_f32_async` in the browser.
+    pub fn sample(
+        &self,
+        lr: Tensor<4>,
+        schedule: &NoiseSchedule,
+        sampler: Sampler,
+        seed: u64,
+        yoda: Option<&Yoda>,
+    ) -> Tensor<4> {
+        let (c, x_init) = self.condition(lr);
+        let dims = c.dims();
+        let device = c.device();
+        let guide = yoda.map(|y| YodaGuide::new(y, x_init.zeros_like()));
+        let process = ReverseProcess {
+            schedule,
+            sampler,
+            variance: Self::VARIANCE,
+        };
+        let denoise = |y: Tensor<4>, gamma: f64| {
+            let gamma = host_vector(&vec![gamma; dims[0]], &device);
+            self.predict_noise(c.clone(), y, gamma)
+        };
+        let residual = sample_seeded(denoise, dims, &device, &process, seed, guide.as_ref());
+        to_image(idwt(residual + x_init))
+    }
+}
+
+/// `[-1, 1]` -> `[0, 1]`, clamped.
+fn to_image(x: Tensor<4>) -> Tensor<4> {
+    x.add_scalar(1.0).mul_scalar(0.5).clamp(0.0, 1.0)
+}
