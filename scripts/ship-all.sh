@@ -44,5 +44,5 @@ for s in 2; do
     "$T: websr train --arch dwsr-dwa --scale $s --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwsr-dwa-x$s" "$unseeded"
 done
 ship dwa-direct-x4 dwa-direct-x4 \
-  "DWA-Direct[DWSR] x4: a stride-2 DWA reads the RGB image instead of its DWT. Same budget as dwsr-x4." \
+  "DWA-Direct[DWSR] x4: a stride-2 DWA reads the RGB image instead of its DWT. Same budget as the first, 1,000-step dwsr-x4 run (runs/dwsr-x4)." \
   "$T lane-d: websr train --arch dwa-direct --scale 4 --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwa-direct-x4" "$unseeded"
