@@ -7,10 +7,9 @@
 //! learns only through the noise loss (gradients flow through `x_init` into `y0`), as in DiWa's
 //! code, and the reverse variance is `beta`.
 
-use super::noise::host_vector;
 use super::objective::noise_prediction_loss;
 use super::reverse::PosteriorVariance;
-use super::sampler::{sample_seeded, ReverseProcess, Sampler};
+use super::sampler::{sample_with_predictor, to_image, Sampler};
 use super::schedule::NoiseSchedule;
 use super::unet::{UNet, UNetConfig};
 use super::yoda::{Yoda, YodaGuide};
@@ -174,24 +173,17 @@ impl DiWa {
         yoda: Option<&Yoda>,
     ) -> Tensor<4> {
         let (c, x_init) = self.condition(lr);
-        let dims = c.dims();
-        let device = c.device();
         let guide = yoda.map(|y| YodaGuide::new(y, x_init.zeros_like()));
-        let process = ReverseProcess {
+        let residual = sample_with_predictor(
+            |y, gamma| self.predict_noise(c.clone(), y, gamma),
+            c.dims(),
+            &c.device(),
             schedule,
             sampler,
-            variance: Self::VARIANCE,
-        };
-        let denoise = |y: Tensor<4>, gamma: f64| {
-            let gamma = host_vector(&vec![gamma; dims[0]], &device);
-            self.predict_noise(c.clone(), y, gamma)
-        };
-        let residual = sample_seeded(denoise, dims, &device, &process, seed, guide.as_ref());
+            Self::VARIANCE,
+            seed,
+            guide.as_ref(),
+        );
         to_image(idwt(residual + x_init))
     }
-}
-
-/// `[-1, 1]` -> `[0, 1]`, clamped.
-fn to_image(x: Tensor<4>) -> Tensor<4> {
-    x.add_scalar(1.0).mul_scalar(0.5).clamp(0.0, 1.0)
 }

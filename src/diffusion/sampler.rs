@@ -5,7 +5,7 @@
 //! final result once. The network is a closure `(y_t, gamma) -> eps`, `gamma = sqrt(acp_i)`
 //! being the noise level the network was trained with (SR3's continuous conditioning).
 
-use super::noise::standard_normal_tensor;
+use super::noise::{host_vector, standard_normal_tensor};
 use super::reverse::{
     ddim_indices, ddim_step, ddpm_step, DdimCoefficients, DdpmCoefficients, PosteriorVariance,
 };
@@ -114,4 +114,32 @@ pub fn sample_seeded(
     let mut rng = StdRng::seed_from_u64(seed);
     let init = standard_normal_tensor(&mut rng, dims, device);
     reverse_diffusion(denoise, init, process, &mut rng, guide)
+}
+
+/// The sampling loop of SR3 and DiWa: a batch of `dims` drawn with the noise predictor
+/// `predict(y, gamma)` (`gamma` repeated per item), seeded by `seed`, with `variance` as the
+/// model's posterior variance and optional YODA guidance. Returns the diffused signal.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_with_predictor(
+    predict: impl Fn(Tensor<4>, Tensor<1>) -> Tensor<4>,
+    dims: [usize; 4],
+    device: &Device,
+    schedule: &NoiseSchedule,
+    sampler: Sampler,
+    variance: PosteriorVariance,
+    seed: u64,
+    guide: Option<&YodaGuide>,
+) -> Tensor<4> {
+    let process = ReverseProcess {
+        schedule,
+        sampler,
+        variance,
+    };
+    let denoise = |y: Tensor<4>, gamma: f64| predict(y, host_vector(&vec![gamma; dims[0]], device));
+    sample_seeded(denoise, dims, device, &process, seed, guide)
+}
+
+/// `[-1, 1]` -> `[0, 1]`, clamped: the models' output images.
+pub fn to_image(x: Tensor<4>) -> Tensor<4> {
+    x.add_scalar(1.0).mul_scalar(0.5).clamp(0.0, 1.0)
 }

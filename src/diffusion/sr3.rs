@@ -2,10 +2,9 @@
 //! the bicubic-upscaled LR `x_up` (in `[-1, 1]`) conditions a U-Net on `cat[x_up, y_t]`
 //! (6 -> 3 channels) that predicts the noise of `y_t`; the HR image itself is diffused.
 
-use super::noise::host_vector;
 use super::objective::noise_prediction_loss;
 use super::reverse::PosteriorVariance;
-use super::sampler::{sample_seeded, ReverseProcess, Sampler};
+use super::sampler::{sample_with_predictor, to_image, Sampler};
 use super::schedule::NoiseSchedule;
 use super::unet::{UNet, UNetConfig};
 use super::yoda::{Yoda, YodaGuide};
@@ -106,19 +105,17 @@ impl Sr3 {
         yoda: Option<&Yoda>,
     ) -> Tensor<4> {
         let condition = self.condition(lr);
-        let dims = condition.dims();
-        let device = condition.device();
         let guide = yoda.map(|y| YodaGuide::new(y, condition.clone()));
-        let process = ReverseProcess {
+        let y = sample_with_predictor(
+            |y, gamma| self.predict_noise(condition.clone(), y, gamma),
+            condition.dims(),
+            &condition.device(),
             schedule,
             sampler,
-            variance: Self::VARIANCE,
-        };
-        let denoise = |y: Tensor<4>, gamma: f64| {
-            let gamma = host_vector(&vec![gamma; dims[0]], &device);
-            self.predict_noise(condition.clone(), y, gamma)
-        };
-        let y = sample_seeded(denoise, dims, &device, &process, seed, guide.as_ref());
-        y.add_scalar(1.0).mul_scalar(0.5).clamp(0.0, 1.0)
+            Self::VARIANCE,
+            seed,
+            guide.as_ref(),
+        );
+        to_image(y)
     }
 }
