@@ -21,28 +21,14 @@ async fn full_round_with_fedavg_reaches_the_hand_computed_model() {
     let t1 = join_selected(&app).await;
     let t2 = join_selected(&app).await;
 
-    let (st, b) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t1),
-        update_body(&delta(1.0, 2.0), 0, 1),
-    )
-    .await;
+    let (st, b) = submit(&app, &t1, &delta(1.0, 2.0), 0, 1).await;
     assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
     let r = json(&b);
     assert_eq!(r["accepted"], true);
     assert_eq!(r["round_closed"], false);
     assert_eq!(r["global_version"], 0);
 
-    let (st, b) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t2),
-        update_body(&delta(3.0, -2.0), 0, 3),
-    )
-    .await;
+    let (st, b) = submit(&app, &t2, &delta(3.0, -2.0), 0, 3).await;
     assert_eq!(st, StatusCode::OK);
     let r = json(&b);
     assert_eq!(r["round_closed"], true);
@@ -129,38 +115,17 @@ async fn over_selection_caps_the_round_and_stragglers_are_dropped() {
     assert_eq!(cfg["selected"], false);
     assert!(cfg["retry_after_s"].as_f64().unwrap() > 0.0);
     // An unselected client cannot submit.
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t4),
-        update_body(&delta(1.0, 1.0), 0, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t4, &delta(1.0, 1.0), 0, 1).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     for t in [&t1, &t2] {
-        let (st, _) = call(
-            &app,
-            "POST",
-            "/v1/update",
-            Some(t),
-            update_body(&delta(1.0, 1.0), 0, 1),
-        )
-        .await;
+        let (st, _) = submit(&app, t, &delta(1.0, 1.0), 0, 1).await;
         assert_eq!(st, StatusCode::OK);
     }
     assert_eq!(s.status().global_version, 1);
     assert_eq!(s.metrics().history[0].stragglers_dropped, 1);
     // The straggler's late update is refused as stale.
-    let (st, b) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t3),
-        update_body(&delta(1.0, 1.0), 0, 1),
-    )
-    .await;
+    let (st, b) = submit(&app, &t3, &delta(1.0, 1.0), 0, 1).await;
     assert_eq!(st, StatusCode::CONFLICT);
     assert!(json(&b)["error"].as_str().unwrap().contains("stale"));
 }
@@ -183,14 +148,7 @@ async fn deadline_closes_with_min_clients_or_extends_below_it() {
     let t1 = join_selected(&app).await;
     let t2 = join_selected(&app).await;
     let t3 = join_selected(&app).await;
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t1),
-        update_body(&delta(2.0, 0.0), 0, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t1, &delta(2.0, 0.0), 0, 1).await;
     assert_eq!(st, StatusCode::OK);
 
     // Deadline with 1 < min accepted: the update is kept, silent clients are released.
@@ -204,14 +162,7 @@ async fn deadline_closes_with_min_clients_or_extends_below_it() {
     // t3 lost its slot, asks again and gets one.
     let (_, b) = call(&app, "GET", "/v1/round", Some(&t3), vec![]).await;
     assert_eq!(json(&b)["selected"], true);
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t3),
-        update_body(&delta(4.0, 0.0), 0, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t3, &delta(4.0, 0.0), 0, 1).await;
     assert_eq!(st, StatusCode::OK);
 
     // Next deadline with 2 >= min: the round closes without t2 (a dropped straggler).
@@ -224,14 +175,7 @@ async fn deadline_closes_with_min_clients_or_extends_below_it() {
         &[vec![4.0, 5.0, 6.0, 7.0], vec![0.5, -0.5, 0.0]],
         1e-6,
     );
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t2),
-        update_body(&delta(1.0, 1.0), 0, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t2, &delta(1.0, 1.0), 0, 1).await;
     assert_eq!(st, StatusCode::CONFLICT);
 }
 
@@ -247,37 +191,16 @@ async fn restart_resumes_the_open_round_and_keeps_tokens() {
         t2 = join_selected(&app).await;
         t3 = join_selected(&app).await;
         for (t, x) in [(&t1, 3.0), (&t2, 6.0)] {
-            let (st, _) = call(
-                &app,
-                "POST",
-                "/v1/update",
-                Some(t),
-                update_body(&delta(x, 0.0), 0, 1),
-            )
-            .await;
+            let (st, _) = submit(&app, t, &delta(x, 0.0), 0, 1).await;
             assert_eq!(st, StatusCode::OK);
         }
     }
     let s = server(dir.path(), &flags);
     let app = app(s.clone());
     assert_eq!(s.status().accepted, 2);
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t1),
-        update_body(&delta(3.0, 0.0), 0, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t1, &delta(3.0, 0.0), 0, 1).await;
     assert_eq!(st, StatusCode::CONFLICT, "t1's update survived the restart");
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t3),
-        update_body(&delta(0.0, 3.0), 0, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t3, &delta(0.0, 3.0), 0, 1).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(s.status().global_version, 1);
     assert_close(
@@ -316,14 +239,7 @@ async fn fedadam_moments_survive_a_restart() {
     let s = server(dir.path(), &flags);
     let app = app(s.clone());
     let t = join_selected(&app).await;
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t),
-        update_body(&delta(0.5, 0.5), 0, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t, &delta(0.5, 0.5), 0, 1).await;
     assert_eq!(st, StatusCode::OK);
     drop(app);
     drop(s);
@@ -331,14 +247,7 @@ async fn fedadam_moments_survive_a_restart() {
     let app = websr_aggregator::app(s.clone());
     let (_, b) = call(&app, "GET", "/v1/round", Some(&t), vec![]).await;
     assert_eq!(json(&b)["selected"], true);
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t),
-        update_body(&delta(-0.5, -0.5), 1, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t, &delta(-0.5, -0.5), 1, 1).await;
     assert_eq!(st, StatusCode::OK);
     // Two FedAdam steps by hand (eta 0.1, b1 0.9, b2 0.99, tau 0.1, v0 = tau^2 = 0.01):
     // step 1: m = 0.05, v = 0.0124, x += 0.1 * 0.05 / (sqrt(0.0124) + 0.1) = 0.0236568
@@ -371,22 +280,8 @@ async fn dp_noise_and_accountant_are_reported_per_round() {
     let t1 = join_selected(&app).await;
     let t2 = join_selected(&app).await;
     // With noise the mean is unweighted: num_examples 1 and 100 weigh the same.
-    call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t1),
-        update_body(&delta(1.0, 0.0), 0, 1),
-    )
-    .await;
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t2),
-        update_body(&delta(3.0, 0.0), 0, 100),
-    )
-    .await;
+    submit(&app, &t1, &delta(1.0, 0.0), 0, 1).await;
+    let (st, _) = submit(&app, &t2, &delta(3.0, 0.0), 0, 100).await;
     assert_eq!(st, StatusCode::OK);
     assert_close(
         &s.global(),
@@ -463,14 +358,7 @@ async fn training_stops_after_the_configured_rounds() {
     );
     let app = app(s.clone());
     let t = join_selected(&app).await;
-    let (st, _) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t),
-        update_body(&delta(1.0, 1.0), 0, 1),
-    )
-    .await;
+    let (st, _) = submit(&app, &t, &delta(1.0, 1.0), 0, 1).await;
     assert_eq!(st, StatusCode::OK);
     let (_, b) = call(&app, "GET", "/v1/round", Some(&t), vec![]).await;
     let cfg = json(&b);
@@ -478,14 +366,7 @@ async fn training_stops_after_the_configured_rounds() {
         (cfg["finished"].as_bool(), cfg["selected"].as_bool()),
         (Some(true), Some(false))
     );
-    let (st, b) = call(
-        &app,
-        "POST",
-        "/v1/update",
-        Some(&t),
-        update_body(&delta(1.0, 1.0), 1, 1),
-    )
-    .await;
+    let (st, b) = submit(&app, &t, &delta(1.0, 1.0), 1, 1).await;
     assert_eq!(st, StatusCode::CONFLICT);
     assert!(json(&b)["error"].as_str().unwrap().contains("finished"));
 }

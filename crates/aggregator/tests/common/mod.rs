@@ -85,6 +85,18 @@ pub async fn call(
     (status, bytes.to_vec())
 }
 
+/// `POST /v1/update` with the body of `update_body(d, base_version, num_examples)`.
+pub async fn submit(
+    app: &Router,
+    token: &str,
+    d: &[Vec<f32>],
+    base_version: u64,
+    num_examples: u64,
+) -> (StatusCode, Vec<u8>) {
+    let body = update_body(d, base_version, num_examples);
+    call(app, "POST", "/v1/update", Some(token), body).await
+}
+
 pub fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
