@@ -60,16 +60,21 @@ export class FederatedClient {
     return { images: this.images, examples: this.examples };
   }
 
-  async #fetch(path, init = {}, what = path) {
+  /** A request with the token; throws only when the aggregator does not answer. */
+  async #send(path, init = {}, what = path) {
     const headers = { ...(init.headers || {}) };
     if (this.#token) headers.Authorization = `Bearer ${this.#token}`;
-    let res;
     try {
-      res = await fetch(`${this.#server}${path}`, { ...init, headers });
+      return await fetch(`${this.#server}${path}`, { ...init, headers });
     } catch (e) {
       if (e.name === 'AbortError') throw e;
       throw new WebSRError('ServerError', `${what}: the aggregator at ${this.#server} does not answer (${e.message})`);
     }
+  }
+
+  /** A request that must succeed: a refusal throws with the server's message. */
+  async #fetch(path, init = {}, what = path) {
+    const res = await this.#send(path, init, what);
     if (!res.ok) throw await serverError(res, what);
     return res;
   }
@@ -119,12 +124,12 @@ export class FederatedClient {
         throw e;
       }
       onStatus?.(`round ${round.round}: sending the update (${update.body.byteLength} bytes)`);
-      const res = await fetch(`${this.#server}/v1/update`, {
+      const res = await this.#send('/v1/update', {
         method: 'POST',
-        headers: { Authorization: `Bearer ${this.#token}`, 'Content-Type': 'application/octet-stream' },
+        headers: { 'Content-Type': 'application/octet-stream' },
         body: update.body,
         signal,
-      });
+      }, 'update');
       const { body, ...rest } = update;
       const summary = { ...rest, bytes: body.byteLength };
       if (res.status === 409) {

@@ -46,6 +46,16 @@ async function chooseBackend(backend) {
   return { use: backend, note: '' };
 }
 
+// What the page is told about the device a runtime object (Engine, FlClient) ended up on:
+// the browser's adapter name when it has one, and why it is not the requested backend.
+function deviceInfo(runtime, use, backend, note) {
+  return {
+    backend: runtime.backend,
+    adapter: runtime.backend === 'webgpu' && adapterName ? adapterName : runtime.adapter,
+    note: note || (use === 'cpu' && backend === 'cpu' ? '' : runtime.note),
+  };
+}
+
 async function load({ weights, backend }) {
   const { use, note } = await chooseBackend(backend);
   engine?.free();
@@ -53,9 +63,7 @@ async function load({ weights, backend }) {
   const e = await Engine.create(new Uint8Array(weights), use);
   engine = e;
   return {
-    backend: e.backend,
-    adapter: e.backend === 'webgpu' && adapterName ? adapterName : e.adapter,
-    note: note || (use === 'cpu' && backend === 'cpu' ? '' : e.note),
+    ...deviceInfo(e, use, backend, note),
     scale: e.scale,
     arch: e.arch,
     autoTile: e.autoTile,
@@ -118,11 +126,7 @@ async function flCreate({ backend, degradation }) {
   flClient = null;
   const c = await FlClient.create(use, degradation);
   flClient = c;
-  return {
-    backend: c.backend,
-    adapter: c.backend === 'webgpu' && adapterName ? adapterName : c.adapter,
-    note: note || (use === 'cpu' && backend === 'cpu' ? '' : c.note),
-  };
+  return deviceInfo(c, use, backend, note);
 }
 
 function needClient() {

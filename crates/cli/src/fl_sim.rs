@@ -91,6 +91,9 @@ struct MethodResult {
     /// `scores[set][degradation]` = mean Y-PSNR, in `eval` and `degradations` order.
     psnr_y: Vec<Vec<f64>>,
     ssim_y: Vec<Vec<f64>>,
+    /// The trained weights (not written to the JSON).
+    #[serde(skip)]
+    weights: Vec<u8>,
 }
 
 impl MethodResult {
@@ -99,6 +102,7 @@ impl MethodResult {
         gradient_steps: usize,
         train_seconds: f64,
         round_losses: Vec<f64>,
+        weights: Vec<u8>,
     ) -> Self {
         Self {
             method,
@@ -107,6 +111,7 @@ impl MethodResult {
             round_losses,
             psnr_y: Vec::new(),
             ssim_y: Vec::new(),
+            weights,
         }
     }
 }
@@ -211,8 +216,8 @@ pub fn run(args: FlSimArgs) -> Result<()> {
         0,
         0.0,
         Vec::new(),
+        init.clone(),
     )];
-    let mut finals = vec![init.clone()];
     if !args.no_centralized {
         let t = std::time::Instant::now();
         let (bytes, losses) = centralized(&args, &all, &shares, &init, total_steps, &device)?;
@@ -222,8 +227,8 @@ pub fn run(args: FlSimArgs) -> Result<()> {
             total_steps,
             seconds,
             losses,
+            bytes,
         ));
-        finals.push(bytes);
     }
     for (name, strategy) in args.strategies.iter().zip(&strategies) {
         let t = std::time::Instant::now();
@@ -234,16 +239,16 @@ pub fn run(args: FlSimArgs) -> Result<()> {
             total_steps,
             seconds,
             losses,
+            bytes,
         ));
-        finals.push(bytes);
     }
 
     let pb = crate::bar(
         (methods.len() * eval_dirs.len() * suite.len()) as u64,
         "evaluating {bar:30} {pos}/{len} {msg} ETA {eta}",
     );
-    for (m, bytes) in methods.iter_mut().zip(&finals) {
-        let model = weights::from_bytes(bytes, &device)?;
+    for m in methods.iter_mut() {
+        let model = weights::from_bytes(&m.weights, &device)?;
         for dir in &eval_dirs {
             let (mut psnr, mut ssim) = (Vec::new(), Vec::new());
             for d in &suite {
