@@ -48,6 +48,24 @@ lane-f() {
   LR=2e-4 train dwsr-dwa-x4-long dwsr-dwa 4 3000 48 1000 --init runs/dwsr-dwa-x4/last.safetensors
 }
 
+# Fourth round (issue #4): the diffusion models at x4 with the same U-Net, data, batch, patch
+# and steps; SR3 diffuses 4x the pixels, so its lane is the long one. Validation samples Set5
+# with 10 DDIM steps once, at the end.
+diffuse() { # name model steps [extra args]
+  local name=$1 model=$2 steps=$3
+  shift 3
+  "$BIN" train --model "$model" --scale 4 --steps "$steps" --batch 8 --patch 48 \
+    --lr 3e-4 --lr-min 1e-6 --seed 1 --data-root "$DATA" --val "$DATA/set5" \
+    --validate-every "$steps" --val-steps 10 --checkpoint-every 100 --out "runs/$name" --resume "$@"
+}
+lane-g() {
+  diffuse sr3-x4 sr3 2500
+}
+lane-h() {
+  diffuse diwa-x4 diwa 2500
+  diffuse diwa-yoda-x4 diwa 2500 --yoda
+}
+
 if [ $# -gt 0 ]; then "$@"; exit; fi
 cargo build -p websr-cli
 mkdir -p runs

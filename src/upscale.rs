@@ -33,7 +33,7 @@ impl Default for UpscaleOptions {
 }
 
 /// The input tensor for one RGB tile.
-fn to_tensor(lr: &Planar, device: &Device) -> Tensor<4> {
+pub(crate) fn to_tensor(lr: &Planar, device: &Device) -> Tensor<4> {
     assert_eq!(lr.channels, 3, "model input is RGB");
     Tensor::<4>::from_data(
         TensorData::new(lr.data.clone(), [1, 3, lr.height, lr.width]),

@@ -17,25 +17,37 @@ pub const FORMAT: &str = "websr-weights";
 /// Bumped whenever the tensor layout of a spec changes.
 pub const FORMAT_VERSION: &str = "1";
 
-/// Serialises a model (tensors + spec) to safetensors bytes.
-pub fn to_bytes(model: &SrModel) -> Result<Vec<u8>> {
-    let spec = serde_json::to_string(&model.spec).expect("spec serialises");
+/// Value of the `format` metadata key of a diffusion model (SR3, DiWa): its spec is a
+/// [`crate::diffusion::DiffusionSpec`], and it is sampled rather than run once.
+pub const DIFFUSION_FORMAT: &str = "websr-diffusion";
+
+/// Serialises any module with `spec` (JSON) in the header under the given `format`.
+pub(crate) fn module_to_bytes<M: ModuleSnapshot>(
+    net: &M,
+    format: &str,
+    spec: String,
+) -> Result<Vec<u8>> {
     let mut store = SafetensorsStore::from_bytes(None)
         .skip_enum_variants(true)
-        .metadata("format", FORMAT)
+        .metadata("format", format)
         .metadata("format_version", FORMAT_VERSION)
         .metadata("spec", spec);
-    model
-        .net
-        .save_into(&mut store)
+    net.save_into(&mut store)
         .map_err(|e| WebSrError::Weights(e.to_string()))?;
     store
         .get_bytes()
         .map_err(|e| WebSrError::Weights(e.to_string()))
 }
 
-/// Reads the spec from the header without touching the tensors.
-pub fn read_spec(bytes: &[u8]) -> Result<ModelSpec> {
+/// Serialises a model (tensors + spec) to safetensors bytes.
+pub fn to_bytes(model: &SrModel) -> Result<Vec<u8>> {
+    let spec = serde_json::to_string(&model.spec).expect("spec serialises");
+    module_to_bytes(&model.net, FORMAT, spec)
+}
+
+/// The `format` key of a websr file, checked against `expected` and the format version; a file
+/// of the other kind says what it is.
+pub(crate) fn read_spec_json(bytes: &[u8], expected: &str) -> Result<String> {
     let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| WebSrError::Weights(format!("not a safetensors file: {e}")))?;
     let md = meta
@@ -43,10 +55,20 @@ pub fn read_spec(bytes: &[u8]) -> Result<ModelSpec> {
         .as_ref()
         .ok_or_else(|| WebSrError::Weights("no websr metadata in the file".into()))?;
     match md.get("format").map(String::as_str) {
-        Some(FORMAT) => {}
+        Some(f) if f == expected => {}
+        Some(DIFFUSION_FORMAT) => {
+            return Err(WebSrError::Weights(
+                "this is a diffusion model (SR3/DiWa): it is sampled, with steps and a seed".into(),
+            ));
+        }
+        Some(FORMAT) => {
+            return Err(WebSrError::Weights(
+                "this is a one-pass SR model, not a diffusion model".into(),
+            ));
+        }
         other => {
             return Err(WebSrError::Weights(format!(
-                "format is {other:?}, expected \"{FORMAT}\""
+                "format is {other:?}, expected \"{expected}\""
             )));
         }
     }
@@ -58,10 +80,15 @@ pub fn read_spec(bytes: &[u8]) -> Result<ModelSpec> {
             )));
         }
     }
-    let spec_json = md
-        .get("spec")
-        .ok_or_else(|| WebSrError::Weights("metadata has no 'spec'".into()))?;
-    let spec: ModelSpec = serde_json::from_str(spec_json)
+    md.get("spec")
+        .cloned()
+        .ok_or_else(|| WebSrError::Weights("metadata has no 'spec'".into()))
+}
+
+/// Reads the spec from the header without touching the tensors.
+pub fn read_spec(bytes: &[u8]) -> Result<ModelSpec> {
+    let spec_json = read_spec_json(bytes, FORMAT)?;
+    let spec: ModelSpec = serde_json::from_str(&spec_json)
         .map_err(|e| WebSrError::Weights(format!("bad spec in metadata: {e}")))?;
     spec.validate()?;
     Ok(spec)
@@ -91,17 +118,15 @@ fn check_values(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Rebuilds a model from safetensors bytes on `device`.
-pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<SrModel> {
-    let spec = read_spec(bytes)?;
+/// Loads every tensor of `bytes` into `net`, strictly: values are checked first, and a missing,
+/// extra or mis-shaped tensor is an error.
+pub(crate) fn load_module<M: ModuleSnapshot>(net: &mut M, bytes: &[u8]) -> Result<()> {
     check_values(bytes)?;
-    let mut model = SrModel::init(spec, device)?;
     let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()))
         .skip_enum_variants(true)
         .validate(true)
         .allow_partial(false);
-    let result = model
-        .net
+    let result = net
         .load_from(&mut store)
         .map_err(|e| WebSrError::Weights(e.to_string()))?;
     if !result.unused.is_empty() {
@@ -110,16 +135,28 @@ pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<SrModel> {
             result.unused
         )));
     }
+    Ok(())
+}
+
+/// Rebuilds a model from safetensors bytes on `device`.
+pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<SrModel> {
+    let spec = read_spec(bytes)?;
+    let mut model = SrModel::init(spec, device)?;
+    load_module(&mut model.net, bytes)?;
     Ok(model)
+}
+
+/// Writes `bytes` to `path` through a temporary file, so an interrupted save never leaves a
+/// truncated weights file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| WebSrError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| WebSrError::io(path, e))
 }
 
 pub fn save(model: &SrModel, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let bytes = to_bytes(model)?;
-    // Write then rename, so an interrupted save never leaves a truncated weights file.
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, &bytes).map_err(|e| WebSrError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| WebSrError::io(path, e))
+    write_atomic(path, &to_bytes(model)?)
 }
 
 pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<SrModel> {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{devices, max_abs_diff, perturbed, synthetic};
+use common::{devices, max_abs_diff, perturbed, rewrite, synthetic};
 use websr::image::{Picture, Planar};
 use websr::models::{Arch, ModelSpec, SrModel};
 use websr::resize::imresize;
@@ -174,18 +174,6 @@ fn weights_round_trip_exactly() {
 }
 
 /// Rewrites a safetensors file: `edit` gets the header JSON and the data section.
-fn rewrite(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value, &mut Vec<u8>)) -> Vec<u8> {
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let mut data = bytes[8 + n..].to_vec();
-    edit(&mut header, &mut data);
-    let h = serde_json::to_vec(&header).unwrap();
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend(h);
-    out.extend(data);
-    out
-}
-
 fn expect_weights_error(bytes: &[u8], needle: &str) {
     let (_, device) = devices().remove(0);
     match weights::from_bytes(bytes, &device) {

@@ -42,12 +42,14 @@ function fillModels() {
   const select = $('model');
   const s = scale();
   const models = state.manifest.models.filter((m) => m.scale === s);
-  // The fast WaveLR models first: they are the defaults.
-  models.sort((a, b) => (b.arch === 'wavelr') - (a.arch === 'wavelr') || a.name.localeCompare(b.name));
+  // The fast WaveLR models first (the defaults), the slow generative diffusion models last.
+  const rank = (m) => (m.arch === 'wavelr' ? 0 : m.kind === 'diffusion' ? 2 : 1);
+  models.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
   select.replaceChildren(...models.map((m) => {
     const o = document.createElement('option');
     o.value = m.name;
-    o.textContent = `${m.name} (Set5 ${m.set5[0].toFixed(2)} dB)`;
+    const kind = m.kind === 'diffusion' ? 'diffusion, ' : '';
+    o.textContent = `${m.name} (${kind}Set5 ${m.set5[0].toFixed(2)} dB)`;
     return o;
   }));
   const wanted = params.get('model');
@@ -75,8 +77,17 @@ async function loadSelectedModel() {
     const badge = $('backend');
     badge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : 'CPU (wasm)';
     badge.dataset.backend = info.backend;
-    badge.dataset.autoTile = String(info.autoTile);
-    badge.title = `tiles of ${info.autoTile}x${info.autoTile} input pixels (largest buffer ${(info.maxBufferBytes / 2 ** 20).toFixed(0)} MiB)`;
+    const diffusion = info.kind === 'diffusion';
+    if (diffusion) {
+      badge.title = `${info.arch}: sampled step by step on the whole image`;
+      $('yoda').checked = info.yodaTrained;
+    } else {
+      badge.dataset.autoTile = String(info.autoTile);
+      badge.title = `tiles of ${info.autoTile}x${info.autoTile} input pixels (largest buffer ${(info.maxBufferBytes / 2 ** 20).toFixed(0)} MiB)`;
+    }
+    $('diffusion-controls').hidden = !diffusion;
+    $('diffusion-note').hidden = !diffusion;
+    $('tta-control').hidden = diffusion;
     $('backend-note').textContent = info.note;
   };
   state.loading = load().catch((e) => {
@@ -130,7 +141,7 @@ function render(item) {
       });
       break;
     case 'running':
-      status.textContent = item.total ? `tile ${item.done}/${item.total}` : 'decoding…';
+      status.textContent = item.total ? `${item.unit} ${item.done}/${item.total}` : 'decoding…';
       button('Cancel', 'cancel', () => item.controller.abort());
       break;
     case 'done': {
@@ -178,14 +189,27 @@ async function process(item) {
   try {
     await state.loading;
     item.scale = state.sr.info.scale;
+    const diffusion = state.sr.info.kind === 'diffusion';
+    const steps = Math.max(1, Number($('steps').value) || 20);
+    item.unit = diffusion ? 'step' : 'tile';
+    item.previews = 0;
     const result = await state.sr.upscale(item.file, {
       scale: scale(),
       tta: $('tta').checked,
       tileSize: params.get('tile') ? Number(params.get('tile')) : 'auto',
+      steps,
+      seed: Number($('seed').value) || 0,
+      yoda: $('yoda').checked,
+      previewEvery: Math.max(1, Math.round(steps / 10)),
       signal: item.controller.signal,
-      onProgress: ({ done, total }) => {
+      onProgress: ({ done, total, preview }) => {
         item.done = done;
         item.total = total;
+        if (preview) {
+          item.previews += 1;
+          item.el.dataset.previews = String(item.previews);
+          showPreview(item, preview);
+        }
         render(item);
       },
     });
@@ -207,9 +231,14 @@ async function process(item) {
   }
 }
 
-function showViewer(item) {
+// A diffusion preview: the current estimate, drawn where the result will appear.
+function showPreview(item, imageData) {
+  showViewer(item, imageData);
+  $('viewer-title').textContent = `${item.file.name || 'pasted image'}: step ${item.done}/${item.total}`;
+}
+
+function showViewer(item, imageData = item.result.imageData) {
   state.selected = item;
-  const { imageData } = item.result;
   const canvas = $('after');
   canvas.width = imageData.width;
   canvas.height = imageData.height;
@@ -225,7 +254,7 @@ function showViewer(item) {
 function applyZoom() {
   const item = state.selected;
   if (!item) return;
-  const { width, height } = item.result;
+  const { width, height } = $('after');
   const z = $('zoom').value;
   const frame = $('frame');
   frame.classList.toggle('fit', z === 'fit');

@@ -1,8 +1,12 @@
 // The websr Web Worker: owns the wasm runtime, the compute device and the loaded model.
 // Protocol (all messages carry an `id`):
-//   page -> worker  {type:'load', weights:ArrayBuffer, backend}      -> {type:'result', value:info}
+//   page -> worker  {type:'load', weights:ArrayBuffer, backend, kind}  -> {type:'result', value:info}
+//                     (kind: 'regression' (default) or 'diffusion', from the manifest entry)
 //                   {type:'upscale', input, tile, tta}               -> {type:'progress', done, total}*
 //                                                                     -> {type:'result', value:{width,height,rgba,png,tiles}}
+//                   a diffusion model instead takes {type:'upscale', input, steps, seed, yoda, previewEvery}
+//                                                                     -> {type:'progress', done, total, preview?:{width,height,rgba}}*
+//                                                                     -> {type:'result', value:{width,height,rgba,png,steps}}
 //                   {type:'cancel', id}  (stops that upscale between tiles, that training between steps)
 //   federated training (the participant's photos stay in this worker):
 //                   {type:'fl-create', backend, degradation}         -> {type:'result', value:{backend,adapter,note}}
@@ -11,7 +15,7 @@
 //                                                                     -> {type:'progress', done, total, loss}*
 //                                                                     -> {type:'result', value:{body:ArrayBuffer, ...}}
 //   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
-import init, { Engine, FlClient, Image } from './websr.js';
+import init, { DiffusionEngine, Engine, FlClient, Image } from './websr.js';
 
 const ready = init();
 let engine = null;
@@ -56,14 +60,20 @@ function deviceInfo(runtime, use, backend, note) {
   };
 }
 
-async function load({ weights, backend }) {
+async function load({ weights, backend, kind = 'regression' }) {
   const { use, note } = await chooseBackend(backend);
   engine?.free();
   engine = null;
+  if (kind === 'diffusion') {
+    const e = await DiffusionEngine.create(new Uint8Array(weights), use);
+    engine = e;
+    return { ...deviceInfo(e, use, backend, note), kind, scale: e.scale, arch: e.arch, yodaTrained: e.yodaTrained };
+  }
   const e = await Engine.create(new Uint8Array(weights), use);
   engine = e;
   return {
     ...deviceInfo(e, use, backend, note),
+    kind,
     scale: e.scale,
     arch: e.arch,
     autoTile: e.autoTile,
@@ -101,20 +111,34 @@ async function toImage(input) {
   }
 }
 
-async function upscale({ id, input, tile, tta }) {
+// After each tile or step: report, let a cancel message in, say whether to go on.
+async function reported(id, message, transfer = []) {
+  postMessage({ type: 'progress', id, ...message }, transfer);
+  await new Promise((r) => setTimeout(r, 0));
+  return !cancelled.has(id);
+}
+
+async function upscale({ id, input, tile, tta, steps = 50, seed = 0, yoda = false, previewEvery = 0 }) {
   if (!engine) throw Object.assign(new Error('no model loaded'), { name: 'ModelError' });
   const image = await toImage(input);
-  let tiles = 0;
-  const afterTile = async (done, total) => {
-    tiles = total;
-    postMessage({ type: 'progress', id, done, total });
-    await new Promise((r) => setTimeout(r, 0)); // let a cancel message in
-    return !cancelled.has(id);
-  };
-  const out = await engine.upscale(image, tile, tta, afterTile);
+  let count = 0;
+  let out;
+  if (engine instanceof DiffusionEngine) {
+    out = await engine.upscale(image, steps, seed >>> 0, yoda, previewEvery, (done, total, preview) => {
+      count = total;
+      if (!preview) return reported(id, { done, total });
+      const p = { width: preview.width, height: preview.height, rgba: preview.rgba.buffer };
+      return reported(id, { done, total, preview: p }, [p.rgba]);
+    });
+  } else {
+    out = await engine.upscale(image, tile, tta, (done, total) => {
+      count = total;
+      return reported(id, { done, total });
+    });
+  }
   const rgba = out.rgba.buffer;
   const png = out.png.buffer;
-  const value = { width: out.width, height: out.height, rgba, png, tiles };
+  const value = { width: out.width, height: out.height, rgba, png, [engine instanceof DiffusionEngine ? 'steps' : 'tiles']: count };
   out.free();
   engine.releaseMemory();
   return [value, [rgba, png]];
@@ -142,11 +166,7 @@ async function flAdd({ input, patch }) {
 
 async function flTrain({ id, model, round, patch, maxSteps, seed }) {
   const c = needClient();
-  const afterStep = async (done, total, loss) => {
-    postMessage({ type: 'progress', id, done, total, loss });
-    await new Promise((r) => setTimeout(r, 0)); // let a cancel message in
-    return !cancelled.has(id);
-  };
+  const afterStep = (done, total, loss) => reported(id, { done, total, loss });
   const u = await c.train(new Uint8Array(model), round, patch, maxSteps, seed >>> 0, afterStep);
   const body = u.body.buffer;
   const value = {

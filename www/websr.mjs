@@ -223,17 +223,26 @@ export class WebSR {
       modelBase: this.#options.modelBase,
       onProgress: this.#options.onDownloadProgress,
     });
-    const info = await this.#call({ type: 'load', weights: bytes.buffer, backend: this.#options.backend }, [bytes.buffer]);
+    const info = await this.#call(this.#loadMessage(bytes, entry), [bytes.buffer]);
     this.info = { ...info, model: entry.name, fromCache };
     this.#options.model = name;
     return this.info;
   }
 
+  #loadMessage(bytes, entry) {
+    return { type: 'load', weights: bytes.buffer, backend: this.#options.backend, kind: entry.kind || 'regression' };
+  }
+
   /** Upscales a File, Blob, ImageBitmap or ImageData.
    *  options: { scale (checked against the model), tileSize = 'auto' | number (LR pixels),
-   *             tta = false, onProgress({done, total}), signal (AbortSignal) }
-   *  Resolves to { imageData, png (Blob), width, height, ms, tiles }. */
-  async upscale(input, { scale, tileSize = 'auto', tta = false, onProgress, signal } = {}) {
+   *             tta = false, onProgress({done, total, preview?}), signal (AbortSignal) }
+   *  A diffusion model (info.kind === 'diffusion') samples instead: { steps = 50 (DDIM),
+   *  seed = 0, yoda = info.yodaTrained, previewEvery = 0 }; the same steps and seed give the
+   *  native `websr upscale --steps --seed` image, and every `previewEvery` steps onProgress gets
+   *  `preview`, an ImageData of the current estimate. Diffusion samples the whole image at once
+   *  (inputs up to 256x256 pixels).
+   *  Resolves to { imageData, png (Blob), width, height, ms, tiles | steps }. */
+  async upscale(input, { scale, tileSize = 'auto', tta = false, onProgress, signal, steps = 50, seed = 0, yoda, previewEvery = 0 } = {}) {
     if (scale && this.info && scale !== this.info.scale) {
       throw new WebSRError('ModelError', `Model ${this.info.model} upscales x${this.info.scale}, not x${scale}; load a x${scale} model`);
     }
@@ -241,11 +250,24 @@ export class WebSR {
     const [message, transfer] = await toWorkerInput(input);
     const tile = tileSize === 'auto' ? 0 : Math.max(16, Math.floor(tileSize));
     const t0 = performance.now();
-    const progress = onProgress && ((m) => onProgress({ done: m.done, total: m.total }));
-    const out = await this.#call({ type: 'upscale', input: message, tile, tta }, transfer, { onProgress: progress, signal });
+    const progress = onProgress && ((m) => onProgress({
+      done: m.done,
+      total: m.total,
+      preview: m.preview && new ImageData(new Uint8ClampedArray(m.preview.rgba), m.preview.width, m.preview.height),
+    }));
+    const request = { type: 'upscale', input: message, tile, tta };
+    if (this.info?.kind === 'diffusion') {
+      Object.assign(request, {
+        steps: Math.max(1, Math.floor(steps)),
+        seed: Math.floor(seed) >>> 0,
+        yoda: yoda ?? this.info.yodaTrained,
+        previewEvery: Math.max(0, Math.floor(previewEvery)),
+      });
+    }
+    const out = await this.#call(request, transfer, { onProgress: progress, signal });
     const imageData = new ImageData(new Uint8ClampedArray(out.rgba), out.width, out.height);
     const png = new Blob([out.png], { type: 'image/png' });
-    return { imageData, png, width: out.width, height: out.height, tiles: out.tiles, ms: performance.now() - t0 };
+    return { imageData, png, width: out.width, height: out.height, tiles: out.tiles, steps: out.steps, ms: performance.now() - t0 };
   }
 
   /** Stops the worker and frees its memory. */
@@ -256,8 +278,8 @@ export class WebSR {
   async #call(message, transfer = [], options = {}) {
     if (!this.#channel.alive && message.type === 'upscale' && this.info) {
       // The previous worker died: bring the model back before running.
-      const { bytes } = await fetchModel(this.#options.model, { modelBase: this.#options.modelBase });
-      await this.#channel.call({ type: 'load', weights: bytes.buffer, backend: this.#options.backend }, [bytes.buffer]);
+      const { bytes, entry } = await fetchModel(this.#options.model, { modelBase: this.#options.modelBase });
+      await this.#channel.call(this.#loadMessage(bytes, entry), [bytes.buffer]);
     }
     return this.#channel.call(message, transfer, options);
   }

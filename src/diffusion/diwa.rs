@@ -9,7 +9,7 @@
 
 use super::objective::noise_prediction_loss;
 use super::reverse::PosteriorVariance;
-use super::sampler::{sample_with_predictor, to_image, Sampler};
+use super::sampler::{to_image, Decoder, ReverseProcess, Sampler, SamplingRun};
 use super::schedule::NoiseSchedule;
 use super::unet::{UNet, UNetConfig};
 use super::yoda::{Yoda, YodaGuide};
@@ -162,8 +162,27 @@ impl DiWa {
         })
     }
 
-    /// A super-resolved batch in `[0, 1]` (`[N, 3, scale h, scale w]`); `seed` fixes it. Only tensor
-    /// ops run: read the result with `read_f32_async` in the browser.
+    /// A sampling run for `lr` (`[N, 3, h, w]` in `[0, 1]`), to step with
+    /// [`DiWa::predict_noise`]; `seed` fixes it. YODA keeps the residual's zero outside its mask.
+    pub fn start_sampling(
+        &self,
+        lr: Tensor<4>,
+        schedule: &NoiseSchedule,
+        sampler: Sampler,
+        seed: u64,
+        yoda: Option<&Yoda>,
+    ) -> SamplingRun {
+        let (c, x_init) = self.condition(lr);
+        let guide = yoda.map(|y| YodaGuide::new(y, x_init.zeros_like()));
+        let process = ReverseProcess {
+            schedule,
+            sampler,
+            variance: Self::VARIANCE,
+        };
+        SamplingRun::start(c, Decoder::Wavelet { x_init }, &process, seed, guide)
+    }
+
+    /// A super-resolved batch in `[0, 1]` (`[N, 3, scale h, scale w]`); `seed` fixes it.
     pub fn sample(
         &self,
         lr: Tensor<4>,
@@ -172,18 +191,7 @@ impl DiWa {
         seed: u64,
         yoda: Option<&Yoda>,
     ) -> Tensor<4> {
-        let (c, x_init) = self.condition(lr);
-        let guide = yoda.map(|y| YodaGuide::new(y, x_init.zeros_like()));
-        let residual = sample_with_predictor(
-            |y, gamma| self.predict_noise(c.clone(), y, gamma),
-            c.dims(),
-            &c.device(),
-            schedule,
-            sampler,
-            Self::VARIANCE,
-            seed,
-            guide.as_ref(),
-        );
-        to_image(idwt(residual + x_init))
+        self.start_sampling(lr, schedule, sampler, seed, yoda)
+            .run_to_end(|c, y, gamma| self.predict_noise(c, y, gamma))
     }
 }

@@ -12,12 +12,16 @@
 //! - [`yoda`]: importance maps, time masks and the guided step of YODA.
 //! - [`sr3`]: SR3, diffusing the HR image conditioned on the bicubic upscale.
 //! - [`diwa`]: DiWa, diffusing the wavelet residual of an initial predictor.
+//! - [`upscale`]: a whole image, padded to fit, sampled step by step (previews, cancel).
+//! - [`model`]: [`DiffusionModel`], SR3 or DiWa with its spec and schedule, saved as
+//!   safetensors; what the CLI, the trainer and the browser use.
 //!
 //! Training needs only `loss(...).backward()` and an optimiser (feature `train`); sampling
 //! returns tensors that callers read back (asynchronously in the browser).
 
 pub mod diwa;
 pub mod forward_process;
+pub mod model;
 pub mod noise;
 pub mod objective;
 pub mod reverse;
@@ -25,9 +29,11 @@ pub mod sampler;
 pub mod schedule;
 pub mod sr3;
 pub mod unet;
+pub mod upscale;
 pub mod yoda;
 
 pub use diwa::{DiWa, DiWaConfig};
+pub use model::{DiffusionKind, DiffusionModel, DiffusionSpec, SampleOptions};
 pub use reverse::PosteriorVariance;
 pub use sampler::Sampler;
 pub use schedule::NoiseSchedule;

@@ -1,5 +1,6 @@
 //! The reverse-diffusion loop shared by SR3 and DiWa: which steps to take (DDPM's every index
-//! or a DDIM sub-sequence), the noise for each, and YODA's guidance after each step.
+//! or a DDIM sub-sequence), the noise for each, and YODA's guidance after each step. It runs
+//! step by step ([`ReverseRun`], [`SamplingRun`]) so callers can preview, report and cancel.
 //!
 //! Only tensor ops run inside the loop, nothing is read back, so the browser can await the
 //! final result once. The network is a closure `(y_t, gamma) -> eps`, `gamma = sqrt(acp_i)`
@@ -7,11 +8,13 @@
 
 use super::noise::{host_vector, standard_normal_tensor};
 use super::reverse::{
-    ddim_indices, ddim_step, ddpm_step, DdimCoefficients, DdpmCoefficients, PosteriorVariance,
+    ddim_indices, ddim_step, ddpm_step, predict_y0, DdimCoefficients, DdpmCoefficients,
+    PosteriorVariance,
 };
 use super::schedule::NoiseSchedule;
 use super::yoda::YodaGuide;
-use burn::tensor::{Device, Tensor};
+use crate::wavelet::idwt;
+use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -59,84 +62,239 @@ pub struct ReverseProcess<'a> {
     pub variance: PosteriorVariance,
 }
 
-/// Runs the reverse process from `init` (`y_T`, usually `N(0, I)`). Step noise (and YODA's
-/// re-noising) is drawn from `rng` in a fixed order, so `init` and the generator's seed fix the
-/// result; a deterministic DDIM (`eta = 0`) without YODA draws nothing.
+/// The reverse process as a state machine, one network evaluation per [`ReverseRun::step`], so
+/// that a caller can show previews, report progress or stop between steps (the browser awaits
+/// in between). Step noise (and YODA's re-noising) is drawn from its generator in a fixed order,
+/// so `init` and the generator's seed fix the result; a deterministic DDIM (`eta = 0`) without
+/// YODA draws nothing.
+pub struct ReverseRun<R: Rng> {
+    schedule: NoiseSchedule,
+    sampler: Sampler,
+    variance: PosteriorVariance,
+    transitions: Vec<Transition>,
+    done: usize,
+    y: Tensor<4>,
+    /// The input and noise estimate of the last step, for [`ReverseRun::clean_estimate`].
+    last: Option<(Tensor<4>, Tensor<4>, usize)>,
+    rng: R,
+    guide: Option<YodaGuide>,
+}
+
+impl<R: Rng> ReverseRun<R> {
+    /// Starts from `init` (`y_T`, usually `N(0, I)`).
+    pub fn new(
+        init: Tensor<4>,
+        process: &ReverseProcess,
+        rng: R,
+        guide: Option<YodaGuide>,
+    ) -> Self {
+        let schedule = process.schedule.clone();
+        let transitions = process.sampler.transitions(&schedule);
+        let y = match (&guide, transitions.first()) {
+            (Some(g), Some(first)) => g.start(init, first.from + 1, schedule.len(), &schedule),
+            _ => init,
+        };
+        ReverseRun {
+            schedule,
+            sampler: process.sampler,
+            variance: process.variance,
+            transitions,
+            done: 0,
+            y,
+            last: None,
+            rng,
+            guide,
+        }
+    }
+
+    /// Network evaluations in the whole run.
+    pub fn steps(&self) -> usize {
+        self.transitions.len()
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.done
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done == self.transitions.len()
+    }
+
+    /// One step: `denoise(y_t, gamma)` is the network's noise estimate at signal scale `gamma`.
+    /// Does nothing once the run is done.
+    pub fn step(&mut self, denoise: impl FnOnce(Tensor<4>, f64) -> Tensor<4>) {
+        let Some(&step) = self.transitions.get(self.done) else {
+            return;
+        };
+        let schedule = &self.schedule;
+        let total = schedule.len();
+        let dims = self.y.dims();
+        let device = self.y.device();
+        let i = step.from;
+        let y = self.y.clone();
+        let eps = denoise(y.clone(), schedule.alphas_cumprod()[i].sqrt());
+        let (denoised, level) = match self.sampler {
+            Sampler::Ddpm => {
+                let c = DdpmCoefficients::new(schedule, i, self.variance);
+                let z = (c.std > 0.0).then(|| standard_normal_tensor(&mut self.rng, dims, &device));
+                (
+                    ddpm_step(y.clone(), eps.clone(), &c, z),
+                    schedule.alphas_cumprod_prev()[i],
+                )
+            }
+            Sampler::Ddim { eta, .. } => {
+                let c = DdimCoefficients::new(schedule, i, step.to, eta);
+                let z =
+                    (c.sigma > 0.0).then(|| standard_normal_tensor(&mut self.rng, dims, &device));
+                (
+                    ddim_step(y.clone(), eps.clone(), &c, z),
+                    c.sqrt_acp_next.powi(2),
+                )
+            }
+        };
+        self.y = match &self.guide {
+            Some(g) => g.after_step(denoised, i + 1, total, level, &mut self.rng),
+            None => denoised,
+        };
+        self.last = Some((y, eps, i));
+        self.done += 1;
+    }
+
+    /// The clean signal the last step's noise estimate implies (`y_0` hat), or the current
+    /// signal before the first step: what a preview shows.
+    pub fn clean_estimate(&self) -> Tensor<4> {
+        match &self.last {
+            Some((y, eps, i)) => {
+                let acp = self.schedule.alphas_cumprod()[*i];
+                predict_y0(
+                    y.clone(),
+                    eps.clone(),
+                    (1.0 / acp).sqrt(),
+                    (1.0 / acp - 1.0).sqrt(),
+                )
+            }
+            None => self.y.clone(),
+        }
+    }
+
+    /// The current signal: the sample once the run is done.
+    pub fn current(&self) -> Tensor<4> {
+        self.y.clone()
+    }
+}
+
+/// Runs the whole reverse process from `init` with the generator `rng` (see [`ReverseRun`]).
 pub fn reverse_diffusion(
     mut denoise: impl FnMut(Tensor<4>, f64) -> Tensor<4>,
     init: Tensor<4>,
     process: &ReverseProcess,
     rng: &mut impl Rng,
-    guide: Option<&YodaGuide>,
+    guide: Option<YodaGuide>,
 ) -> Tensor<4> {
-    let schedule = process.schedule;
-    let total = schedule.len();
-    let dims = init.dims();
-    let device = init.device();
-    let transitions = process.sampler.transitions(schedule);
-    let mut y = match (guide, transitions.first()) {
-        (Some(g), Some(first)) => g.start(init, first.from + 1, total, schedule),
-        _ => init,
-    };
-    for step in transitions {
-        let i = step.from;
-        let eps = denoise(y.clone(), schedule.alphas_cumprod()[i].sqrt());
-        let (denoised, level) = match process.sampler {
-            Sampler::Ddpm => {
-                let c = DdpmCoefficients::new(schedule, i, process.variance);
-                let z = (c.std > 0.0).then(|| standard_normal_tensor(rng, dims, &device));
-                (ddpm_step(y, eps, &c, z), schedule.alphas_cumprod_prev()[i])
-            }
-            Sampler::Ddim { eta, .. } => {
-                let c = DdimCoefficients::new(schedule, i, step.to, eta);
-                let z = (c.sigma > 0.0).then(|| standard_normal_tensor(rng, dims, &device));
-                (ddim_step(y, eps, &c, z), c.sqrt_acp_next.powi(2))
-            }
-        };
-        y = match guide {
-            Some(g) => g.after_step(denoised, i + 1, total, level, rng),
-            None => denoised,
-        };
+    let mut run = ReverseRun::new(init, process, rng, guide);
+    while !run.is_done() {
+        run.step(&mut denoise);
     }
-    y
+    run.current()
 }
 
-/// [`reverse_diffusion`] from `N(0, I)` noise of shape `dims`, everything drawn from one
-/// generator seeded with `seed`: the seed fixes the whole sample, on every backend.
-pub fn sample_seeded(
-    denoise: impl FnMut(Tensor<4>, f64) -> Tensor<4>,
-    dims: [usize; 4],
-    device: &Device,
-    process: &ReverseProcess,
-    seed: u64,
-    guide: Option<&YodaGuide>,
-) -> Tensor<4> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let init = standard_normal_tensor(&mut rng, dims, device);
-    reverse_diffusion(denoise, init, process, &mut rng, guide)
+/// How a model turns its diffused signal into an image in `[0, 1]`.
+// One per sampling run: boxing the tensor would save nothing worth the indirection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Decoder {
+    /// SR3: the signal is the image in `[-1, 1]`.
+    Pixels,
+    /// DiWa: the signal is a sub-band residual; the image is `IDWT(signal + x_init)`.
+    Wavelet { x_init: Tensor<4> },
 }
 
-/// The sampling loop of SR3 and DiWa: a batch of `dims` drawn with the noise predictor
-/// `predict(y, gamma)` (`gamma` repeated per item), seeded by `seed`, with `variance` as the
-/// model's posterior variance and optional YODA guidance. Returns the diffused signal.
-#[allow(clippy::too_many_arguments)]
-pub fn sample_with_predictor(
-    predict: impl Fn(Tensor<4>, Tensor<1>) -> Tensor<4>,
-    dims: [usize; 4],
-    device: &Device,
-    schedule: &NoiseSchedule,
-    sampler: Sampler,
-    variance: PosteriorVariance,
-    seed: u64,
-    guide: Option<&YodaGuide>,
-) -> Tensor<4> {
-    let process = ReverseProcess {
-        schedule,
-        sampler,
-        variance,
-    };
-    let denoise = |y: Tensor<4>, gamma: f64| predict(y, host_vector(&vec![gamma; dims[0]], device));
-    sample_seeded(denoise, dims, device, &process, seed, guide)
+impl Decoder {
+    pub fn decode(&self, signal: Tensor<4>) -> Tensor<4> {
+        match self {
+            Decoder::Pixels => to_image(signal),
+            Decoder::Wavelet { x_init } => to_image(idwt(signal + x_init.clone())),
+        }
+    }
+}
+
+/// One model's sampling run: the reverse process on a batch, the network's condition, and the
+/// decoder to an image. Everything is drawn from one generator seeded with `seed` (the initial
+/// noise first), so the seed fixes the whole sample, on every backend. Only tensor ops run: read
+/// the results with `read_f32_async` in the browser.
+pub struct SamplingRun {
+    reverse: ReverseRun<StdRng>,
+    condition: Tensor<4>,
+    decoder: Decoder,
+}
+
+impl SamplingRun {
+    /// A run on a diffused signal the shape of `condition`, with the model's posterior
+    /// `variance` and optional YODA guidance.
+    pub fn start(
+        condition: Tensor<4>,
+        decoder: Decoder,
+        process: &ReverseProcess,
+        seed: u64,
+        guide: Option<YodaGuide>,
+    ) -> SamplingRun {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let init = standard_normal_tensor(&mut rng, condition.dims(), &condition.device());
+        SamplingRun {
+            reverse: ReverseRun::new(init, process, rng, guide),
+            condition,
+            decoder,
+        }
+    }
+
+    pub fn steps(&self) -> usize {
+        self.reverse.steps()
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.reverse.steps_done()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.reverse.is_done()
+    }
+
+    /// One step with the noise predictor `predict(condition, y_t, gamma)` (`gamma` repeated per
+    /// batch item).
+    pub fn step(&mut self, predict: impl FnOnce(Tensor<4>, Tensor<4>, Tensor<1>) -> Tensor<4>) {
+        let condition = self.condition.clone();
+        self.reverse.step(|y, gamma| {
+            let n = y.dims()[0];
+            let gamma = host_vector(&vec![gamma; n], &y.device());
+            predict(condition, y, gamma)
+        });
+    }
+
+    /// The image the current clean estimate decodes to, in `[0, 1]`.
+    pub fn preview(&self) -> Tensor<4> {
+        self.decoder.decode(self.reverse.clean_estimate())
+    }
+
+    /// The finished image in `[0, 1]` (the current state's, if stopped early).
+    pub fn finish(self) -> Tensor<4> {
+        self.preview_final()
+    }
+
+    /// [`SamplingRun::finish`] without consuming the run.
+    pub fn preview_final(&self) -> Tensor<4> {
+        self.decoder.decode(self.reverse.current())
+    }
+
+    /// Runs the remaining steps with `predict` and returns the image.
+    pub fn run_to_end(
+        mut self,
+        predict: impl Fn(Tensor<4>, Tensor<4>, Tensor<1>) -> Tensor<4>,
+    ) -> Tensor<4> {
+        while !self.is_done() {
+            self.step(&predict);
+        }
+        self.finish()
+    }
 }
 
 /// `[-1, 1]` -> `[0, 1]`, clamped: the models' output images.

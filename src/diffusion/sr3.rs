@@ -4,7 +4,7 @@
 
 use super::objective::noise_prediction_loss;
 use super::reverse::PosteriorVariance;
-use super::sampler::{sample_with_predictor, to_image, Sampler};
+use super::sampler::{Decoder, ReverseProcess, Sampler, SamplingRun};
 use super::schedule::NoiseSchedule;
 use super::unet::{UNet, UNetConfig};
 use super::yoda::{Yoda, YodaGuide};
@@ -94,8 +94,27 @@ impl Sr3 {
         )
     }
 
-    /// A super-resolved batch in `[0, 1]` (`[N, 3, scale h, scale w]`); `seed` fixes it. Only tensor
-    /// ops run: read the result with `read_f32_async` in the browser.
+    /// A sampling run for `lr` (`[N, 3, h, w]` in `[0, 1]`), to step with
+    /// [`Sr3::predict_noise`]; `seed` fixes it.
+    pub fn start_sampling(
+        &self,
+        lr: Tensor<4>,
+        schedule: &NoiseSchedule,
+        sampler: Sampler,
+        seed: u64,
+        yoda: Option<&Yoda>,
+    ) -> SamplingRun {
+        let condition = self.condition(lr);
+        let guide = yoda.map(|y| YodaGuide::new(y, condition.clone()));
+        let process = ReverseProcess {
+            schedule,
+            sampler,
+            variance: Self::VARIANCE,
+        };
+        SamplingRun::start(condition, Decoder::Pixels, &process, seed, guide)
+    }
+
+    /// A super-resolved batch in `[0, 1]` (`[N, 3, scale h, scale w]`); `seed` fixes it.
     pub fn sample(
         &self,
         lr: Tensor<4>,
@@ -104,18 +123,7 @@ impl Sr3 {
         seed: u64,
         yoda: Option<&Yoda>,
     ) -> Tensor<4> {
-        let condition = self.condition(lr);
-        let guide = yoda.map(|y| YodaGuide::new(y, condition.clone()));
-        let y = sample_with_predictor(
-            |y, gamma| self.predict_noise(condition.clone(), y, gamma),
-            condition.dims(),
-            &condition.device(),
-            schedule,
-            sampler,
-            Self::VARIANCE,
-            seed,
-            guide.as_ref(),
-        );
-        to_image(y)
+        self.start_sampling(lr, schedule, sampler, seed, yoda)
+            .run_to_end(|c, y, gamma| self.predict_noise(c, y, gamma))
     }
 }

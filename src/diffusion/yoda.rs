@@ -179,20 +179,24 @@ fn min_max_normalise(x: Tensor<4>) -> Tensor<4> {
 
 /// YODA bound to a sampling run: the mask rule plus the clean condition `c` in the diffused
 /// space (`[N, C, h, w]`).
-pub struct YodaGuide<'a> {
-    pub yoda: &'a Yoda,
+#[derive(Clone, Debug)]
+pub struct YodaGuide {
+    pub yoda: Yoda,
     pub condition: Tensor<4>,
 }
 
-impl<'a> YodaGuide<'a> {
-    pub fn new(yoda: &'a Yoda, condition: Tensor<4>) -> Self {
+impl YodaGuide {
+    pub fn new(yoda: &Yoda, condition: Tensor<4>) -> Self {
         let [n, _, h, w] = condition.dims();
         let [mn, _, mh, mw] = yoda.dims();
         assert!(
             (mn, mh, mw) == (n, h, w),
             "the importance map is {mn}x1x{mh}x{mw}, but the diffused signal is {n}x?x{h}x{w}"
         );
-        YodaGuide { yoda, condition }
+        YodaGuide {
+            yoda: yoda.clone(),
+            condition,
+        }
     }
 
     /// `z_T`: the initial noise inside `M(t)`, the condition noised to `alpha_bar_t` with the

@@ -136,6 +136,16 @@ impl ModelSpec {
     }
 }
 
+/// Seeds `device` and runs `init` under one process-wide lock: burn's random generator is global
+/// per backend, so another thread initialising a model at the same time cannot consume numbers
+/// in between.
+pub(crate) fn with_seeded_device<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
+    static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    init()
+}
+
 /// The network behind a spec. A burn module enum: one type to train, save and load.
 // One instance per model: the size difference between variants costs nothing worth a Box.
 #[allow(clippy::large_enum_variant)]
@@ -175,14 +185,9 @@ impl SrModel {
         Ok(SrModel { spec, net })
     }
 
-    /// Like [`SrModel::init`], with reproducible weights. burn's random generator is global per
-    /// backend, so seeding and drawing happen under one lock: another thread initialising a model
-    /// at the same time cannot consume numbers in between.
+    /// Like [`SrModel::init`], with reproducible weights ([`with_seeded_device`]).
     pub fn init_seeded(spec: ModelSpec, device: &Device, seed: u64) -> Result<SrModel> {
-        static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        device.seed(seed);
-        SrModel::init(spec, device)
+        with_seeded_device(device, seed, || SrModel::init(spec, device))
     }
 
     pub fn forward(&self, lr: Tensor<4>) -> Tensor<4> {

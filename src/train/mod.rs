@@ -2,6 +2,7 @@
 //! run can resume from, and periodic validation on a benchmark folder.
 
 pub mod data;
+pub mod diffusion;
 
 use crate::error::{Result, WebSrError};
 use crate::eval::{evaluate, Report};
@@ -64,8 +65,13 @@ pub struct StepInfo {
 
 /// Cosine decay from `lr` to `lr_min` over the run.
 pub fn learning_rate(cfg: &TrainConfig, step: usize) -> f64 {
-    let t = step as f64 / cfg.steps.max(1) as f64;
-    cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + (std::f64::consts::PI * t).cos())
+    cosine_lr(cfg.lr, cfg.lr_min, cfg.steps, step)
+}
+
+/// Cosine decay from `lr` at step 0 to `lr_min` at step `steps`.
+pub fn cosine_lr(lr: f64, lr_min: f64, steps: usize, step: usize) -> f64 {
+    let t = step as f64 / steps.max(1) as f64;
+    lr_min + 0.5 * (lr - lr_min) * (1.0 + (std::f64::consts::PI * t).cos())
 }
 
 /// File names inside a checkpoint folder.
@@ -94,7 +100,7 @@ impl CheckpointPaths {
     }
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(value).expect("serialisable");
     std::fs::write(&tmp, text).map_err(|e| WebSrError::io(&tmp, e))?;
@@ -105,6 +111,102 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| WebSrError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| WebSrError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Loads the resumable part of a run from its checkpoint folder: the module with its parameter
+/// ids (burnpack), the optimizer moments keyed by them, and the state.
+pub(crate) fn load_resumable<M: ModuleSnapshot>(
+    net: &mut M,
+    optim: ModuleOptimizer,
+    paths: &CheckpointPaths,
+) -> Result<(ModuleOptimizer, TrainState)> {
+    let mut store = BurnpackStore::from_file(&paths.model_state)
+        .validate(true)
+        .allow_partial(false);
+    net.load_from(&mut store)
+        .map_err(|e| WebSrError::Invalid(format!("model state: {e}")))?;
+    let optim = optim
+        .load(&paths.optimizer)
+        .map_err(|e| WebSrError::Invalid(format!("optimizer state: {e}")))?;
+    Ok((optim, read_json(&paths.state)?))
+}
+
+/// Writes what [`load_resumable`] reads (the shipping-format weights are the caller's).
+pub(crate) fn save_resumable<M: ModuleSnapshot>(
+    net: &M,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+    paths: &CheckpointPaths,
+) -> Result<()> {
+    let mut store = BurnpackStore::from_file(&paths.model_state).overwrite(true);
+    net.save_into(&mut store)
+        .map_err(|e| WebSrError::Invalid(format!("saving model state: {e}")))?;
+    optim
+        .save(&paths.optimizer)
+        .map_err(|e| WebSrError::Invalid(format!("saving optimizer: {e}")))?;
+    write_json(&paths.state, state)
+}
+
+/// What [`run_loop`] needs from a trainer: the wavelet [`Trainer`] and the diffusion one share
+/// the schedule of steps, validation, best weights and checkpoints.
+pub(crate) trait TrainingRun {
+    /// One optimisation step; returns the loss.
+    fn train_step(&mut self, data: &TrainingSet) -> f64;
+    fn validate(&mut self, dir: &Path) -> Result<Report>;
+    fn save_best(&self) -> Result<()>;
+    fn checkpoint(&self) -> Result<()>;
+    fn state(&mut self) -> &mut TrainState;
+    /// `(steps, validate_every, checkpoint_every)`.
+    fn cadence(&self) -> (usize, usize, usize);
+    /// The learning rate of a step.
+    fn lr_at(&self, step: usize) -> f64;
+}
+
+/// Runs `run` until its last step, validating and checkpointing on schedule. `on_step` sees
+/// every step and may stop the run early by returning `false` (a checkpoint is written first).
+pub(crate) fn run_loop(
+    run: &mut impl TrainingRun,
+    data: &TrainingSet,
+    val_dir: Option<&Path>,
+    on_step: &mut dyn FnMut(&StepInfo) -> bool,
+) -> Result<()> {
+    let (steps, validate_every, checkpoint_every) = run.cadence();
+    while run.state().step < steps {
+        let loss = run.train_step(data);
+        let step = run.state().step;
+        let done = step == steps;
+        let mut validation = None;
+        if let Some(dir) = val_dir {
+            if step.is_multiple_of(validate_every.max(1)) || done {
+                let report = run.validate(dir)?;
+                let state = run.state();
+                state.history.push(ValPoint {
+                    step,
+                    psnr_y: report.mean.psnr_y,
+                    ssim_y: report.mean.ssim_y,
+                });
+                if state.best_val_psnr.is_none_or(|b| report.mean.psnr_y > b) {
+                    state.best_val_psnr = Some(report.mean.psnr_y);
+                    run.save_best()?;
+                }
+                validation = Some(report);
+            }
+        }
+        let keep_going = on_step(&StepInfo {
+            step,
+            steps,
+            loss,
+            lr: run.lr_at(step - 1),
+            validation,
+        });
+        if step.is_multiple_of(checkpoint_every.max(1)) || done || !keep_going {
+            run.checkpoint()?;
+        }
+        if !keep_going {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// A training run: model, optimizer and state, with checkpoints in `dir`.
@@ -156,18 +258,9 @@ impl Trainer {
                 )));
             }
             let mut model = SrModel::init(cfg.spec.clone(), &device)?;
-            let mut store = BurnpackStore::from_file(&paths.model_state)
-                .validate(true)
-                .allow_partial(false);
-            model
-                .net
-                .load_from(&mut store)
-                .map_err(|e| WebSrError::Invalid(format!("model state: {e}")))?;
-            let optim = optim
-                .load(&paths.optimizer)
-                .map_err(|e| WebSrError::Invalid(format!("optimizer state: {e}")))?;
+            let (optim, state) = load_resumable(&mut model.net, optim, &paths)?;
             // The new config may extend the number of steps; everything else comes from it too.
-            (model, optim, read_json(&paths.state)?)
+            (model, optim, state)
         } else {
             let model = match init_from {
                 Some(p) => weights::load(p, &device)?,
@@ -224,30 +317,16 @@ impl Trainer {
     pub fn validate(&mut self, dir: &Path) -> Result<Report> {
         let model = self.inference_model();
         let device = self.device.clone().inner();
-        let report = evaluate(dir, model.scale(), &mut |lr| {
+        evaluate(dir, model.scale(), &mut |lr| {
             Ok(run_model(&model, lr, &device))
-        })?;
-        self.state.history.push(ValPoint {
-            step: self.state.step,
-            psnr_y: report.mean.psnr_y,
-            ssim_y: report.mean.ssim_y,
-        });
-        Ok(report)
+        })
     }
 
     /// Writes the model, optimizer and state (atomically, file by file).
     pub fn checkpoint(&self) -> Result<()> {
         let paths = CheckpointPaths::new(&self.dir);
         weights::save(&self.inference_model(), &paths.model)?;
-        let mut store = BurnpackStore::from_file(&paths.model_state).overwrite(true);
-        self.model
-            .net
-            .save_into(&mut store)
-            .map_err(|e| WebSrError::Invalid(format!("saving model state: {e}")))?;
-        self.optim
-            .save(&paths.optimizer)
-            .map_err(|e| WebSrError::Invalid(format!("saving optimizer: {e}")))?;
-        write_json(&paths.state, &self.state)
+        save_resumable(&self.model.net, &self.optim, &self.state, &paths)
     }
 
     /// Runs until `cfg.steps`, validating and checkpointing on schedule. `on_step` sees every step
@@ -258,40 +337,43 @@ impl Trainer {
         val_dir: Option<&Path>,
         on_step: &mut dyn FnMut(&StepInfo) -> bool,
     ) -> Result<()> {
-        let paths = CheckpointPaths::new(&self.dir);
-        while self.state.step < self.cfg.steps {
-            let loss = self.step(data);
-            let step = self.state.step;
-            let done = step == self.cfg.steps;
-            let mut validation = None;
-            if let Some(dir) = val_dir {
-                if step.is_multiple_of(self.cfg.validate_every.max(1)) || done {
-                    let report = self.validate(dir)?;
-                    if self
-                        .state
-                        .best_val_psnr
-                        .is_none_or(|b| report.mean.psnr_y > b)
-                    {
-                        self.state.best_val_psnr = Some(report.mean.psnr_y);
-                        weights::save(&self.inference_model(), &paths.best)?;
-                    }
-                    validation = Some(report);
-                }
-            }
-            let keep_going = on_step(&StepInfo {
-                step,
-                steps: self.cfg.steps,
-                loss,
-                lr: learning_rate(&self.cfg, step - 1),
-                validation,
-            });
-            if step.is_multiple_of(self.cfg.checkpoint_every.max(1)) || done || !keep_going {
-                self.checkpoint()?;
-            }
-            if !keep_going {
-                break;
-            }
-        }
-        Ok(())
+        run_loop(self, data, val_dir, on_step)
+    }
+}
+
+impl TrainingRun for Trainer {
+    fn train_step(&mut self, data: &TrainingSet) -> f64 {
+        self.step(data)
+    }
+
+    fn validate(&mut self, dir: &Path) -> Result<Report> {
+        Trainer::validate(self, dir)
+    }
+
+    fn save_best(&self) -> Result<()> {
+        weights::save(
+            &self.inference_model(),
+            CheckpointPaths::new(&self.dir).best,
+        )
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        Trainer::checkpoint(self)
+    }
+
+    fn state(&mut self) -> &mut TrainState {
+        &mut self.state
+    }
+
+    fn cadence(&self) -> (usize, usize, usize) {
+        (
+            self.cfg.steps,
+            self.cfg.validate_every,
+            self.cfg.checkpoint_every,
+        )
+    }
+
+    fn lr_at(&self, step: usize) -> f64 {
+        learning_rate(&self.cfg, step)
     }
 }

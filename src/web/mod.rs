@@ -26,8 +26,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
+mod diffusion;
 #[cfg(feature = "train")]
 mod federated;
+pub use diffusion::DiffusionEngine;
 #[cfg(feature = "train")]
 pub use federated::{FlClient, TrainedUpdate};
 
@@ -147,7 +149,13 @@ async fn pick_device(backend: &str) -> Result<Picked, JsValue> {
 /// Calls a JS progress callback with `args` and awaits it if it returns a Promise; `false`
 /// (or a throwing callback) means stop.
 async fn call_progress(callback: &Function, args: &[f64]) -> bool {
-    let args: js_sys::Array = args.iter().map(|&a| JsValue::from_f64(a)).collect();
+    let args: Vec<JsValue> = args.iter().map(|&a| JsValue::from_f64(a)).collect();
+    call_with(callback, &args).await
+}
+
+/// [`call_progress`] with any arguments.
+async fn call_with(callback: &Function, args: &[JsValue]) -> bool {
+    let args: js_sys::Array = args.iter().collect();
     let Ok(v) = callback.apply(&JsValue::NULL, &args) else {
         return false;
     };
@@ -227,6 +235,23 @@ pub struct Upscaled {
     height: u32,
     rgba: Vec<u8>,
     png: Vec<u8>,
+}
+
+impl Upscaled {
+    /// Quantises `out` once (the PNG and the RGBA pixels are the same 8-bit image) and frees the
+    /// float picture before encoding: at 32 MP it alone is 512 MiB of the wasm heap.
+    fn encode(out: Picture) -> Result<Upscaled, JsValue> {
+        let (width, height) = (out.width() as u32, out.height() as u32);
+        let quantised = to_dynamic(&out);
+        drop(out);
+        let png = encode_png_image(&quantised).map_err(|e| js_error(&e))?;
+        Ok(Upscaled {
+            width,
+            height,
+            rgba: quantised.into_rgba8().into_raw(),
+            png,
+        })
+    }
 }
 
 #[wasm_bindgen]
@@ -367,19 +392,8 @@ impl Engine {
                 }
             };
             let out = finish_picture(rgb, &pic, model.scale());
-            let (width, height) = (out.width() as u32, out.height() as u32);
-            // Quantise once (the PNG and the RGBA pixels are the same 8-bit image), and free the
-            // float picture before encoding: at 32 MP it alone is 512 MiB of the wasm heap.
-            let quantised = to_dynamic(&out);
-            drop((out, pic));
-            let png = encode_png_image(&quantised).map_err(|e| js_error(&e))?;
-            Ok(Upscaled {
-                width,
-                height,
-                rgba: quantised.into_rgba8().into_raw(),
-                png,
-            }
-            .into())
+            drop(pic);
+            Ok(Upscaled::encode(out)?.into())
         })
     }
 

@@ -15,6 +15,8 @@ export class Suite {
   #results = [];
 
   async test(name, fn) {
+    // WEBSR_ONLY=regex runs only the matching tests (while developing one).
+    if (process.env.WEBSR_ONLY && !new RegExp(process.env.WEBSR_ONLY).test(name)) return;
     const t0 = Date.now();
     try {
       await fn();

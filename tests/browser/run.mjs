@@ -27,15 +27,17 @@ if (!BIN || !fs.existsSync(BIN)) throw new Error(`WEBSR_BIN must point at the na
 if (!fs.existsSync(path.join(DIST, 'index.html'))) throw new Error(`${DIST}/index.html missing: build the app first`);
 
 const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
+/** The shipped diffusion model the browser is checked against the CLI with. */
+const DIFFUSION_MODEL = 'diwa-yoda-x4';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'websr-browser-'));
 
-/** The native CLI's result for the same PNG bytes. */
-function nativeUpscale(name, png, model) {
+/** The native CLI's result for the same PNG bytes (`extra`: more CLI flags, e.g. --steps). */
+function nativeUpscale(name, png, model, extra = []) {
   const input = path.join(tmp, `${name}.png`);
   const output = path.join(tmp, `${name}-${model}-native.png`);
   fs.writeFileSync(input, png);
-  if (!fs.existsSync(output)) execFileSync(BIN, ['upscale', input, '-o', output, '--model', model], { stdio: 'pipe' });
+  if (!fs.existsSync(output)) execFileSync(BIN, ['upscale', input, '-o', output, '--model', model, ...extra], { stdio: 'pipe' });
   return decodePng(fs.readFileSync(output));
 }
 
@@ -172,6 +174,33 @@ try {
       const next = await upload(slow, 'small.png', syntheticPng(20, 16, { seed: 2 }));
       assert((await waitStatus(next, ['done', 'error'])) === 'done', 'an image after a cancel works');
       await slow.close();
+    });
+
+    await t('a diffusion upscale shows previews, matches the native CLI (PSNR >= 40 dB) and cancels', async () => {
+      const dpage = await openApp(browser, base, `?model=${DIFFUSION_MODEL}`);
+      assert(!(await dpage.locator('[data-testid=diffusion-controls]').isHidden()), 'diffusion controls shown');
+      assert(await dpage.locator('[data-testid=yoda]').isChecked(), 'a YODA-trained model starts with YODA on');
+      await dpage.fill('[data-testid=steps]', '6');
+      await dpage.fill('[data-testid=seed]', '7');
+      const png = syntheticPng(24, 20, { seed: 9 });
+      const item = await upload(dpage, 'small.png', png);
+      assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
+      const out = decodePng(await downloadedPng(item));
+      assert(out.width === 96 && out.height === 80, `size ${out.width}x${out.height}`);
+      const previews = Number(await item.getAttribute('data-previews'));
+      assert(previews >= 3, `${previews} previews for 6 steps`);
+      const native = nativeUpscale('diffusion', png, DIFFUSION_MODEL, ['--steps', '6', '--seed', '7', '--yoda']);
+      const p = psnr(out, native);
+      console.log(`     ${previews} previews, browser vs native: ${p.toFixed(2)} dB`);
+      assert(p >= 40, `browser vs native diffusion: ${p.toFixed(2)} dB`);
+
+      await dpage.fill('[data-testid=steps]', '200');
+      const slow = await upload(dpage, 'slow.png', syntheticPng(32, 32, { seed: 3 }));
+      await dpage.waitForFunction((el) => Number(el.dataset.done) >= 1, await slow.elementHandle(), { timeout: LONG, polling: 50 });
+      await slow.locator('[data-testid=cancel]').click();
+      assert((await waitStatus(slow, ['cancelled', 'done', 'error'])) === 'cancelled', 'status after cancel');
+      assert(Number(await slow.getAttribute('data-done')) < 200, 'cancelled before the last step');
+      await dpage.close();
     });
 
     await t('the JS library upscales ImageData on its own (the README example)', async () => {

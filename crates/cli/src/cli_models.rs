@@ -11,8 +11,20 @@ use websr::SrModel;
 #[derive(Args)]
 pub struct TrainArgs {
     /// dwsr, dwsr-dwa, dwa-direct or wavelr.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub arch: Option<String>,
+    /// A diffusion model instead: sr3 or diwa (see also --yoda, --unet-width, --val-steps).
     #[arg(long)]
-    pub arch: String,
+    pub model: Option<String>,
+    /// Diffusion: train with YODA's masked loss (detail-energy importance map).
+    #[arg(long, requires = "model")]
+    pub yoda: bool,
+    /// Diffusion: the U-Net's base width C (levels 1, 2, 2 x C).
+    #[arg(long, requires = "model")]
+    pub unet_width: Option<usize>,
+    /// Diffusion: DDIM steps of the validation samples.
+    #[arg(long, default_value_t = 10)]
+    pub val_steps: usize,
     #[arg(long, default_value_t = 4)]
     pub scale: usize,
     /// Body width (default: the architecture's published value).
@@ -118,7 +130,7 @@ pub fn list() -> Result<()> {
         println!(
             "{:<18} {:<11} {:>5} {:>9}K {:>16} {:>16}  {}",
             m.name,
-            m.arch.name(),
+            m.arch,
             format!("x{}", m.scale),
             m.bytes / 1024,
             fmt(m.set5),

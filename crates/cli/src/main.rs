@@ -1,9 +1,12 @@
 //! `websr`: upscale images, train and evaluate the wavelet SR models from the command line.
 
 mod cli_models;
+mod diffusion_bench;
+mod diffusion_cli;
 mod figure;
 mod fl_client;
 mod fl_sim;
+mod peak_alloc;
 mod prune;
 mod ship;
 
@@ -15,8 +18,11 @@ use websr::backend::Backend;
 use websr::eval::{evaluate_bicubic, evaluate_model, image_files, Report};
 use websr::models::{Arch, ModelSpec};
 use websr::train::data::TrainingSet;
-use websr::train::{TrainConfig, Trainer};
+use websr::train::{StepInfo, TrainConfig, Trainer};
 use websr::upscale::{upscale_picture, UpscaleOptions};
+
+#[global_allocator]
+static ALLOCATOR: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +59,8 @@ enum Command {
         /// cpu or wgpu.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        #[command(flatten)]
+        sampling: diffusion_cli::SamplingArgs,
     },
     /// Score the training set's sub-images with a scorer model's loss and write the hardest
     /// fraction as a subset manifest (for `train --subset`).
@@ -80,7 +88,12 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        sampling: diffusion_cli::SamplingArgs,
     },
+    /// The diffusion benchmark: SR3 vs DiWa vs DiWa+YODA at equal DDIM steps on Set5/Set14
+    /// (PSNR/SSIM), images per second and peak memory, and the step-count trade-off.
+    BenchDiffusion(diffusion_bench::BenchArgs),
     /// List the shipped models.
     Models,
     /// Side-by-side crop: LR | bicubic | each --model | HR, from a benchmark image.
@@ -101,25 +114,7 @@ enum Command {
     },
     /// Ship a finished training run: copy its weights to the models folder, measure Set5/Set14,
     /// update models/manifest.json and write the model card.
-    Ship {
-        /// The run's checkpoint folder (websr train --out).
-        #[arg(long)]
-        run: PathBuf,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        description: String,
-        /// The exact command that trained it, for the card.
-        #[arg(long)]
-        command: String,
-        /// Anything else the card must say about how this run went.
-        #[arg(long, default_value = "")]
-        notes: String,
-        #[arg(long, default_value = "models")]
-        models_dir: PathBuf,
-        #[arg(long, default_value = "../shared/data")]
-        data: PathBuf,
-    },
+    Ship(ship::ShipArgs),
     /// Print the speed table: DWT/IDWT, each model's forward pass, training steps.
     Bench {
         /// Input side in pixels.
@@ -148,7 +143,15 @@ fn main() -> Result<()> {
             tile,
             tta,
             backend,
-        } => upscale(&input, &output, &model, scale, tile, tta, &backend),
+            sampling,
+        } => {
+            if diffusion_cli::is_diffusion(&model)? {
+                return diffusion_cli::upscale(&input, &output, &model, scale, &sampling, &backend);
+            }
+            sampling.refuse_for(&model)?;
+            upscale(&input, &output, &model, scale, tile, tta, &backend)
+        }
+        Command::BenchDiffusion(args) => diffusion_bench::run(args),
         Command::Prune(args) => prune::run(args),
         Command::Train(args) => train(args),
         Command::FlClient(args) => fl_client::run(args),
@@ -159,7 +162,14 @@ fn main() -> Result<()> {
             scale,
             tta,
             json,
-        } => eval(&model, &data, scale, tta, json),
+            sampling,
+        } => {
+            if diffusion_cli::is_diffusion(&model)? {
+                return diffusion_cli::eval(&model, &data, scale, &sampling, json);
+            }
+            sampling.refuse_for(&model)?;
+            eval(&model, &data, scale, tta, json)
+        }
         Command::Models => cli_models::list(),
         Command::Figure {
             image,
@@ -182,24 +192,7 @@ fn main() -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             figure::run(&image, &models, scale, [y, x, size], &output, &device)
         }
-        Command::Ship {
-            run,
-            name,
-            description,
-            command,
-            notes,
-            models_dir,
-            data,
-        } => ship::run(
-            &run,
-            &name,
-            &description,
-            &command,
-            &notes,
-            &models_dir,
-            &data,
-            &Backend::Cpu.device()?,
-        ),
+        Command::Ship(args) => ship::run(&args, &Backend::Cpu.device()?),
         Command::Bench {
             size,
             reps,
@@ -239,24 +232,7 @@ fn upscale(
 ) -> Result<()> {
     let device = Backend::parse(backend)?.device()?;
     let sr = cli_models::resolve(model, scale, &device)?;
-    let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() {
-        std::fs::create_dir_all(output)
-            .with_context(|| format!("creating {}", output.display()))?;
-        image_files(input)?
-            .into_iter()
-            .map(|p| {
-                let name = p
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string();
-                let out = output.join(format!("{name}.png"));
-                (p, out)
-            })
-            .collect()
-    } else {
-        vec![(input.to_path_buf(), output.to_path_buf())]
-    };
+    let jobs = upscale_jobs(input, output)?;
     let opts = UpscaleOptions {
         tile: (tile > 0).then_some(tile),
         tta,
@@ -294,7 +270,24 @@ fn upscale(
     Ok(())
 }
 
-fn print_report(title: &str, report: &Report) {
+/// `(input, output)` pairs: the file itself, or every image of a folder into an output folder
+/// as PNG.
+pub(crate) fn upscale_jobs(input: &Path, output: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    if !input.is_dir() {
+        return Ok(vec![(input.to_path_buf(), output.to_path_buf())]);
+    }
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    Ok(image_files(input)?
+        .into_iter()
+        .map(|p| {
+            let name = p.file_stem().unwrap_or_default().to_string_lossy();
+            let out = output.join(format!("{name}.png"));
+            (p, out)
+        })
+        .collect())
+}
+
+pub(crate) fn print_report(title: &str, report: &Report) {
     println!("{title}");
     println!(
         "{:<16} {:>9} {:>8} {:>10}",
@@ -340,7 +333,10 @@ fn eval(model: &str, data: &Path, scale: Option<usize>, tta: bool, json: bool) -
 }
 
 fn train(args: cli_models::TrainArgs) -> Result<()> {
-    let arch = Arch::parse(&args.arch)?;
+    let Some(arch) = &args.arch else {
+        return diffusion_cli::train(args);
+    };
+    let arch = Arch::parse(arch)?;
     let mut spec = ModelSpec::default_for(arch, args.scale);
     if let Some(f) = args.features {
         spec.features = f;
@@ -348,7 +344,8 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
     if let Some(l) = args.layers {
         spec.body_layers = l;
     }
-    let mut cfg = TrainConfig {
+    let (data, subset_sha256) = load_training_data(&args)?;
+    let cfg = TrainConfig {
         spec,
         steps: args.steps,
         batch: args.batch,
@@ -358,32 +355,8 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         validate_every: args.validate_every,
-        subset_sha256: None,
+        subset_sha256,
     };
-    let data = if let Some(subset) = &args.subset {
-        let bytes =
-            std::fs::read(subset).with_context(|| format!("reading {}", subset.display()))?;
-        let manifest = websr::prune::Manifest::read(subset)?;
-        if manifest.scorer.scale != args.scale {
-            eprintln!(
-                "note: the subset was scored at x{}, this run trains x{}",
-                manifest.scorer.scale, args.scale
-            );
-        }
-        cfg.subset_sha256 = Some(websr::weights::sha256_hex(&bytes));
-        eprintln!(
-            "loading the subset {} ({} sub-images of {} images)",
-            subset.display(),
-            manifest.samples.len(),
-            manifest.files().len()
-        );
-        TrainingSet::load_subset(&manifest)?
-    } else {
-        let dirs = cli_models::training_dirs(&args.data, &args.data_root)?;
-        eprintln!("loading training images from {dirs:?}");
-        TrainingSet::load_dirs(&dirs)?
-    };
-    eprintln!("{} images", data.len());
     let device = Backend::Cpu.device()?;
     let mut trainer = Trainer::new(cfg, &args.out, args.resume, args.init.as_deref(), &device)?;
     eprintln!(
@@ -394,22 +367,65 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
         trainer.state.step
     );
     let val = args.val.as_deref().filter(|p| p.is_dir());
+    let (pb, mut report) = training_progress(trainer.cfg.steps, trainer.state.step);
+    trainer.run(&data, val, &mut report)?;
+    pb.finish();
+    Ok(())
+}
+
+/// The training images of `--data` or `--subset`, and the subset manifest's SHA-256 if any.
+pub(crate) fn load_training_data(
+    args: &cli_models::TrainArgs,
+) -> Result<(TrainingSet, Option<String>)> {
+    if let Some(subset) = &args.subset {
+        let bytes =
+            std::fs::read(subset).with_context(|| format!("reading {}", subset.display()))?;
+        let manifest = websr::prune::Manifest::read(subset)?;
+        if manifest.scorer.scale != args.scale {
+            eprintln!(
+                "note: the subset was scored at x{}, this run trains x{}",
+                manifest.scorer.scale, args.scale
+            );
+        }
+        eprintln!(
+            "loading the subset {} ({} sub-images of {} images)",
+            subset.display(),
+            manifest.samples.len(),
+            manifest.files().len()
+        );
+        let data = TrainingSet::load_subset(&manifest)?;
+        eprintln!("{} images", data.len());
+        return Ok((data, Some(websr::weights::sha256_hex(&bytes))));
+    }
+    let dirs = cli_models::training_dirs(&args.data, &args.data_root)?;
+    eprintln!("loading training images from {dirs:?}");
+    let data = TrainingSet::load_dirs(&dirs)?;
+    eprintln!("{} images", data.len());
+    Ok((data, None))
+}
+
+/// A progress bar from step `first` of `steps`, and the per-step callback that moves it: a
+/// smoothed loss, the learning rate, and a line per validation.
+pub(crate) fn training_progress(
+    steps: usize,
+    first: usize,
+) -> (ProgressBar, impl FnMut(&StepInfo) -> bool) {
     let pb = bar(
-        trainer.cfg.steps as u64,
+        steps as u64,
         "[{elapsed_precise}] [{bar:30}] {pos}/{len} {msg} ETA {eta}",
     );
-    pb.set_position(trainer.state.step as u64);
+    pb.set_position(first as u64);
     let started = std::time::Instant::now();
-    let first = trainer.state.step;
     let mut smooth = None::<f64>;
-    trainer.run(&data, val, &mut |info| {
+    let bar = pb.clone();
+    let report = move |info: &StepInfo| {
         let s = smooth.map_or(info.loss, |s| 0.98 * s + 0.02 * info.loss);
         smooth = Some(s);
-        pb.set_position(info.step as u64);
-        pb.set_message(format!("loss {s:.5} lr {:.2e}", info.lr));
+        bar.set_position(info.step as u64);
+        bar.set_message(format!("loss {s:.5} lr {:.2e}", info.lr));
         if let Some(r) = &info.validation {
             let per_step = started.elapsed().as_secs_f64() / (info.step - first) as f64;
-            pb.suspend(|| {
+            bar.suspend(|| {
                 eprintln!(
                     "step {}: val PSNR-Y {:.3} dB, SSIM-Y {:.4} ({:.0} ms/step)",
                     info.step,
@@ -420,7 +436,6 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
             });
         }
         true
-    })?;
-    pb.finish();
-    Ok(())
+    };
+    (pb, report)
 }

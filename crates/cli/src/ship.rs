@@ -1,99 +1,237 @@
 //! `websr ship`: turns a finished training run into a shipped model: copies its weights into the
-//! models folder, measures Set5/Set14, writes the manifest entry and the model card.
+//! models folder, measures Set5/Set14, writes the manifest entry and the model card. A one-pass
+//! model is measured as `websr eval` does; a diffusion model with `--steps` DDIM steps, seed 0.
 
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 use websr::burn::tensor::Device;
-use websr::eval::evaluate_model;
+use websr::diffusion::upscale::upscale_rgb;
+use websr::diffusion::{DiffusionModel, SampleOptions};
+use websr::eval::{evaluate, evaluate_bicubic, evaluate_model, Report};
+use websr::train::diffusion::DiffusionTrainConfig;
 use websr::train::{read_json, CheckpointPaths, TrainConfig, TrainState};
 use websr::upscale::UpscaleOptions;
 use websr::weights::sha256_hex;
-use websr::zoo::{Manifest, ModelEntry};
+use websr::zoo::{Manifest, ModelEntry, ModelKind};
 
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    run_dir: &Path,
-    name: &str,
-    description: &str,
-    command: &str,
-    notes: &str,
-    models_dir: &Path,
-    data: &Path,
-    device: &Device,
-) -> Result<()> {
-    let paths = CheckpointPaths::new(run_dir);
-    let cfg: TrainConfig = read_json(&paths.config)?;
+#[derive(clap::Args)]
+pub struct ShipArgs {
+    /// The run's checkpoint folder (websr train --out).
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    description: String,
+    /// The exact command that trained it, for the card.
+    #[arg(long)]
+    command: String,
+    /// Anything else the card must say about how this run went.
+    #[arg(long, default_value = "")]
+    notes: String,
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    #[arg(long, default_value = "../shared/data")]
+    data: PathBuf,
+    /// Diffusion runs: the DDIM steps (eta 0, seed 0) the scores are measured with.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+}
+
+/// What differs between the two kinds of model on the card and in the manifest.
+struct Measured {
+    kind: ModelKind,
+    arch: String,
+    scale: usize,
+    set5: Report,
+    set14: Report,
+    /// Card lines describing the architecture and the training.
+    about: Vec<String>,
+    /// How the scores were measured (the eval command).
+    eval_command: String,
+}
+
+pub fn run(args: &ShipArgs, device: &Device) -> Result<()> {
+    let paths = CheckpointPaths::new(&args.run);
     let state: TrainState = read_json(&paths.state)?;
-    if state.step < cfg.steps {
-        anyhow::bail!(
-            "{} is at step {} of {}: let it finish (or resume it) before shipping",
-            run_dir.display(),
-            state.step,
-            cfg.steps
-        );
-    }
     let bytes = std::fs::read(&paths.model)
         .with_context(|| format!("reading {}", paths.model.display()))?;
-    let model = websr::weights::from_bytes(&bytes, device)?;
+    let (steps, measured) = match read_json::<DiffusionTrainConfig>(&paths.config) {
+        Ok(cfg) => (
+            cfg.steps,
+            measure_diffusion(args, &cfg, &bytes, &state, device)?,
+        ),
+        Err(_) => {
+            let cfg: TrainConfig = read_json(&paths.config)?;
+            (
+                cfg.steps,
+                measure_one_pass(args, &cfg, &bytes, &state, device)?,
+            )
+        }
+    };
+    if state.step < steps {
+        anyhow::bail!(
+            "{} is at step {} of {steps}: let it finish (or resume it) before shipping",
+            args.run.display(),
+            state.step,
+        );
+    }
+    publish(args, &bytes, &state, &measured)
+}
+
+fn measure_one_pass(
+    args: &ShipArgs,
+    cfg: &TrainConfig,
+    bytes: &[u8],
+    state: &TrainState,
+    device: &Device,
+) -> Result<Measured> {
+    let model = websr::weights::from_bytes(bytes, device)?;
     let scale = model.scale();
     let opts = UpscaleOptions::default();
-    let set5 = evaluate_model(&data.join("set5"), &model, &opts, device)?;
-    let set14 = evaluate_model(&data.join("set14"), &model, &opts, device)?;
-    let bic5 = websr::eval::evaluate_bicubic(&data.join("set5"), scale)?;
-    let bic14 = websr::eval::evaluate_bicubic(&data.join("set14"), scale)?;
+    Ok(Measured {
+        kind: ModelKind::Regression,
+        arch: cfg.spec.arch.name().to_string(),
+        scale,
+        set5: evaluate_model(&args.data.join("set5"), &model, &opts, device)?,
+        set14: evaluate_model(&args.data.join("set14"), &model, &opts, device)?,
+        about: vec![
+            format!(
+                "Architecture: `{}` x{scale}, {} body layers of width {}, {} parameters, {:.0} MACs per output pixel.",
+                cfg.spec.arch.name(),
+                cfg.spec.body_layers,
+                cfg.spec.features,
+                model.num_params(),
+                cfg.spec.macs_per_output_pixel()
+            ),
+            data_line(cfg.patch, scale),
+            format!(
+                "Training: {} steps of batch {}, Adam, L1 loss, cosine learning rate {:.0e} -> {:.0e}, seed {}, on the CPU (burn flex).",
+                state.step, cfg.batch, cfg.lr, cfg.lr_min, cfg.seed
+            ),
+        ],
+        eval_command: format!("websr eval --model {} --data ../shared/data/setN", args.name),
+    })
+}
 
-    std::fs::create_dir_all(models_dir)?;
+fn measure_diffusion(
+    args: &ShipArgs,
+    cfg: &DiffusionTrainConfig,
+    bytes: &[u8],
+    state: &TrainState,
+    device: &Device,
+) -> Result<Measured> {
+    let model = DiffusionModel::from_bytes(bytes, device)?;
+    let scale = model.scale();
+    let opts = SampleOptions {
+        steps: Some(args.steps),
+        eta: 0.0,
+        seed: 0,
+        yoda: cfg.spec.yoda.is_some(),
+    };
+    let score = |set: &str| {
+        evaluate(&args.data.join(set), scale, &mut |lr| {
+            upscale_rgb(&model, lr, &opts, device, &mut |_, _| true)
+        })
+    };
+    let spec = &cfg.spec;
+    let yoda = match &spec.yoda {
+        Some(y) => format!(
+            ", trained with YODA's masked loss (detail-energy map, {} levels, delta {}) and sampled with YODA",
+            y.levels, y.delta
+        ),
+        None => String::new(),
+    };
+    let predictor = match &spec.predictor {
+        Some(p) => format!(
+            ", initial predictor {} layers of width {}",
+            p.layers + 2,
+            p.features
+        ),
+        None => String::new(),
+    };
+    Ok(Measured {
+        kind: ModelKind::Diffusion,
+        arch: spec.kind.name().to_string(),
+        scale,
+        set5: score("set5")?,
+        set14: score("set14")?,
+        about: vec![
+            format!(
+                "Architecture: `{}` x{scale}, U-Net width {} with multipliers {:?}, {} res block(s) per level, attention {}{predictor}{yoda}; {} parameters. Noise schedule {:?}.",
+                spec.kind.name(),
+                spec.unet.inner_channels,
+                spec.unet.channel_mults,
+                spec.unet.res_blocks,
+                spec.unet.attention,
+                model.num_params(),
+                spec.schedule
+            ),
+            data_line(cfg.patch, scale),
+            format!(
+                "Training: {} steps of batch {}, Adam, L1 noise-prediction loss with SR3's continuous noise level, cosine learning rate {:.0e} -> {:.0e}, seed {}, on the CPU (burn flex).",
+                state.step, cfg.batch, cfg.lr, cfg.lr_min, cfg.seed
+            ),
+            format!(
+                "Sampling for the scores below: {} DDIM steps, eta 0, seed 0.",
+                args.steps
+            ),
+        ],
+        eval_command: format!(
+            "websr eval --model {} --steps {} --seed 0{} --data ../shared/data/setN",
+            args.name,
+            args.steps,
+            if spec.yoda.is_some() { " --yoda" } else { "" }
+        ),
+    })
+}
+
+fn data_line(patch: usize, scale: usize) -> String {
+    format!(
+        "Data: the 291 set (`t91` + `bsd200` of `../shared/data`), random {patch}x{patch} HR crops, a random flip/rotation, LR by MATLAB bicubic x1/{scale} rounded to 8 bits."
+    )
+}
+
+/// Copies the weights, updates the manifest and writes the card.
+fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> Result<()> {
+    let name = &args.name;
+    let scale = m.scale;
+    let bic5 = evaluate_bicubic(&args.data.join("set5"), scale)?;
+    let bic14 = evaluate_bicubic(&args.data.join("set14"), scale)?;
+    std::fs::create_dir_all(&args.models_dir)?;
     let file = format!("{name}.safetensors");
-    std::fs::write(models_dir.join(&file), &bytes)?;
-    let mut manifest = Manifest::load(models_dir).unwrap_or_default();
-    manifest.models.retain(|m| m.name != name);
+    std::fs::write(args.models_dir.join(&file), bytes)?;
+    let mut manifest = Manifest::load(&args.models_dir).unwrap_or_default();
+    manifest.models.retain(|e| &e.name != name);
     manifest.models.push(ModelEntry {
         name: name.to_string(),
-        arch: cfg.spec.arch,
+        kind: m.kind,
+        arch: m.arch.clone(),
         scale,
         file,
-        sha256: sha256_hex(&bytes),
+        sha256: sha256_hex(bytes),
         bytes: bytes.len() as u64,
-        set5: Some([set5.mean.psnr_y, set5.mean.ssim_y]),
-        set14: Some([set14.mean.psnr_y, set14.mean.ssim_y]),
-        description: description.to_string(),
+        set5: Some([m.set5.mean.psnr_y, m.set5.mean.ssim_y]),
+        set14: Some([m.set14.mean.psnr_y, m.set14.mean.ssim_y]),
+        description: args.description.to_string(),
     });
     manifest.models.sort_by(|a, b| a.name.cmp(&b.name));
-    manifest.save(models_dir)?;
+    manifest.save(&args.models_dir)?;
 
     let mut card = String::new();
     writeln!(card, "# {name}\n")?;
-    writeln!(card, "{description}\n")?;
-    writeln!(
-        card,
-        "- Architecture: `{}` x{scale}, {} body layers of width {}, {} parameters, {:.0} MACs per output pixel.",
-        cfg.spec.arch.name(),
-        cfg.spec.body_layers,
-        cfg.spec.features,
-        model.num_params(),
-        cfg.spec.macs_per_output_pixel()
-    )?;
-    writeln!(
-        card,
-        "- Data: the 291 set (`t91` + `bsd200` of `../shared/data`), random {0}x{0} HR crops, a random flip/rotation, LR by MATLAB bicubic x1/{scale} rounded to 8 bits.",
-        cfg.patch
-    )?;
-    writeln!(
-        card,
-        "- Training: {} steps of batch {}, Adam, L1 loss, cosine learning rate {:.0e} -> {:.0e}, seed {}, on the CPU (burn flex).",
-        state.step, cfg.batch, cfg.lr, cfg.lr_min, cfg.seed
-    )?;
-    writeln!(card, "- Command: `{command}`")?;
-    writeln!(card, "- SHA-256: `{}`", sha256_hex(&bytes))?;
-    if !notes.is_empty() {
-        writeln!(card, "- Notes: {notes}")?;
+    writeln!(card, "{}\n", args.description)?;
+    for line in &m.about {
+        writeln!(card, "- {line}")?;
+    }
+    writeln!(card, "- Command: `{}`", args.command)?;
+    writeln!(card, "- SHA-256: `{}`", sha256_hex(bytes))?;
+    if !args.notes.is_empty() {
+        writeln!(card, "- Notes: {}", args.notes)?;
     }
     writeln!(card)?;
-    writeln!(
-        card,
-        "## Measured (`websr eval --model {name} --data ../shared/data/setN`)\n"
-    )?;
+    writeln!(card, "## Measured (`{}`)\n", m.eval_command)?;
     writeln!(
         card,
         "Y channel, `crop_border = {scale}`, BasicSR conventions.\n"
@@ -102,7 +240,7 @@ pub fn run(
         card,
         "| set | bicubic PSNR / SSIM | {name} PSNR / SSIM |\n|---|---|---|"
     )?;
-    for (set, ours, bic) in [("Set5", &set5, &bic5), ("Set14", &set14, &bic14)] {
+    for (set, ours, bic) in [("Set5", &m.set5, &bic5), ("Set14", &m.set14, &bic14)] {
         writeln!(
             card,
             "| {set} | {:.2} / {:.4} | {:.2} / {:.4} |",
@@ -110,16 +248,16 @@ pub fn run(
         )?;
     }
     if !state.history.is_empty() {
-        writeln!(card, "\n## Validation during training (Set5, untiled)\n")?;
+        writeln!(card, "\n## Validation during training (Set5)\n")?;
         writeln!(card, "| step | PSNR-Y | SSIM-Y |\n|---:|---:|---:|")?;
         for p in &state.history {
             writeln!(card, "| {} | {:.3} | {:.4} |", p.step, p.psnr_y, p.ssim_y)?;
         }
     }
-    std::fs::write(models_dir.join(format!("{name}.md")), card)?;
+    std::fs::write(args.models_dir.join(format!("{name}.md")), card)?;
     println!(
         "shipped {name}: Set5 {:.2} dB / {:.4}, Set14 {:.2} dB / {:.4}",
-        set5.mean.psnr_y, set5.mean.ssim_y, set14.mean.psnr_y, set14.mean.ssim_y
+        m.set5.mean.psnr_y, m.set5.mean.ssim_y, m.set14.mean.psnr_y, m.set14.mean.ssim_y
     );
     Ok(())
 }

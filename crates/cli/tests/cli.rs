@@ -257,3 +257,87 @@ fn fl_sim_refuses_impossible_settings_before_training() {
         "{err}"
     );
 }
+
+#[test]
+fn diffusion_trains_from_the_cli_and_its_samples_are_fixed_by_the_seed() {
+    let dir = tempdir("diffusion");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_rgba(&data.join("a.png"), 48, 40);
+    let run = dir.join("run");
+    let out = websr(&[
+        "train",
+        "--model",
+        "diwa",
+        "--yoda",
+        "--unet-width",
+        "8",
+        "--scale",
+        "4",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--patch",
+        "32",
+        "--data",
+        data.to_str().unwrap(),
+        "--val",
+        "/nonexistent",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weights = run.join("last.safetensors");
+    let input = dir.join("in.png");
+    write_rgba(&input, 20, 14);
+    let sample = |seed: &str, name: &str| {
+        let output = dir.join(name);
+        let model = weights.to_str().unwrap();
+        upscale_ok(
+            &input,
+            &output,
+            &["--model", model, "--steps", "3", "--seed", seed, "--yoda"],
+        );
+        std::fs::read(output).unwrap()
+    };
+    let (a, b, c) = (
+        sample("5", "a.png"),
+        sample("5", "b.png"),
+        sample("6", "c.png"),
+    );
+    assert_eq!(a, b, "the same seed and steps gave different images");
+    assert_ne!(a, c, "the seed changed nothing");
+    let img = image::load_from_memory(&a).unwrap();
+    assert_eq!((img.width(), img.height()), (80, 56));
+    assert!(img.color().has_alpha(), "alpha was dropped");
+
+    // Sampling flags belong to diffusion models, and a one-pass file is not one.
+    let input = input.to_str().unwrap();
+    let refused = websr(&[
+        "upscale",
+        input,
+        "-o",
+        "/tmp/x.png",
+        "--model",
+        "wavelr-x4",
+        "--steps",
+        "3",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("diffusion models"));
+    let wrong = websr(&[
+        "train",
+        "--model",
+        "sr4",
+        "--out",
+        "/tmp/websr-never",
+        "--steps",
+        "1",
+    ]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("unknown diffusion model"));
+}

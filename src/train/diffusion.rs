@@ -1,0 +1,210 @@
+//! Training the diffusion models (SR3, DiWa, either with YODA's masked loss) with the wavelet
+//! models' pipeline: the same random crops and LR degradation, Adam with cosine decay,
+//! checkpoints and resume, and periodic validation, here by sampling the benchmark folder with
+//! a few deterministic DDIM steps.
+
+use super::data::TrainingSet;
+use super::{
+    cosine_lr, load_resumable, read_json, run_loop, save_resumable, write_json, CheckpointPaths,
+    StepInfo, TrainState, TrainingRun,
+};
+use crate::diffusion::upscale::upscale_rgb;
+use crate::diffusion::{DiffusionModel, DiffusionSpec, SampleOptions};
+use crate::error::{Result, WebSrError};
+use crate::eval::{evaluate, Report};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Hyper-parameters of one diffusion training run (written to the checkpoint folder).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DiffusionTrainConfig {
+    pub spec: DiffusionSpec,
+    pub steps: usize,
+    pub batch: usize,
+    /// HR patch side; a multiple of the spec's [`DiffusionSpec::hr_multiple`] and the scale.
+    pub patch: usize,
+    pub lr: f64,
+    pub lr_min: f64,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    pub validate_every: usize,
+    /// DDIM steps (eta 0, seed 0) of the validation samples.
+    pub val_steps: usize,
+}
+
+impl DiffusionTrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.spec.validate()?;
+        let m = self.spec.hr_multiple();
+        let s = self.spec.scale;
+        if self.patch == 0 || !self.patch.is_multiple_of(m) || !self.patch.is_multiple_of(s) {
+            return Err(WebSrError::Invalid(format!(
+                "the patch side must be a multiple of {m} and of the scale {s}, got {}",
+                self.patch
+            )));
+        }
+        if self.batch == 0 || self.val_steps == 0 {
+            return Err(WebSrError::Invalid(
+                "batch and validation steps must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validation_options(&self) -> SampleOptions {
+        SampleOptions {
+            steps: Some(self.val_steps),
+            eta: 0.0,
+            seed: 0,
+            yoda: self.spec.yoda.is_some(),
+        }
+    }
+}
+
+/// A diffusion training run, with checkpoints in `dir` (the same files as [`super::Trainer`]'s).
+pub struct DiffusionTrainer {
+    pub cfg: DiffusionTrainConfig,
+    pub model: DiffusionModel,
+    optim: ModuleOptimizer,
+    pub state: TrainState,
+    device: Device,
+    dir: PathBuf,
+}
+
+impl DiffusionTrainer {
+    /// Starts a new run, or resumes the one in `dir` when it has a checkpoint and `resume` is set.
+    pub fn new(
+        cfg: DiffusionTrainConfig,
+        dir: &Path,
+        resume: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| WebSrError::io(dir, e))?;
+        let paths = CheckpointPaths::new(dir);
+        let device = device.clone().autodiff();
+        let optim = AdamConfig::new().init();
+        let (model, optim, state) = if resume && paths.state.exists() {
+            let saved: DiffusionTrainConfig = read_json(&paths.config)?;
+            if saved.spec != cfg.spec {
+                return Err(WebSrError::Invalid(format!(
+                    "checkpoint in {} is for {}, not {}",
+                    dir.display(),
+                    serde_json::to_string(&saved.spec).expect("serialisable"),
+                    serde_json::to_string(&cfg.spec).expect("serialisable"),
+                )));
+            }
+            let mut model = DiffusionModel::init(cfg.spec.clone(), &device)?;
+            let (optim, state) = load_resumable(&mut model.net, optim, &paths)?;
+            (model, optim, state)
+        } else {
+            let model = DiffusionModel::init_seeded(cfg.spec.clone(), &device, cfg.seed)?;
+            (model, optim, TrainState::default())
+        };
+        write_json(&paths.config, &cfg)?;
+        Ok(Self {
+            cfg,
+            model,
+            optim,
+            state,
+            device,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// One optimisation step on a batch; returns the loss.
+    pub fn step(&mut self, data: &TrainingSet) -> f64 {
+        let step = self.state.step;
+        // Seeded by (seed, step): a resumed run sees the same batches and noise.
+        let mut rng = StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ step as u64);
+        let (lr_t, hr_t) = data
+            .batch(
+                &mut rng,
+                self.cfg.batch,
+                self.cfg.patch,
+                self.cfg.spec.scale,
+            )
+            .to_tensors(&self.device);
+        let loss = self.model.loss(lr_t, hr_t, &mut rng);
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
+        let lr = self.lr_at(step);
+        let net = self.optim.step(lr, self.model.net.clone(), grads);
+        self.model = self.model.with_net(net);
+        self.state.step += 1;
+        self.state.last_loss = loss_value;
+        loss_value
+    }
+
+    /// A copy of the model without autodiff, for sampling.
+    pub fn inference_model(&self) -> DiffusionModel {
+        self.model.with_net(self.model.net.valid())
+    }
+
+    /// Y-PSNR/SSIM of DDIM samples on a benchmark folder.
+    pub fn validate(&mut self, dir: &Path) -> Result<Report> {
+        let model = self.inference_model();
+        let device = self.device.clone().inner();
+        let opts = self.cfg.validation_options();
+        evaluate(dir, model.scale(), &mut |lr| {
+            upscale_rgb(&model, lr, &opts, &device, &mut |_, _| true)
+        })
+    }
+
+    /// Writes the model, optimizer and state.
+    pub fn checkpoint(&self) -> Result<()> {
+        let paths = CheckpointPaths::new(&self.dir);
+        self.inference_model().save(&paths.model)?;
+        save_resumable(&self.model.net, &self.optim, &self.state, &paths)
+    }
+
+    /// Runs until `cfg.steps` (see [`super::Trainer::run`]).
+    pub fn run(
+        &mut self,
+        data: &TrainingSet,
+        val_dir: Option<&Path>,
+        on_step: &mut dyn FnMut(&StepInfo) -> bool,
+    ) -> Result<()> {
+        run_loop(self, data, val_dir, on_step)
+    }
+}
+
+impl TrainingRun for DiffusionTrainer {
+    fn train_step(&mut self, data: &TrainingSet) -> f64 {
+        self.step(data)
+    }
+
+    fn validate(&mut self, dir: &Path) -> Result<Report> {
+        DiffusionTrainer::validate(self, dir)
+    }
+
+    fn save_best(&self) -> Result<()> {
+        self.inference_model()
+            .save(CheckpointPaths::new(&self.dir).best)
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        DiffusionTrainer::checkpoint(self)
+    }
+
+    fn state(&mut self) -> &mut TrainState {
+        &mut self.state
+    }
+
+    fn cadence(&self) -> (usize, usize, usize) {
+        (
+            self.cfg.steps,
+            self.cfg.validate_every,
+            self.cfg.checkpoint_every,
+        )
+    }
+
+    fn lr_at(&self, step: usize) -> f64 {
+        cosine_lr(self.cfg.lr, self.cfg.lr_min, self.cfg.steps, step)
+    }
+}
