@@ -84,7 +84,7 @@ pub fn inference_rows(device: &Device, size: usize, reps: usize) -> Vec<Row> {
 #[cfg(feature = "train")]
 pub fn training_rows(device: &Device, reps: usize) -> Vec<Row> {
     use crate::train::data::TrainingSet;
-    use crate::train::{TrainConfig, Trainer};
+    use crate::train::{TrainConfig, Trainer, TrainingRun};
     let data = TrainingSet::from_images(&[Planar::new(3, 96, 96, vec![0.5; 3 * 96 * 96])]);
     let dir = std::env::temp_dir().join(format!("websr-bench-{}", std::process::id()));
     let mut rows = Vec::new();

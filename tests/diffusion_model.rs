@@ -13,6 +13,7 @@ use websr::image::Planar;
 use websr::models::{Arch, ModelSpec};
 use websr::train::data::TrainingSet;
 use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
+use websr::train::TrainingRun;
 use websr::{SrModel, WebSrError};
 
 /// Training and burn's seeded initialisation take turns (see tests/train.rs).

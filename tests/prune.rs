@@ -313,7 +313,7 @@ mod training {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use websr::train::data::TrainingSet;
-    use websr::train::{TrainConfig, Trainer};
+    use websr::train::{TrainConfig, Trainer, TrainingRun};
 
     /// Black picture with a white and a mid-grey square: crops from the two squares only are
     /// constant 1.0 or 0.5 patches, anything else contains black.

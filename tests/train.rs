@@ -9,7 +9,7 @@ use websr::eval::score;
 use websr::models::{Arch, ModelSpec};
 use websr::resize::{degrade_bicubic, imresize};
 use websr::train::data::TrainingSet;
-use websr::train::{TrainConfig, Trainer};
+use websr::train::{TrainConfig, Trainer, TrainingRun};
 use websr::upscale::run_model;
 
 /// flex sums in parallel; with two trainings in one process the rayon work split changes and the

@@ -5,8 +5,8 @@
 
 use super::data::TrainingSet;
 use super::{
-    cosine_lr, load_resumable, read_json, run_loop, save_resumable, write_json, CheckpointPaths,
-    StepInfo, TrainState, TrainingRun,
+    cosine_lr, load_resumable, read_json, save_resumable, write_json, CheckpointPaths, TrainState,
+    TrainingRun,
 };
 use crate::diffusion::upscale::upscale_rgb;
 use crate::diffusion::{DiffusionModel, DiffusionSpec, SampleOptions};
@@ -117,8 +117,15 @@ impl DiffusionTrainer {
         })
     }
 
+    /// A copy of the model without autodiff, for sampling.
+    pub fn inference_model(&self) -> DiffusionModel {
+        self.model.with_net(self.model.net.valid())
+    }
+}
+
+impl TrainingRun for DiffusionTrainer {
     /// One optimisation step on a batch; returns the loss.
-    pub fn step(&mut self, data: &TrainingSet) -> f64 {
+    fn step(&mut self, data: &TrainingSet) -> f64 {
         let step = self.state.step;
         // Seeded by (seed, step): a resumed run sees the same batches and noise.
         let mut rng = StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ step as u64);
@@ -141,13 +148,8 @@ impl DiffusionTrainer {
         loss_value
     }
 
-    /// A copy of the model without autodiff, for sampling.
-    pub fn inference_model(&self) -> DiffusionModel {
-        self.model.with_net(self.model.net.valid())
-    }
-
     /// Y-PSNR/SSIM of DDIM samples on a benchmark folder.
-    pub fn validate(&mut self, dir: &Path) -> Result<Report> {
+    fn validate(&mut self, dir: &Path) -> Result<Report> {
         let model = self.inference_model();
         let device = self.device.clone().inner();
         let opts = self.cfg.validation_options();
@@ -156,40 +158,16 @@ impl DiffusionTrainer {
         })
     }
 
-    /// Writes the model, optimizer and state.
-    pub fn checkpoint(&self) -> Result<()> {
-        let paths = CheckpointPaths::new(&self.dir);
-        self.inference_model().save(&paths.model)?;
-        save_resumable(&self.model.net, &self.optim, &self.state, &paths)
-    }
-
-    /// Runs until `cfg.steps` (see [`super::Trainer::run`]).
-    pub fn run(
-        &mut self,
-        data: &TrainingSet,
-        val_dir: Option<&Path>,
-        on_step: &mut dyn FnMut(&StepInfo) -> bool,
-    ) -> Result<()> {
-        run_loop(self, data, val_dir, on_step)
-    }
-}
-
-impl TrainingRun for DiffusionTrainer {
-    fn train_step(&mut self, data: &TrainingSet) -> f64 {
-        self.step(data)
-    }
-
-    fn validate(&mut self, dir: &Path) -> Result<Report> {
-        DiffusionTrainer::validate(self, dir)
-    }
-
     fn save_best(&self) -> Result<()> {
         self.inference_model()
             .save(CheckpointPaths::new(&self.dir).best)
     }
 
+    /// Writes the model, optimizer and state.
     fn checkpoint(&self) -> Result<()> {
-        DiffusionTrainer::checkpoint(self)
+        let paths = CheckpointPaths::new(&self.dir);
+        self.inference_model().save(&paths.model)?;
+        save_resumable(&self.model.net, &self.optim, &self.state, &paths)
     }
 
     fn state(&mut self) -> &mut TrainState {

@@ -147,24 +147,40 @@ pub(crate) fn save_resumable<M: ModuleSnapshot>(
     write_json(&paths.state, state)
 }
 
-/// What [`run_loop`] needs from a trainer: the wavelet [`Trainer`] and the diffusion one share
-/// the schedule of steps, validation, best weights and checkpoints.
-pub(crate) trait TrainingRun {
-    /// One optimisation step; returns the loss.
-    fn train_step(&mut self, data: &TrainingSet) -> f64;
+/// A training run with checkpoints: the wavelet [`Trainer`] and the diffusion one share the
+/// schedule of steps, validation, best weights and checkpoints ([`TrainingRun::run`]).
+pub trait TrainingRun {
+    /// One optimisation step on a batch; returns the loss.
+    fn step(&mut self, data: &TrainingSet) -> f64;
+    /// Y-PSNR/SSIM on a benchmark folder.
     fn validate(&mut self, dir: &Path) -> Result<Report>;
+    /// Writes the current weights as the run's best.
     fn save_best(&self) -> Result<()>;
+    /// Writes the model, optimizer and state (atomically, file by file).
     fn checkpoint(&self) -> Result<()>;
     fn state(&mut self) -> &mut TrainState;
     /// `(steps, validate_every, checkpoint_every)`.
     fn cadence(&self) -> (usize, usize, usize);
     /// The learning rate of a step.
     fn lr_at(&self, step: usize) -> f64;
+
+    /// Runs until the last step, validating and checkpointing on schedule. `on_step` sees every
+    /// step and may stop the run early by returning `false` (a checkpoint is written first).
+    fn run(
+        &mut self,
+        data: &TrainingSet,
+        val_dir: Option<&Path>,
+        on_step: &mut dyn FnMut(&StepInfo) -> bool,
+    ) -> Result<()>
+    where
+        Self: Sized,
+    {
+        run_loop(self, data, val_dir, on_step)
+    }
 }
 
-/// Runs `run` until its last step, validating and checkpointing on schedule. `on_step` sees
-/// every step and may stop the run early by returning `false` (a checkpoint is written first).
-pub(crate) fn run_loop(
+/// [`TrainingRun::run`].
+fn run_loop(
     run: &mut impl TrainingRun,
     data: &TrainingSet,
     val_dir: Option<&Path>,
@@ -172,7 +188,7 @@ pub(crate) fn run_loop(
 ) -> Result<()> {
     let (steps, validate_every, checkpoint_every) = run.cadence();
     while run.state().step < steps {
-        let loss = run.train_step(data);
+        let loss = run.step(data);
         let step = run.state().step;
         let done = step == steps;
         let mut validation = None;
@@ -284,8 +300,18 @@ impl Trainer {
         })
     }
 
+    /// A copy of the model without autodiff, for inference.
+    pub fn inference_model(&self) -> SrModel {
+        SrModel {
+            spec: self.model.spec.clone(),
+            net: self.model.net.valid(),
+        }
+    }
+}
+
+impl TrainingRun for Trainer {
     /// One optimisation step on a batch; returns the L1 loss.
-    pub fn step(&mut self, data: &TrainingSet) -> f64 {
+    fn step(&mut self, data: &TrainingSet) -> f64 {
         let step = self.state.step;
         // Seeded by (seed, step): a resumed run sees the same batches it would have seen.
         let mut rng = StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ step as u64);
@@ -305,49 +331,13 @@ impl Trainer {
         loss_value
     }
 
-    /// A copy of the model without autodiff, for inference.
-    pub fn inference_model(&self) -> SrModel {
-        SrModel {
-            spec: self.model.spec.clone(),
-            net: self.model.net.valid(),
-        }
-    }
-
     /// Y-PSNR/SSIM on a benchmark folder.
-    pub fn validate(&mut self, dir: &Path) -> Result<Report> {
+    fn validate(&mut self, dir: &Path) -> Result<Report> {
         let model = self.inference_model();
         let device = self.device.clone().inner();
         evaluate(dir, model.scale(), &mut |lr| {
             Ok(run_model(&model, lr, &device))
         })
-    }
-
-    /// Writes the model, optimizer and state (atomically, file by file).
-    pub fn checkpoint(&self) -> Result<()> {
-        let paths = CheckpointPaths::new(&self.dir);
-        weights::save(&self.inference_model(), &paths.model)?;
-        save_resumable(&self.model.net, &self.optim, &self.state, &paths)
-    }
-
-    /// Runs until `cfg.steps`, validating and checkpointing on schedule. `on_step` sees every step
-    /// and may stop the run early by returning `false` (a checkpoint is written first).
-    pub fn run(
-        &mut self,
-        data: &TrainingSet,
-        val_dir: Option<&Path>,
-        on_step: &mut dyn FnMut(&StepInfo) -> bool,
-    ) -> Result<()> {
-        run_loop(self, data, val_dir, on_step)
-    }
-}
-
-impl TrainingRun for Trainer {
-    fn train_step(&mut self, data: &TrainingSet) -> f64 {
-        self.step(data)
-    }
-
-    fn validate(&mut self, dir: &Path) -> Result<Report> {
-        Trainer::validate(self, dir)
     }
 
     fn save_best(&self) -> Result<()> {
@@ -357,8 +347,11 @@ impl TrainingRun for Trainer {
         )
     }
 
+    /// Writes the model, optimizer and state (atomically, file by file).
     fn checkpoint(&self) -> Result<()> {
-        Trainer::checkpoint(self)
+        let paths = CheckpointPaths::new(&self.dir);
+        weights::save(&self.inference_model(), &paths.model)?;
+        save_resumable(&self.model.net, &self.optim, &self.state, &paths)
     }
 
     fn state(&mut self) -> &mut TrainState {

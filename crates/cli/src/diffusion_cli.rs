@@ -2,10 +2,9 @@
 //! diffusion model (`websr upscale --model diwa-x4 --steps N --seed S`).
 
 use crate::cli_models::{resolve_bytes, TrainArgs};
-use crate::{bar, load_training_data, print_report, training_progress, upscale_jobs};
+use crate::{load_training_data, print_report, training_progress, upscale_files};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
-use std::time::Instant;
 use websr::backend::Backend;
 use websr::burn::tensor::Device;
 use websr::diffusion::model::YodaSpec;
@@ -13,6 +12,7 @@ use websr::diffusion::upscale::upscale_rgb;
 use websr::diffusion::{DiffusionKind, DiffusionModel, DiffusionSpec, SampleOptions};
 use websr::eval::{evaluate, Report};
 use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
+use websr::train::TrainingRun;
 use websr::upscale::finish_picture;
 
 pub fn train(args: TrainArgs) -> Result<()> {
@@ -142,31 +142,10 @@ pub fn upscale(
     let m = resolve(model, scale, &device)?;
     let opts = sampling.options()?;
     eprintln!("{} x{}: {}", m.spec.label(), m.scale(), describe(&opts));
-    for (src, dst) in upscale_jobs(input, output)? {
-        let pic = websr::image::load(&src)?;
-        let started = Instant::now();
-        let pb = bar(0, "{msg} [{bar:30}] {pos}/{len} steps, ETA {eta}");
-        pb.set_message(src.display().to_string());
-        let rgb = upscale_rgb(&m, &pic.rgb, &opts, &device, &mut |done, total| {
-            pb.set_length(total as u64);
-            pb.set_position(done as u64);
-            true
-        })?;
-        pb.finish_and_clear();
-        let out = finish_picture(rgb, &pic, m.scale());
-        websr::image::save(&out, &dst)?;
-        println!(
-            "{} ({}x{}) -> {} ({}x{}) in {:.2} s",
-            src.display(),
-            pic.width(),
-            pic.height(),
-            dst.display(),
-            out.width(),
-            out.height(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
+    upscale_files(input, output, "steps", |pic, progress| {
+        let rgb = upscale_rgb(&m, &pic.rgb, &opts, &device, progress)?;
+        Ok(finish_picture(rgb, pic, m.scale()))
+    })
 }
 
 /// Y-PSNR/SSIM of one diffusion configuration on a benchmark folder.

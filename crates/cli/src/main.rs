@@ -16,9 +16,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use websr::backend::Backend;
 use websr::eval::{evaluate_bicubic, evaluate_model, image_files, Report};
+use websr::image::Picture;
 use websr::models::{Arch, ModelSpec};
 use websr::train::data::TrainingSet;
-use websr::train::{StepInfo, TrainConfig, Trainer};
+use websr::train::{StepInfo, TrainConfig, Trainer, TrainingRun};
 use websr::upscale::{upscale_picture, UpscaleOptions};
 
 #[global_allocator]
@@ -232,29 +233,39 @@ fn upscale(
 ) -> Result<()> {
     let device = Backend::parse(backend)?.device()?;
     let sr = cli_models::resolve(model, scale, &device)?;
-    let jobs = upscale_jobs(input, output)?;
     let opts = UpscaleOptions {
         tile: (tile > 0).then_some(tile),
         tta,
         ..UpscaleOptions::default()
     };
-    for (src, dst) in jobs {
+    upscale_files(input, output, "tiles", |pic, progress| match &sr {
+        None => Ok(websr::upscale::bicubic_picture(pic, scale.unwrap_or(4))),
+        Some(m) => Ok(upscale_picture(m, pic, &opts, &device, progress)?),
+    })
+}
+
+/// Upscales the file or folder `input` into `output` with `work(picture, progress)`, a progress
+/// bar counting `unit` (tiles, steps) per file, and one line per file.
+pub(crate) fn upscale_files(
+    input: &Path,
+    output: &Path,
+    unit: &str,
+    mut work: impl FnMut(&Picture, &mut dyn FnMut(usize, usize) -> bool) -> Result<Picture>,
+) -> Result<()> {
+    for (src, dst) in upscale_jobs(input, output)? {
         let pic = websr::image::load(&src)?;
         let started = std::time::Instant::now();
-        let out = match &sr {
-            None => websr::upscale::bicubic_picture(&pic, scale.unwrap_or(4)),
-            Some(m) => {
-                let pb = bar(0, "{msg} [{bar:30}] {pos}/{len} tiles, ETA {eta}");
-                pb.set_message(src.display().to_string());
-                let out = upscale_picture(m, &pic, &opts, &device, &mut |done, total| {
-                    pb.set_length(total as u64);
-                    pb.set_position(done as u64);
-                    true
-                })?;
-                pb.finish_and_clear();
-                out
-            }
-        };
+        let pb = bar(
+            0,
+            &format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit}, ETA {{eta}}"),
+        );
+        pb.set_message(src.display().to_string());
+        let out = work(&pic, &mut |done, total| {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+            true
+        })?;
+        pb.finish_and_clear();
         websr::image::save(&out, &dst)?;
         println!(
             "{} ({}x{}) -> {} ({}x{}) in {:.2} s",
