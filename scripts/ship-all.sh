@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ships every finished run of scripts/train-shipped.sh: copies the weights to models/, measures
 # Set5/Set14, writes models/manifest.json and the model cards. Needs ../shared/data.
+# Diffusion models are measured with 10 DDIM steps, eta 0, seed 0 (`websr ship --steps`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -12,6 +13,8 @@ unseeded="trained by the binary from before initial weights were seeded, so the 
 restarted() { echo "$unseeded; restarted once at step $1 from a checkpoint of that binary, which kept the weights but not the Adam moments (checkpoints keep them now)"; }
 
 ship() { # run-name model-name description command [notes]
+  # ONLY=regex ships only the matching model names (e.g. ONLY=diwa).
+  if [ -n "${ONLY:-}" ] && ! [[ "$2" =~ $ONLY ]]; then return 0; fi
   if [ -f "runs/$1/state.json" ]; then
     websr ship --run "runs/$1" --name "$2" --description "$3" --command "$4" --notes "${5:-}" --data "$DATA"
   else
@@ -46,3 +49,15 @@ done
 ship dwa-direct-x4 dwa-direct-x4 \
   "DWA-Direct[DWSR] x4: a stride-2 DWA reads the RGB image instead of its DWT. Same budget as the first, 1,000-step dwsr-x4 run (runs/dwsr-x4)." \
   "$T lane-d: websr train --arch dwa-direct --scale 4 --steps 1000 --patch 48 --lr 5e-4 $common --out runs/dwa-direct-x4" "$unseeded"
+# Diffusion (issue #4): SR3, DiWa and DiWa+YODA with the same U-Net, data, batch and steps.
+dcommon="--scale 4 --steps 2500 --batch 8 --patch 48 --lr 3e-4 --lr-min 1e-6 --seed 1 --validate-every 2500 --val-steps 10 --checkpoint-every 100 --resume"
+short="Short CPU training (2,500 steps of batch 8): for the SR3 vs DiWa vs DiWa+YODA comparison, not a finished model."
+ship sr3-x4 sr3-x4 \
+  "SR3 x4: pixel-domain diffusion conditioned on the bicubic upscale, with diwa-x4's U-Net (width 32, levels 1-2-2). $short" \
+  "$T lane-g: websr train --model sr3 $dcommon --out runs/sr3-x4"
+ship diwa-x4 diwa-x4 \
+  "DiWa x4: diffusion in the Haar wavelet domain on the residual of a jointly trained initial predictor (6 convolutions of width 32). $short" \
+  "$T lane-h: websr train --model diwa $dcommon --out runs/diwa-x4"
+ship diwa-yoda-x4 diwa-yoda-x4 \
+  "DiWa+YODA x4: DiWa trained with YODA's masked loss (importance from the multi-scale Haar detail energy of the LR image, our stand-in for DINO attention) and sampled with YODA. $short" \
+  "$T lane-h: websr train --model diwa --yoda $dcommon --out runs/diwa-yoda-x4"

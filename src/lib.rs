@@ -9,7 +9,8 @@
 //! - [`upsample`]: the same bicubic as tensor matmuls, for models that add a residual to it.
 //! - [`models`]: DWSR, DWA, DWSR+DWA, DWA-Direct and the fast WaveLR; [`models::SrModel`] is the
 //!   type everything else uses.
-//! - [`diffusion`]: diffusion SR (SR3, DiWa, YODA): schedules, samplers, U-Net, models.
+//! - [`diffusion`]: diffusion SR (SR3, DiWa, YODA): schedules, samplers, U-Net, models;
+//!   [`diffusion::DiffusionModel`] is what the CLI, the trainer and the browser use.
 //! - [`weights`]: safetensors with the model spec in the metadata; strict, clear errors.
 //! - [`tiling`] and [`upscale`]: bounded-memory tiled inference with blending, x8 self-ensemble.
 //! - [`metrics`] and [`eval`]: BasicSR-compatible Y-PSNR/SSIM and the benchmark protocol.
@@ -17,7 +18,8 @@
 //! - [`federated`]: the federated client: its data, local training (feature `train`), the update
 //!   it sends; the wire format itself is in the `websr-federated` crate.
 //! - [`prune`]: dataset pruning: score sub-images with a scorer model's loss, rank, subset manifests.
-//! - [`train`] (feature `train`): data pipeline, Adam + L1, checkpoints, resume, validation.
+//! - [`train`] (feature `train`): data pipeline, Adam + L1, checkpoints, resume, validation,
+//!   for the wavelet models and ([`train::diffusion`]) the diffusion models.
 //! - [`zoo`]: the shipped, trained models and their manifest.
 //! - [`backend`]: picking a device at run time.
 //! - `web` (wasm32 only): the browser runtime behind `www/websr.mjs`, run in a Web Worker.

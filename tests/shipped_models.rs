@@ -96,8 +96,15 @@ fn every_shipped_model_loads_and_does_real_work() {
             score("", &sr, &hr, entry.scale),
             score("", &bicubic, &hr, entry.scale),
         );
+        // A generative model trades PSNR for invented detail, and ours are short CPU runs that
+        // sit below bicubic in PSNR (their cards say by how much): for them this only guards
+        // against a broken sampler.
+        let slack = match entry.kind {
+            ModelKind::Regression => 1.0,
+            ModelKind::Diffusion => 4.0,
+        };
         assert!(
-            ours.psnr_y > base.psnr_y - 1.0,
+            ours.psnr_y > base.psnr_y - slack,
             "{name}: {:.2} vs bicubic {:.2}",
             ours.psnr_y,
             base.psnr_y

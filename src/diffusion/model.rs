@@ -376,21 +376,6 @@ impl DiffusionModel {
         }
     }
 
-    /// Checks that an `h x w` LR input can be sampled whole.
-    pub fn check_input(&self, h: usize, w: usize) -> Result<()> {
-        let m = self.spec.hr_multiple();
-        let (hh, ww) = (h * self.scale(), w * self.scale());
-        if h == 0 || w == 0 || !hh.is_multiple_of(m) || !ww.is_multiple_of(m) {
-            return Err(WebSrError::Invalid(format!(
-                "a {} x{} model needs an output whose sides are multiples of {m}; {w}x{h} \
-                 upscales to {ww}x{hh} (pad the input)",
-                self.spec.label(),
-                self.scale()
-            )));
-        }
-        Ok(())
-    }
-
     /// YODA for `lr` with this model's settings (or the defaults).
     fn yoda_for(&self, lr: &Tensor<4>) -> Yoda {
         let [_, _, h, w] = lr.dims();
@@ -420,6 +405,14 @@ impl DiffusionModel {
             DiffusionNet::DiWa(m) => {
                 m.start_sampling(lr, schedule, sampler, opts.seed, yoda.as_ref())
             }
+        }
+    }
+
+    /// DiWa's initial prediction alone as an image in `[0, 1]`; `None` for SR3.
+    pub fn initial_prediction(&self, lr: Tensor<4>) -> Option<Tensor<4>> {
+        match &self.net {
+            DiffusionNet::Sr3(_) => None,
+            DiffusionNet::DiWa(m) => Some(m.initial_prediction(lr)),
         }
     }
 

@@ -37,6 +37,44 @@ fn pad_edge(lr: &Planar, h: usize, w: usize) -> Planar {
     out
 }
 
+/// `lr` checked and edge-padded so the diffused signal fits the U-Net, as a tensor.
+fn padded_input(model: &DiffusionModel, lr: &Planar, device: &Device) -> Result<Tensor<4>> {
+    if lr.height == 0 || lr.width == 0 {
+        return Err(WebSrError::Empty);
+    }
+    if lr.height * lr.width > MAX_LR_PIXELS {
+        return Err(WebSrError::Invalid(format!(
+            "diffusion upscaling samples the whole image at once and takes inputs up to {} \
+             pixels; this one is {}x{}",
+            MAX_LR_PIXELS, lr.width, lr.height
+        )));
+    }
+    // HR sides must be multiples of `m`, so LR sides of `m / gcd(m, scale)`.
+    let (m, s) = (model.spec.hr_multiple(), model.scale());
+    let lr_multiple = m / gcd(m, s);
+    let round = |v: usize| v.div_ceil(lr_multiple) * lr_multiple;
+    Ok(to_tensor(
+        &pad_edge(lr, round(lr.height), round(lr.width)),
+        device,
+    ))
+}
+
+/// DiWa's initial prediction alone (what its diffusion adds a residual to), for an RGB image;
+/// `None` for SR3, which has none.
+pub fn initial_prediction_rgb(
+    model: &DiffusionModel,
+    lr: &Planar,
+    device: &Device,
+) -> Result<Option<Planar>> {
+    let Some(image) = model.initial_prediction(padded_input(model, lr, device)?) else {
+        return Ok(None);
+    };
+    let (h, w) = (lr.height * model.scale(), lr.width * model.scale());
+    let image = image.narrow(2, 0, h).narrow(3, 0, w);
+    let values = pollster::block_on(read_f32_async(image))?;
+    Ok(Some(Planar::new(3, h, w, values)))
+}
+
 impl Upscaling {
     /// Starts upscaling the RGB image `lr` (values in `[0, 1]`).
     pub fn start(
@@ -45,26 +83,11 @@ impl Upscaling {
         opts: &SampleOptions,
         device: &Device,
     ) -> Result<Upscaling> {
-        if lr.height == 0 || lr.width == 0 {
-            return Err(WebSrError::Empty);
-        }
-        if lr.height * lr.width > MAX_LR_PIXELS {
-            return Err(WebSrError::Invalid(format!(
-                "diffusion upscaling samples the whole image at once and takes inputs up to {} \
-                 pixels; this one is {}x{}",
-                MAX_LR_PIXELS, lr.width, lr.height
-            )));
-        }
-        // HR sides must be multiples of `m`, so LR sides of `m / gcd(m, scale)`.
-        let (m, s) = (model.spec.hr_multiple(), model.scale());
-        let lr_multiple = m / gcd(m, s);
-        let round = |v: usize| v.div_ceil(lr_multiple) * lr_multiple;
-        let padded = pad_edge(lr, round(lr.height), round(lr.width));
-        let run = model.start_sampling(to_tensor(&padded, device), opts);
+        let padded = padded_input(model, lr, device)?;
         Ok(Upscaling {
-            run,
-            out_h: lr.height * s,
-            out_w: lr.width * s,
+            run: model.start_sampling(padded, opts),
+            out_h: lr.height * model.scale(),
+            out_w: lr.width * model.scale(),
         })
     }
 

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use websr::backend::Backend;
 use websr::burn::tensor::Device;
-use websr::diffusion::upscale::upscale_rgb;
-use websr::diffusion::{DiffusionModel, SampleOptions};
+use websr::diffusion::upscale::{initial_prediction_rgb, upscale_rgb};
+use websr::diffusion::{DiffusionKind, DiffusionModel, SampleOptions};
 use websr::eval::{evaluate, evaluate_bicubic};
 use websr::image::Planar;
 
@@ -148,6 +148,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 peak_mib: peak,
             })
         };
+        if m.spec.kind == DiffusionKind::DiWa {
+            eprintln!("{name}: its initial predictor alone on Set5 and Set14");
+            let only = |dir: &Path| -> Result<Option<[f64; 2]>> {
+                if !dir.is_dir() {
+                    return Ok(None);
+                }
+                let r = evaluate(dir, m.scale(), &mut |lr| {
+                    Ok(initial_prediction_rgb(&m, lr, &device)?.expect("DiWa"))
+                })?;
+                Ok(Some([r.mean.psnr_y, r.mean.ssim_y]))
+            };
+            let started = Instant::now();
+            initial_prediction_rgb(&m, &lr, &device)?;
+            main.push(Row {
+                model: format!("{name}, initial predictor alone"),
+                params: m.num_params(),
+                steps: 0,
+                yoda: false,
+                set5: only(&set5)?,
+                set14: only(&set14)?,
+                images_per_s: 1.0 / started.elapsed().as_secs_f64(),
+                peak_mib: f64::NAN,
+            });
+        }
         eprintln!("{name}: {} steps on Set5 and Set14", args.steps);
         let q5 = quality(&m, &set5, &opts(args.steps), &device)?;
         let q14 = quality(&m, &set14, &opts(args.steps), &device)?;
@@ -189,14 +213,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         fmt(bicubic(&set14)?)
     );
     for r in &main {
+        let peak = match r.peak_mib.is_nan() {
+            true => "-".to_string(),
+            false => format!("{:.0}", r.peak_mib),
+        };
         println!(
-            "| {} | {} | {} | {} | {:.3} | {:.0} |",
+            "| {} | {} | {} | {} | {:.3} | {peak} |",
             r.model,
             r.params,
             fmt(r.set5),
             fmt(r.set14),
             r.images_per_s,
-            r.peak_mib
         );
     }
     println!("\n### DDIM step trade-off (Set5)\n");

@@ -3,10 +3,8 @@
 
 use anyhow::{bail, Result};
 use std::path::Path;
-use websr::burn::tensor::Device;
 use websr::image::{Picture, Planar};
 use websr::resize::{degrade_bicubic, imresize};
-use websr::upscale::{upscale_rgb, UpscaleOptions};
 
 fn nearest(p: &Planar, s: usize) -> Planar {
     let mut out = Planar::zeros(p.channels, p.height * s, p.width * s);
@@ -38,13 +36,16 @@ fn strip(panels: &[Planar], gap: usize) -> Planar {
     out
 }
 
+/// A model as the figure uses it: the LR image in, the SR image out.
+pub type Upscaler<'a> = Box<dyn Fn(&Planar) -> Result<Planar> + 'a>;
+
+/// `models` must all upscale by `scale`.
 pub fn run(
     image: &Path,
-    models: &[websr::SrModel],
+    models: &[Upscaler],
     scale: usize,
     crop: [usize; 3],
     out: &Path,
-    device: &Device,
 ) -> Result<()> {
     let [cy, cx, size] = crop;
     let pic = websr::image::load(image)?;
@@ -68,12 +69,8 @@ pub fn run(
         ),
         cut(&imresize(&lr, scale as f64)),
     ];
-    for m in models {
-        if m.scale() != scale {
-            bail!("model is x{}, figure is x{scale}", m.scale());
-        }
-        let sr = upscale_rgb(m, &lr, &UpscaleOptions::default(), device, &mut |_, _| true)?;
-        panels.push(cut(&sr));
+    for upscale in models {
+        panels.push(cut(&upscale(&lr)?));
     }
     panels.push(cut(&hr));
     let fig = Picture {

@@ -112,6 +112,10 @@ enum Command {
         crop: Vec<usize>,
         #[arg(short, long)]
         output: PathBuf,
+        /// Diffusion models: sampled with these steps and seed (default 10 steps, seed 0);
+        /// a model trained with YODA is sampled with YODA.
+        #[command(flatten)]
+        sampling: diffusion_cli::SamplingArgs,
     },
     /// Ship a finished training run: copy its weights to the models folder, measure Set5/Set14,
     /// update models/manifest.json and write the model card.
@@ -178,6 +182,7 @@ fn main() -> Result<()> {
             scale,
             crop,
             output,
+            sampling,
         } => {
             let [y, x, size] = crop[..] else {
                 bail!("--crop takes Y,X,SIZE");
@@ -185,13 +190,9 @@ fn main() -> Result<()> {
             let device = Backend::Cpu.device()?;
             let models = model
                 .iter()
-                .map(|m| {
-                    cli_models::resolve(m, Some(scale), &device)?.ok_or_else(|| {
-                        anyhow::anyhow!("bicubic is always shown; name trained models")
-                    })
-                })
+                .map(|m| figure_upscaler(m, scale, &sampling, &device))
                 .collect::<Result<Vec<_>>>()?;
-            figure::run(&image, &models, scale, [y, x, size], &output, &device)
+            figure::run(&image, &models, scale, [y, x, size], &output)
         }
         Command::Ship(args) => ship::run(&args, &Backend::Cpu.device()?),
         Command::Bench {
@@ -279,6 +280,42 @@ pub(crate) fn upscale_files(
         );
     }
     Ok(())
+}
+
+/// A figure panel's model: one-pass (tiled, as `upscale`) or diffusion (sampled).
+fn figure_upscaler<'a>(
+    name: &str,
+    scale: usize,
+    sampling: &diffusion_cli::SamplingArgs,
+    device: &'a websr::burn::tensor::Device,
+) -> Result<figure::Upscaler<'a>> {
+    if diffusion_cli::is_diffusion(name)? {
+        let m = diffusion_cli::resolve(name, Some(scale), device)?;
+        let mut opts = sampling.options()?;
+        opts.steps = Some(sampling.steps.unwrap_or(10));
+        opts.yoda |= m.spec.yoda.is_some();
+        return Ok(Box::new(move |lr| {
+            Ok(websr::diffusion::upscale::upscale_rgb(
+                &m,
+                lr,
+                &opts,
+                device,
+                &mut |_, _| true,
+            )?)
+        }));
+    }
+    let m = cli_models::resolve(name, Some(scale), device)?
+        .ok_or_else(|| anyhow::anyhow!("bicubic is always shown; name trained models"))?;
+    Ok(Box::new(move |lr| {
+        let opts = UpscaleOptions::default();
+        Ok(websr::upscale::upscale_rgb(
+            &m,
+            lr,
+            &opts,
+            device,
+            &mut |_, _| true,
+        )?)
+    }))
 }
 
 /// `(input, output)` pairs: the file itself, or every image of a folder into an output folder
