@@ -59,5 +59,6 @@ ship diwa-x4 diwa-x4 \
   "DiWa x4: diffusion in the Haar wavelet domain on the residual of a jointly trained initial predictor (6 convolutions of width 32). $short" \
   "$T lane-h: websr train --model diwa $dcommon --out runs/diwa-x4"
 ship diwa-yoda-x4 diwa-yoda-x4 \
-  "DiWa+YODA x4: DiWa trained with YODA's masked loss (importance from the multi-scale Haar detail energy of the LR image, our stand-in for DINO attention) and sampled with YODA. $short" \
-  "$T lane-h: websr train --model diwa --yoda $dcommon --out runs/diwa-yoda-x4"
+  "DiWa+YODA x4: DiWa trained with YODA's masked loss (importance from the multi-scale Haar detail energy of the LR image, our stand-in for DINO attention) and sampled with YODA; its initial predictor also learns from its own L1 error. $short" \
+  "$T lane-h: websr train --model diwa --yoda --predictor-l1 $dcommon --out runs/diwa-yoda-x4" \
+  "The initial predictor is also trained with its own L1 error (--predictor-l1; diwa-x4 is not): a first run with YODA's masked noise loss alone left a predictor far below bicubic, and with YODA the output outside the mask is the predictor's (Set5 16.0 dB at 10 DDIM steps, runs/diwa-yoda-x4-masked-only)."

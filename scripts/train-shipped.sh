@@ -61,9 +61,13 @@ diffuse() { # name model steps [extra args]
 lane-g() {
   diffuse sr3-x4 sr3 2500
 }
+# DiWa+YODA trains its initial predictor with its own L1 too (--predictor-l1): with YODA the
+# residual stays zero outside the mask until the last steps, so the output there is the
+# predictor's, and a first run with the masked noise loss alone (runs/diwa-yoda-x4-masked-only)
+# ended with a predictor far below bicubic (Set5 16.0 dB at 10 DDIM steps).
 lane-h() {
   diffuse diwa-x4 diwa 2500
-  diffuse diwa-yoda-x4 diwa 2500 --yoda
+  diffuse diwa-yoda-x4 diwa 2500 --yoda --predictor-l1
 }
 
 if [ $# -gt 0 ]; then "$@"; exit; fi

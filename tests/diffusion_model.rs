@@ -151,6 +151,9 @@ fn specs_outside_the_bounds_are_refused() {
     s.scale = 4;
     s.unet.channel_mults = vec![1; 7];
     assert!(s.validate().is_err(), "seven levels");
+    let mut s = DiffusionSpec::default_for(DiffusionKind::Sr3, 4);
+    s.predictor_l1 = true;
+    assert!(s.validate().is_err(), "SR3 has no predictor to train");
 }
 
 #[test]

@@ -152,14 +152,29 @@ impl DiWa {
         rng: &mut impl Rng,
         yoda: Option<&Yoda>,
     ) -> Tensor<1> {
+        self.loss_terms(lr, hr, schedule, rng, yoda).0
+    }
+
+    /// [`DiWa::loss`] and the mean absolute residual `|DWT(HR) - x_init|`, the initial
+    /// predictor's own L1 error, which [`super::model::DiffusionSpec::predictor_l1`] adds.
+    pub fn loss_terms(
+        &self,
+        lr: Tensor<4>,
+        hr: Tensor<4>,
+        schedule: &NoiseSchedule,
+        rng: &mut impl Rng,
+        yoda: Option<&Yoda>,
+    ) -> (Tensor<1>, Tensor<1>) {
         let (c, x_init) = self.condition(lr);
         let target = dwt(hr.mul_scalar(2.0).sub_scalar(1.0));
         assert_eq!(target.dims(), c.dims(), "HR must be scale x the LR size");
         let y0 = target - x_init;
+        let residual_l1 = y0.clone().abs().mean();
         let zeros = || y0.zeros_like();
-        noise_prediction_loss(y0.clone(), zeros, schedule, rng, yoda, |y, gamma| {
+        let noise = noise_prediction_loss(y0.clone(), zeros, schedule, rng, yoda, |y, gamma| {
             self.predict_noise(c.clone(), y, gamma)
-        })
+        });
+        (noise, residual_l1)
     }
 
     /// A sampling run for `lr` (`[N, 3, h, w]` in `[0, 1]`), to step with

@@ -135,6 +135,12 @@ pub struct DiffusionSpec {
     pub schedule: ScheduleSpec,
     /// Set when trained with YODA's masked loss; sampling with YODA then uses these settings.
     pub yoda: Option<YodaSpec>,
+    /// DiWa: train the initial predictor also with its own L1 error `|DWT(HR) - x_init|`, not
+    /// only through the noise loss (DiWa's code has no such term). YODA needs it: outside its
+    /// mask the residual stays zero until the last steps, so the output there is `x_init`, and
+    /// the masked noise loss alone trained a predictor far below bicubic (see the README).
+    #[serde(default)]
+    pub predictor_l1: bool,
 }
 
 impl DiffusionSpec {
@@ -163,6 +169,7 @@ impl DiffusionSpec {
                 beta_end: 1e-2,
             },
             yoda: None,
+            predictor_l1: false,
         }
     }
 
@@ -207,6 +214,9 @@ impl DiffusionSpec {
             }
             (DiffusionKind::DiWa, None) => return bad("DiWa needs its initial predictor".into()),
             (DiffusionKind::Sr3, Some(_)) => return bad("SR3 has no initial predictor".into()),
+            (DiffusionKind::Sr3, None) if self.predictor_l1 => {
+                return bad("SR3 has no initial predictor to train with an L1".into());
+            }
             _ => {}
         }
         let steps = self.schedule.steps();
@@ -389,7 +399,13 @@ impl DiffusionModel {
         let yoda = self.spec.yoda.is_some().then(|| self.yoda_for(&lr));
         match &self.net {
             DiffusionNet::Sr3(m) => m.loss(lr, hr, &self.schedule, rng, yoda.as_ref()),
-            DiffusionNet::DiWa(m) => m.loss(lr, hr, &self.schedule, rng, yoda.as_ref()),
+            DiffusionNet::DiWa(m) => {
+                let (noise, residual) = m.loss_terms(lr, hr, &self.schedule, rng, yoda.as_ref());
+                match self.spec.predictor_l1 {
+                    true => noise + residual,
+                    false => noise,
+                }
+            }
         }
     }
 

@@ -19,6 +19,9 @@ pub struct TrainArgs {
     /// Diffusion: train with YODA's masked loss (detail-energy importance map).
     #[arg(long, requires = "model")]
     pub yoda: bool,
+    /// Diffusion (DiWa): also train the initial predictor with its own L1 error.
+    #[arg(long, requires = "model")]
+    pub predictor_l1: bool,
     /// Diffusion: the U-Net's base width C (levels 1, 2, 2 x C).
     #[arg(long, requires = "model")]
     pub unet_width: Option<usize>,

@@ -27,6 +27,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if args.yoda {
         spec.yoda = Some(YodaSpec::default());
     }
+    spec.predictor_l1 = args.predictor_l1;
     let (data, subset_sha256) = load_training_data(&args)?;
     if subset_sha256.is_some() {
         bail!("--subset is not supported for diffusion training yet");

@@ -145,9 +145,13 @@ fn measure_diffusion(
     };
     let predictor = match &spec.predictor {
         Some(p) => format!(
-            ", initial predictor {} layers of width {}",
+            ", initial predictor {} layers of width {}{}",
             p.layers + 2,
-            p.features
+            p.features,
+            match spec.predictor_l1 {
+                true => " (also trained with its own L1 error)",
+                false => " (trained through the noise loss only)",
+            }
         ),
         None => String::new(),
     };

@@ -270,6 +270,7 @@ fn diffusion_trains_from_the_cli_and_its_samples_are_fixed_by_the_seed() {
         "--model",
         "diwa",
         "--yoda",
+        "--predictor-l1",
         "--unet-width",
         "8",
         "--scale",
