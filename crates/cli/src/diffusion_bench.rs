@@ -19,11 +19,11 @@ use websr::image::Planar;
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Models to compare (shipped names or .safetensors files), in table order. A model
-    /// trained with YODA is sampled with YODA.
+    /// trained with YODA is sampled with YODA; `NAME+yoda` samples any model with YODA.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "sr3-x4,diwa-x4,diwa-yoda-x4"
+        default_value = "sr3-x4,diwa-x4,diwa-x4+yoda,diwa-yoda-x4"
     )]
     models: Vec<String>,
     /// The equal number of DDIM steps (eta 0, seed 0) of the main table.
@@ -128,12 +128,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut main = Vec::new();
     let mut trade = Vec::new();
     for name in &args.models {
-        let m = resolve(name, None, &device)?;
+        let (file, force_yoda) = match name.strip_suffix("+yoda") {
+            Some(base) => (base, true),
+            None => (name.as_str(), false),
+        };
+        let m = resolve(file, None, &device)?;
+        let yoda = force_yoda || m.spec.yoda.is_some();
         let opts = |steps: usize| SampleOptions {
             steps: Some(steps),
             eta: 0.0,
             seed: 0,
-            yoda: m.spec.yoda.is_some(),
+            yoda,
         };
         let row = |steps: usize, set5: Option<[f64; 2]>, set14: Option<[f64; 2]>| -> Result<Row> {
             let (secs, peak) = time_and_memory(&m, &lr, &opts(steps), args.reps, &device)?;
@@ -141,14 +146,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 model: name.clone(),
                 params: m.num_params(),
                 steps,
-                yoda: m.spec.yoda.is_some(),
+                yoda,
                 set5,
                 set14,
                 images_per_s: 1.0 / secs,
                 peak_mib: peak,
             })
         };
-        if m.spec.kind == DiffusionKind::DiWa {
+        if m.spec.kind == DiffusionKind::DiWa && !force_yoda {
             eprintln!("{name}: its initial predictor alone on Set5 and Set14");
             let only = |dir: &Path| -> Result<Option<[f64; 2]>> {
                 if !dir.is_dir() {
