@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// LR side of the synthetic image timed for images/s and peak memory.
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// Timed repetitions (median reported).
+    /// Timed repetitions per configuration, round-robin (median reported).
     #[arg(long, default_value_t = 3)]
     reps: usize,
     /// Also write the results as JSON.
@@ -75,25 +75,28 @@ fn synthetic(side: usize) -> Planar {
     p
 }
 
-/// Median seconds of one upscale of `lr`, and the peak heap above the start in MiB.
-fn time_and_memory(
-    m: &DiffusionModel,
-    lr: &Planar,
-    opts: &SampleOptions,
-    reps: usize,
-    device: &Device,
-) -> Result<(f64, f64)> {
-    let mut times = Vec::new();
-    let mut peak = 0usize;
-    for _ in 0..reps.max(1) {
-        let base = peak_alloc::reset_peak();
-        let started = Instant::now();
-        upscale_rgb(m, lr, opts, device, &mut |_, _| true)?;
-        times.push(started.elapsed().as_secs_f64());
-        peak = peak.max(peak_alloc::peak().saturating_sub(base));
+/// What one timed run does.
+enum Job {
+    /// Sample with these options.
+    Sample(SampleOptions),
+    /// DiWa's initial predictor alone.
+    Initial,
+}
+
+/// Seconds of one run of `job` on `lr`, and the peak heap above the start in bytes.
+fn time_once(m: &DiffusionModel, job: &Job, lr: &Planar, device: &Device) -> Result<(f64, usize)> {
+    let base = peak_alloc::reset_peak();
+    let started = Instant::now();
+    match job {
+        Job::Sample(opts) => {
+            upscale_rgb(m, lr, opts, device, &mut |_, _| true)?;
+        }
+        Job::Initial => {
+            initial_prediction_rgb(m, lr, device)?;
+        }
     }
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], peak as f64 / (1 << 20) as f64))
+    let secs = started.elapsed().as_secs_f64();
+    Ok((secs, peak_alloc::peak().saturating_sub(base)))
 }
 
 fn quality(
@@ -125,8 +128,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
     }
     let lr = synthetic(args.size);
+    let mut models = Vec::new();
     let mut main = Vec::new();
     let mut trade = Vec::new();
+    // (model, job, is the row in the trade-off table, row index): timed at the end.
+    let mut jobs: Vec<(usize, Job, bool, usize)> = Vec::new();
     for name in &args.models {
         let (file, force_yoda) = match name.strip_suffix("+yoda") {
             Some(base) => (base, true),
@@ -140,19 +146,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
             seed: 0,
             yoda,
         };
-        let row = |steps: usize, set5: Option<[f64; 2]>, set14: Option<[f64; 2]>| -> Result<Row> {
-            let (secs, peak) = time_and_memory(&m, &lr, &opts(steps), args.reps, &device)?;
-            Ok(Row {
-                model: name.clone(),
-                params: m.num_params(),
-                steps,
-                yoda,
-                set5,
-                set14,
-                images_per_s: 1.0 / secs,
-                peak_mib: peak,
-            })
+        let row = |model: String, steps: usize, set5, set14| Row {
+            model,
+            params: m.num_params(),
+            steps,
+            yoda,
+            set5,
+            set14,
+            images_per_s: f64::NAN,
+            peak_mib: f64::NAN,
         };
+        let k = models.len();
         if m.spec.kind == DiffusionKind::DiWa && !force_yoda {
             eprintln!("{name}: its initial predictor alone on Set5 and Set14");
             let only = |dir: &Path| -> Result<Option<[f64; 2]>> {
@@ -164,30 +168,52 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 })?;
                 Ok(Some([r.mean.psnr_y, r.mean.ssim_y]))
             };
-            let started = Instant::now();
-            initial_prediction_rgb(&m, &lr, &device)?;
-            main.push(Row {
-                model: format!("{name}, initial predictor alone"),
-                params: m.num_params(),
-                steps: 0,
-                yoda: false,
-                set5: only(&set5)?,
-                set14: only(&set14)?,
-                images_per_s: 1.0 / started.elapsed().as_secs_f64(),
-                peak_mib: f64::NAN,
-            });
+            let label = format!("{name}, initial predictor alone");
+            let mut r = row(label, 0, only(&set5)?, only(&set14)?);
+            r.yoda = false;
+            jobs.push((k, Job::Initial, false, main.len()));
+            main.push(r);
         }
         eprintln!("{name}: {} steps on Set5 and Set14", args.steps);
         let q5 = quality(&m, &set5, &opts(args.steps), &device)?;
         let q14 = quality(&m, &set14, &opts(args.steps), &device)?;
-        main.push(row(args.steps, q5, q14)?);
+        jobs.push((k, Job::Sample(opts(args.steps)), false, main.len()));
+        main.push(row(name.clone(), args.steps, q5, q14));
         for &steps in &args.trade_off {
             eprintln!("{name}: {steps} steps on Set5");
             let q = match steps == args.steps {
                 true => q5,
                 false => quality(&m, &set5, &opts(steps), &device)?,
             };
-            trade.push(row(steps, q, None)?);
+            jobs.push((k, Job::Sample(opts(steps)), true, trade.len()));
+            trade.push(row(name.clone(), steps, q, None));
+        }
+        models.push(m);
+    }
+    // Timing last, round-robin over every configuration, so a change in the machine's load
+    // during the run spreads over all rows instead of favouring the ones timed later.
+    eprintln!(
+        "timing {} configurations x {} repetitions",
+        jobs.len(),
+        args.reps
+    );
+    let mut samples: Vec<(Vec<f64>, usize)> = vec![(Vec::new(), 0); jobs.len()];
+    for _ in 0..args.reps.max(1) {
+        for (j, (k, job, _, _)) in jobs.iter().enumerate() {
+            let (secs, peak) = time_once(&models[*k], job, &lr, &device)?;
+            samples[j].0.push(secs);
+            samples[j].1 = samples[j].1.max(peak);
+        }
+    }
+    for ((_, job, in_trade, i), (mut times, peak)) in jobs.into_iter().zip(samples) {
+        times.sort_by(f64::total_cmp);
+        let r = match in_trade {
+            true => &mut trade[i],
+            false => &mut main[i],
+        };
+        r.images_per_s = 1.0 / times[times.len() / 2];
+        if matches!(job, Job::Sample(_)) {
+            r.peak_mib = peak as f64 / (1 << 20) as f64;
         }
     }
     let bicubic = |dir: &Path| -> Result<Option<[f64; 2]>> {
