@@ -96,15 +96,20 @@ fn every_shipped_model_loads_and_does_real_work() {
             score("", &sr, &hr, entry.scale),
             score("", &bicubic, &hr, entry.scale),
         );
+        eprintln!(
+            "{name}: {:.2} dB vs bicubic {:.2} dB",
+            ours.psnr_y, base.psnr_y
+        );
         // A generative model trades PSNR for invented detail, and ours are short CPU runs that
-        // sit below bicubic in PSNR (their cards say by how much): for them this only guards
-        // against a broken sampler.
-        let slack = match entry.kind {
-            ModelKind::Regression => 1.0,
-            ModelKind::Diffusion => 4.0,
+        // sit below bicubic in PSNR (their cards say by how much; the Set5 test below holds
+        // them to it): here an absolute floor only catches a broken sampler, whose leftover
+        // noise scores about 13 dB (one DDIM step from pure noise).
+        let floor = match entry.kind {
+            ModelKind::Regression => base.psnr_y - 1.0,
+            ModelKind::Diffusion => 16.0,
         };
         assert!(
-            ours.psnr_y > base.psnr_y - slack,
+            ours.psnr_y > floor,
             "{name}: {:.2} vs bicubic {:.2}",
             ours.psnr_y,
             base.psnr_y
