@@ -28,10 +28,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
         spec.yoda = Some(YodaSpec::default());
     }
     spec.predictor_l1 = args.predictor_l1;
-    let (data, subset_sha256) = load_training_data(&args)?;
-    if subset_sha256.is_some() {
+    if args.subset.is_some() {
         bail!("--subset is not supported for diffusion training yet");
     }
+    let (data, _) = load_training_data(&args)?;
     let cfg = DiffusionTrainConfig {
         spec,
         steps: args.steps,
