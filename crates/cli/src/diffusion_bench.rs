@@ -13,8 +13,9 @@ use websr::backend::Backend;
 use websr::burn::tensor::Device;
 use websr::diffusion::upscale::{initial_prediction_rgb, upscale_rgb};
 use websr::diffusion::{DiffusionKind, DiffusionModel, SampleOptions};
-use websr::eval::{evaluate, evaluate_bicubic};
+use websr::eval::evaluate;
 use websr::image::Planar;
+use websr::resize::imresize;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -99,19 +100,29 @@ fn time_once(m: &DiffusionModel, job: &Job, lr: &Planar, device: &Device) -> Res
     Ok((secs, peak_alloc::peak().saturating_sub(base)))
 }
 
+/// Mean Y-PSNR/SSIM of `upscale` on the benchmark folder `dir` at `scale`; `None` when the
+/// folder is not here.
+fn mean_scores(
+    dir: &Path,
+    scale: usize,
+    upscale: &mut dyn FnMut(&Planar) -> websr::Result<Planar>,
+) -> Result<Option<[f64; 2]>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let report = evaluate(dir, scale, upscale)?;
+    Ok(Some([report.mean.psnr_y, report.mean.ssim_y]))
+}
+
 fn quality(
     m: &DiffusionModel,
     dir: &Path,
     opts: &SampleOptions,
     device: &Device,
 ) -> Result<Option<[f64; 2]>> {
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    let report = evaluate(dir, m.scale(), &mut |lr| {
+    mean_scores(dir, m.scale(), &mut |lr| {
         upscale_rgb(m, lr, opts, device, &mut |_, _| true)
-    })?;
-    Ok(Some([report.mean.psnr_y, report.mean.ssim_y]))
+    })
 }
 
 fn fmt(q: Option<[f64; 2]>) -> String {
@@ -159,14 +170,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let k = models.len();
         if m.spec.kind == DiffusionKind::DiWa && !force_yoda {
             eprintln!("{name}: its initial predictor alone on Set5 and Set14");
-            let only = |dir: &Path| -> Result<Option<[f64; 2]>> {
-                if !dir.is_dir() {
-                    return Ok(None);
-                }
-                let r = evaluate(dir, m.scale(), &mut |lr| {
+            let only = |dir: &Path| {
+                mean_scores(dir, m.scale(), &mut |lr| {
                     Ok(initial_prediction_rgb(&m, lr, &device)?.expect("DiWa"))
-                })?;
-                Ok(Some([r.mean.psnr_y, r.mean.ssim_y]))
+                })
             };
             let label = format!("{name}, initial predictor alone");
             let mut r = row(label, 0, only(&set5)?, only(&set14)?);
@@ -216,15 +223,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             r.peak_mib = peak as f64 / (1 << 20) as f64;
         }
     }
-    let bicubic = |dir: &Path| -> Result<Option<[f64; 2]>> {
-        match dir.is_dir() {
-            true => {
-                let r = evaluate_bicubic(dir, 4)?;
-                Ok(Some([r.mean.psnr_y, r.mean.ssim_y]))
-            }
-            false => Ok(None),
-        }
-    };
+    let bicubic = |dir: &Path| mean_scores(dir, 4, &mut |lr| Ok(imresize(lr, 4.0)));
     println!(
         "### Equal steps: {} DDIM steps (eta 0, seed 0), x4, CPU (flex), {} thread(s)\n",
         args.steps,
