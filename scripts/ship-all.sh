@@ -13,10 +13,11 @@ unseeded="trained by the binary from before initial weights were seeded, so the 
 restarted() { echo "$unseeded; restarted once at step $1 from a checkpoint of that binary, which kept the weights but not the Adam moments (checkpoints keep them now)"; }
 
 ship() { # run-name model-name description command [notes]
-  # ONLY=regex ships only the matching model names (e.g. ONLY=diwa).
+  # ONLY=regex ships only the matching model names (e.g. ONLY=diwa); DEFAULT=1 makes the model
+  # the default of its scale.
   if [ -n "${ONLY:-}" ] && ! [[ "$2" =~ $ONLY ]]; then return 0; fi
   if [ -f "runs/$1/state.json" ]; then
-    websr ship --run "runs/$1" --name "$2" --description "$3" --command "$4" --notes "${5:-}" --data "$DATA"
+    websr ship --run "runs/$1" --name "$2" --description "$3" --command "$4" --notes "${5:-}" --data "$DATA" ${DEFAULT:+--default}
   else
     echo "skipping $2: runs/$1 has no checkpoint"
   fi

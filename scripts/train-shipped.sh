@@ -70,6 +70,17 @@ lane-h() {
   diffuse diwa-yoda-x4 diwa 2500 --yoda --predictor-l1
 }
 
+# Fifth round (issue #2): the default fast models were at SRCNN's level (Set5 x4 30.43 vs 30.48,
+# x2 36.66 vs 36.66) and had stopped improving at 6 body layers. They grow deeper from their own
+# weights (Net2DeeperNet: identity layers interleaved, so training starts at their quality) and
+# train on larger patches (x4: 24 LR pixels, more than the receptive field; it was 16).
+lane-i() {
+  LR=3e-4 train wavelr-x4-deep wavelr 4 9000 96 1000 --layers 16 --init runs/wavelr-x4-ft/best.safetensors
+}
+lane-j() {
+  LR=3e-4 train wavelr-x2-deep wavelr 2 4500 64 1000 --layers 12 --init runs/wavelr-x2/best.safetensors
+}
+
 if [ $# -gt 0 ]; then "$@"; exit; fi
 cargo build -p websr-cli
 mkdir -p runs

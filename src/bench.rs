@@ -61,8 +61,8 @@ pub fn inference_rows(device: &Device, size: usize, reps: usize) -> Vec<Row> {
     });
     let lr = Planar::new(3, size, size, vec![0.5; 3 * size * size]);
     for scale in [2, 4] {
-        for arch in Arch::ALL {
-            let spec = ModelSpec::default_for(arch, scale);
+        for spec in benched_specs(scale) {
+            let what = format!("{} x{scale} forward, {size}x{size} in", label(&spec));
             let macs = spec.macs_per_output_pixel();
             let model = SrModel::init(spec, device).expect("valid spec");
             let ms = time_ms(reps, || {
@@ -70,7 +70,7 @@ pub fn inference_rows(device: &Device, size: usize, reps: usize) -> Vec<Row> {
             });
             let out_mp = mp * (scale * scale) as f64;
             rows.push(Row {
-                what: format!("{} x{scale} forward, {size}x{size} in", arch.name()),
+                what,
                 ms,
                 ms_per_output_mp: Some(ms / out_mp),
                 macs_per_output_px: Some(macs),
@@ -80,25 +80,61 @@ pub fn inference_rows(device: &Device, size: usize, reps: usize) -> Vec<Row> {
     rows
 }
 
-/// One Adam step (batch 16, 64x64 HR patches) for every architecture at x4.
+/// Depth of the shipped `wavelr-deep-x2` / `-x4` models, grown from WaveLR's 6 body layers.
+fn wavelr_deep_layers(scale: usize) -> usize {
+    if scale == 2 {
+        12
+    } else {
+        16
+    }
+}
+
+/// Every architecture at its published configuration, and WaveLR also at the depth of the
+/// shipped deeper models.
+fn benched_specs(scale: usize) -> Vec<ModelSpec> {
+    let mut specs: Vec<ModelSpec> = Arch::ALL
+        .into_iter()
+        .map(|arch| ModelSpec::default_for(arch, scale))
+        .collect();
+    specs.push(ModelSpec {
+        body_layers: wavelr_deep_layers(scale),
+        ..ModelSpec::default_for(Arch::WaveLr, scale)
+    });
+    specs
+}
+
+/// The architecture's name, with its depth where that is not the published one.
+fn label(spec: &ModelSpec) -> String {
+    let default = ModelSpec::default_for(spec.arch, spec.scale);
+    if spec.body_layers == default.body_layers {
+        spec.arch.name().to_string()
+    } else {
+        format!("{} ({} body layers)", spec.arch.name(), spec.body_layers)
+    }
+}
+
+/// One Adam step (batch 16, 64x64 HR patches) for every benched network at x4.
 #[cfg(feature = "train")]
 pub fn training_rows(device: &Device, reps: usize) -> Vec<Row> {
     use crate::train::data::TrainingSet;
-    use crate::train::{TrainConfig, Trainer, TrainingRun};
+    use crate::train::{Schedule, TrainConfig, Trainer, TrainingRun};
     let data = TrainingSet::from_images(&[Planar::new(3, 96, 96, vec![0.5; 3 * 96 * 96])]);
     let dir = std::env::temp_dir().join(format!("websr-bench-{}", std::process::id()));
     let mut rows = Vec::new();
-    for arch in Arch::ALL {
+    for spec in benched_specs(4) {
+        let what = format!("{} x4 train step (16 x 64x64)", label(&spec));
         let cfg = TrainConfig {
-            spec: ModelSpec::default_for(arch, 4),
-            steps: usize::MAX,
-            batch: 16,
-            patch: 64,
-            lr: 1e-4,
-            lr_min: 1e-4,
-            seed: 0,
-            checkpoint_every: usize::MAX,
-            validate_every: usize::MAX,
+            spec,
+            schedule: Schedule {
+                steps: usize::MAX,
+                batch: 16,
+                patch: 64,
+                lr: 1e-4,
+                lr_min: 1e-4,
+                seed: 0,
+                checkpoint_every: usize::MAX,
+                validate_every: usize::MAX,
+            },
             subset_sha256: None,
         };
         let mut trainer = Trainer::new(cfg, &dir, false, None, device).expect("trainer");
@@ -106,7 +142,7 @@ pub fn training_rows(device: &Device, reps: usize) -> Vec<Row> {
             trainer.step(&data);
         });
         rows.push(Row {
-            what: format!("{} x4 train step (16 x 64x64)", arch.name()),
+            what,
             ms,
             ms_per_output_mp: None,
             macs_per_output_px: None,

@@ -33,6 +33,10 @@ pub struct ModelEntry {
     pub set5: Option<[f64; 2]>,
     pub set14: Option<[f64; 2]>,
     pub description: String,
+    /// The model `websr upscale` and the web app use at this scale when none is named: one
+    /// per scale, chosen by `websr ship --default`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -56,6 +60,42 @@ impl Manifest {
 
     pub fn find(&self, name: &str) -> Option<&ModelEntry> {
         self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The default model for `scale`, or a clear error naming the ones there are.
+    pub fn default_for(&self, scale: usize) -> Result<&ModelEntry> {
+        self.models
+            .iter()
+            .find(|m| m.default && m.scale == scale)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self
+                    .models
+                    .iter()
+                    .filter(|m| m.scale == scale)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                WebSrError::Invalid(format!(
+                    "the manifest names no default model for x{scale}; pick one with --model \
+                     (x{scale}: {})",
+                    if names.is_empty() {
+                        "none shipped".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            })
+    }
+
+    /// Makes `name` the default of its scale (and no other model of that scale).
+    pub fn set_default(&mut self, name: &str) -> Result<()> {
+        let scale = self
+            .find(name)
+            .ok_or_else(|| WebSrError::Invalid(format!("no model '{name}' in the manifest")))?
+            .scale;
+        for m in self.models.iter_mut().filter(|m| m.scale == scale) {
+            m.default = m.name == name;
+        }
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use websr::image::Planar;
 use websr::models::{Arch, ModelSpec};
 use websr::train::data::TrainingSet;
 use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
-use websr::train::TrainingRun;
+use websr::train::{Schedule, TrainingRun};
 use websr::{SrModel, WebSrError};
 
 /// Training and burn's seeded initialisation take turns (see tests/train.rs).
@@ -215,14 +215,16 @@ fn upscaling_pads_any_size_crops_back_and_refuses_huge_inputs() {
 fn train_config(steps: usize) -> DiffusionTrainConfig {
     DiffusionTrainConfig {
         spec: tiny(DiffusionKind::DiWa, true),
-        steps,
-        batch: 2,
-        patch: 16,
-        lr: 1e-3,
-        lr_min: 1e-4,
-        seed: 5,
-        checkpoint_every: 1000,
-        validate_every: 1000,
+        schedule: Schedule {
+            steps,
+            batch: 2,
+            patch: 16,
+            lr: 1e-3,
+            lr_min: 1e-4,
+            seed: 5,
+            checkpoint_every: 1000,
+            validate_every: 1000,
+        },
         val_steps: 2,
     }
 }

@@ -55,6 +55,34 @@ fn every_layer_changes_the_output() {
 }
 
 #[test]
+fn deepening_keeps_the_output_exactly() {
+    // Net2DeeperNet: the grown model must compute what the trained shallow one did, for every
+    // architecture, and fail clearly when asked to shrink.
+    let lr = synthetic(9, 11, 3);
+    let (_, device) = devices().remove(0);
+    for arch in Arch::ALL {
+        let shallow = perturbed(SrModel::init(small_spec(arch, 2), &device).unwrap(), 0.05);
+        let before = run_model(&shallow, &lr, &device);
+        let params = shallow.num_params();
+        let deep = shallow.clone().deepened(5).unwrap();
+        assert_eq!(deep.spec.body_layers, 5);
+        assert_eq!(
+            deep.num_params(),
+            params + 3 * (16 * 16 * 9 + bias(arch) * 16)
+        );
+        let after = run_model(&deep, &lr, &device);
+        let d = max_abs_diff(&before.data, &after.data);
+        assert!(d < 1e-5, "{arch:?}: deepening moved the output by {d}");
+        let err = shallow.deepened(1).unwrap_err().to_string();
+        assert!(err.contains("deepen"), "{err}");
+    }
+}
+
+fn bias(arch: Arch) -> usize {
+    usize::from(arch == Arch::WaveLr)
+}
+
+#[test]
 fn published_dwsr_has_382464_parameters_and_wavelr_is_10x_cheaper() {
     let (_, device) = devices().remove(0);
     let dwsr = SrModel::init(ModelSpec::default_for(Arch::Dwsr, 4), &device).unwrap();

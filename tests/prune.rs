@@ -313,7 +313,7 @@ mod training {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use websr::train::data::TrainingSet;
-    use websr::train::{TrainConfig, Trainer, TrainingRun};
+    use websr::train::{Schedule, TrainConfig, Trainer, TrainingRun};
 
     /// Black picture with a white and a mid-grey square: crops from the two squares only are
     /// constant 1.0 or 0.5 patches, anything else contains black.
@@ -386,14 +386,16 @@ mod training {
                 features: 8,
                 body_layers: 1,
             },
-            steps: 2,
-            batch: 2,
-            patch: 16,
-            lr: 1e-3,
-            lr_min: 1e-4,
-            seed: 1,
-            checkpoint_every: 1,
-            validate_every: 1000,
+            schedule: Schedule {
+                steps: 2,
+                batch: 2,
+                patch: 16,
+                lr: 1e-3,
+                lr_min: 1e-4,
+                seed: 1,
+                checkpoint_every: 1,
+                validate_every: 1000,
+            },
             subset_sha256: subset.map(str::to_string),
         };
         let data = TrainingSet::from_images(&[synthetic(32, 32, 1)]);

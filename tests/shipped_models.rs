@@ -158,6 +158,32 @@ fn shipped_scores_reproduce_on_set5() {
     }
 }
 
+/// SRCNN's published Set5 Y-PSNR (methods.md): issue #2's bar for a default model.
+const SRCNN_SET5: [(usize, f64); 2] = [(2, 36.66), (4, 30.48)];
+
+#[test]
+fn each_scale_has_one_default_above_srcnn() {
+    let manifest = Manifest::load(&default_dir()).unwrap();
+    for (scale, srcnn) in SRCNN_SET5 {
+        let defaults: Vec<&ModelEntry> = manifest
+            .models
+            .iter()
+            .filter(|m| m.default && m.scale == scale)
+            .collect();
+        assert_eq!(defaults.len(), 1, "x{scale} needs exactly one default");
+        let default = defaults[0];
+        assert_eq!(default.kind, ModelKind::Regression, "{}", default.name);
+        assert_eq!(manifest.default_for(scale).unwrap().name, default.name);
+        // The manifest's scores are the measured ones: the Set5 test above reproduces them.
+        let [psnr, _] = default.set5.expect("manifest has Set5 scores");
+        assert!(
+            psnr > srcnn,
+            "the x{scale} default {} scores {psnr:.2} dB on Set5, below SRCNN's {srcnn}",
+            default.name
+        );
+    }
+}
+
 #[test]
 fn a_tampered_file_is_refused() {
     let dir = default_dir();

@@ -9,7 +9,7 @@ use websr::eval::score;
 use websr::models::{Arch, ModelSpec};
 use websr::resize::{degrade_bicubic, imresize};
 use websr::train::data::TrainingSet;
-use websr::train::{TrainConfig, Trainer, TrainingRun};
+use websr::train::{Schedule, TrainConfig, Trainer, TrainingRun};
 use websr::upscale::run_model;
 
 /// flex sums in parallel; with two trainings in one process the rayon work split changes and the
@@ -28,14 +28,16 @@ fn config(steps: usize) -> TrainConfig {
             features: 16,
             body_layers: 2,
         },
-        steps,
-        batch: 4,
-        patch: 24,
-        lr: 2e-3,
-        lr_min: 1e-4,
-        seed: 7,
-        checkpoint_every: 1000,
-        validate_every: 1000,
+        schedule: Schedule {
+            steps,
+            batch: 4,
+            patch: 24,
+            lr: 2e-3,
+            lr_min: 1e-4,
+            seed: 7,
+            checkpoint_every: 1000,
+            validate_every: 1000,
+        },
         subset_sha256: None,
     }
 }
@@ -49,8 +51,8 @@ fn a_small_model_learns_to_beat_bicubic() {
     let dir = tempdir("learn");
     let mut cfg = config(400);
     cfg.spec.features = 32;
-    cfg.batch = 8;
-    cfg.lr = 3e-3;
+    cfg.schedule.batch = 8;
+    cfg.schedule.lr = 3e-3;
     let mut trainer = Trainer::new(cfg, &dir, false, None, &device).unwrap();
     trainer.run(&data, None, &mut |_| true).unwrap();
     let (hr, lr) = degrade_bicubic(&image, 2);
@@ -102,6 +104,42 @@ fn resuming_reproduces_an_uninterrupted_run() {
         max_abs_diff(&a.data, &fresh.data) > 1e-4,
         "training changed nothing"
     );
+}
+
+#[test]
+fn shallower_initial_weights_grow_into_the_requested_depth() {
+    let _turn = serial();
+    let device = Device::flex();
+    let data = TrainingSet::from_images(&[synthetic(48, 48, 3)]);
+    let dir = tempdir("deepen-src");
+    let mut shallow = Trainer::new(config(20), &dir, false, None, &device).unwrap();
+    shallow.run(&data, None, &mut |_| true).unwrap();
+    let init = dir.join("shallow.safetensors");
+    websr::weights::save(&shallow.inference_model(), &init).unwrap();
+
+    let mut deep_cfg = config(20);
+    deep_cfg.spec.body_layers = 4;
+    let deep_dir = tempdir("deepen-dst");
+    let deep = Trainer::new(deep_cfg.clone(), &deep_dir, false, Some(&init), &device).unwrap();
+    assert_eq!(deep.model.spec.body_layers, 4);
+    let lr = synthetic(10, 12, 5);
+    let d = max_abs_diff(
+        &run_model(&shallow.inference_model(), &lr, &device).data,
+        &run_model(&deep.inference_model(), &lr, &device).data,
+    );
+    assert!(
+        d < 1e-5,
+        "the deepened start differs from its weights by {d}"
+    );
+
+    // Anything else than depth must still match.
+    let mut wider = deep_cfg;
+    wider.spec.features = 32;
+    let err = Trainer::new(wider, &tempdir("deepen-bad"), false, Some(&init), &device)
+        .err()
+        .expect("a wider model cannot start from these weights")
+        .to_string();
+    assert!(err.contains("initial weights are for"), "{err}");
 }
 
 fn tempdir(tag: &str) -> std::path::PathBuf {

@@ -42,8 +42,9 @@ function fillModels() {
   const select = $('model');
   const s = scale();
   const models = state.manifest.models.filter((m) => m.scale === s);
-  // The fast WaveLR models first (the defaults), the slow generative diffusion models last.
-  const rank = (m) => (m.arch === 'wavelr' ? 0 : m.kind === 'diffusion' ? 2 : 1);
+  // The manifest's default first, then the other fast WaveLR models, the slow generative
+  // diffusion models last.
+  const rank = (m) => (m.default ? 0 : m.arch === 'wavelr' ? 1 : m.kind === 'diffusion' ? 3 : 2);
   models.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
   select.replaceChildren(...models.map((m) => {
     const o = document.createElement('option');

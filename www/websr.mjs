@@ -1,7 +1,7 @@
 // websr: wavelet super-resolution in the browser. The public JavaScript API.
 //
 //   import { WebSR } from './websr.mjs';
-//   const sr = await WebSR.create({ model: 'wavelr-x4', backend: 'auto' });
+//   const sr = await WebSR.create({ backend: 'auto' });   // the default x4 model, or { model: NAME }
 //   const { imageData, png } = await sr.upscale(file, { scale: 4, onProgress, signal });
 //
 // Everything heavy runs in a module Web Worker (websr-worker.mjs + the wasm in websr.js /
@@ -75,6 +75,14 @@ export async function loadManifest(modelBase = defaultModelBase()) {
     if (cached) return cached.json();
     throw new WebSRError('ModelError', `Could not load the model list from ${url}: ${e.message}`);
   }
+}
+
+/** The name of the manifest's default model for `scale` (websr ship --default). */
+export async function defaultModelName(scale = 4, modelBase = defaultModelBase()) {
+  const manifest = await loadManifest(modelBase);
+  const entry = manifest.models.find((m) => m.default && m.scale === scale);
+  if (!entry) throw new WebSRError('ModelError', `The model list names no default model for x${scale}`);
+  return entry.name;
 }
 
 /** Fetches a model's weights, verified against the manifest's SHA-256; cached for next time.
@@ -209,11 +217,13 @@ export class WebSR {
   }
 
   /** Starts the worker and loads `model` (a name from the manifest).
-   *  options: { model = 'wavelr-x4', backend = 'auto' | 'webgpu' | 'cpu', modelBase,
+   *  options: { model (default: the manifest's default for `scale`), scale = 4,
+   *             backend = 'auto' | 'webgpu' | 'cpu', modelBase,
    *             onDownloadProgress({loaded, total, fromCache}) } */
   static async create(options = {}) {
-    const sr = new WebSR({ model: 'wavelr-x4', backend: 'auto', ...options });
-    await sr.loadModel(sr.#options.model);
+    const sr = new WebSR({ backend: 'auto', ...options });
+    const model = options.model ?? (await defaultModelName(options.scale ?? 4, options.modelBase));
+    await sr.loadModel(model);
     return sr;
   }
 

@@ -9,7 +9,7 @@
 //! how the residual is added in every variant.
 
 use super::dwa::{Dwa, DwaConfig};
-use super::layers::{conv3, conv3_zero};
+use super::layers::{conv3, conv3_zero, deepen_body};
 use crate::upsample::bicubic_upscale;
 use crate::wavelet::{dwt, idwt};
 use burn::config::Config;
@@ -86,6 +86,14 @@ impl Dwsr {
             x = relu(conv.forward(x));
         }
         up + idwt(self.tail.forward(x))
+    }
+
+    /// The same function with `body_layers` body convolutions ([`deepen_body`]).
+    pub fn deepened(self, body_layers: usize) -> Dwsr {
+        Dwsr {
+            body: deepen_body(self.body, body_layers),
+            ..self
+        }
     }
 
     /// How far (in output pixels) one output pixel can see: each 3x3 conv at half resolution

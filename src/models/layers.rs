@@ -1,8 +1,9 @@
 //! Small building blocks shared by the wavelet models.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// He initialisation for convolutions followed by ReLU: burn's default (PyTorch's, gain
 /// 1/sqrt(3)) shrinks activations layer by layer, which starves a deep plain net of gradient.
@@ -40,4 +41,50 @@ pub fn conv3_stride2(channels_in: usize, channels_out: usize, device: &Device) -
         .with_bias(false)
         .with_initializer(he())
         .init(device)
+}
+
+/// Net2DeeperNet (Chen et al., 2016): `body` (3x3 convolutions, each followed by ReLU) grown to
+/// `layers` by interleaving identity convolutions after the existing ones. An identity conv on
+/// a ReLU output followed by another ReLU changes nothing, so the deeper network computes exactly
+/// what the shallow one did and fine-tuning starts from its quality instead of from scratch.
+pub fn deepen_body(body: Vec<Conv2d>, layers: usize) -> Vec<Conv2d> {
+    assert!(
+        !body.is_empty() && layers >= body.len(),
+        "can only deepen a non-empty body"
+    );
+    let extra = layers - body.len();
+    let old = body.len();
+    let mut out = Vec::with_capacity(layers);
+    for (i, conv) in body.into_iter().enumerate() {
+        // Spread the new layers evenly: after old layer i come the ones numbered
+        // extra*i/old .. extra*(i+1)/old.
+        let inserted = extra * (i + 1) / old - extra * i / old;
+        let identity = identity_like(&conv);
+        out.push(conv);
+        out.extend(std::iter::repeat_n(identity, inserted));
+    }
+    out
+}
+
+/// A 3x3 convolution of `conv`'s shape that copies its input: a one at the centre tap from each
+/// channel to itself, zero bias.
+fn identity_like(conv: &Conv2d) -> Conv2d {
+    let weight = conv.weight.val();
+    let [out_ch, in_ch, kh, kw] = weight.dims();
+    assert_eq!(out_ch, in_ch, "identity needs as many outputs as inputs");
+    let device = weight.device();
+    let mut values = vec![0f32; out_ch * in_ch * kh * kw];
+    for c in 0..out_ch {
+        values[((c * in_ch + c) * kh + kh / 2) * kw + kw / 2] = 1.0;
+    }
+    let mut identity = conv.clone();
+    identity.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(values, [out_ch, in_ch, kh, kw]),
+        &device,
+    ));
+    identity.bias = conv
+        .bias
+        .as_ref()
+        .map(|b| Param::from_tensor(b.val().zeros_like()));
+    identity
 }

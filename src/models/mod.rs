@@ -194,6 +194,28 @@ impl SrModel {
         self.net.forward(lr)
     }
 
+    /// This model grown to `body_layers` body convolutions without changing its output
+    /// (Net2DeeperNet, [`layers::deepen_body`]): a warm start for a deeper model.
+    pub fn deepened(self, body_layers: usize) -> Result<SrModel> {
+        let old = self.spec.body_layers;
+        if old == 0 || body_layers < old {
+            return Err(WebSrError::Invalid(format!(
+                "can only deepen a model with body layers to at least as many \
+                 ({old} -> {body_layers})"
+            )));
+        }
+        let spec = ModelSpec {
+            body_layers,
+            ..self.spec
+        };
+        spec.validate()?;
+        let net = match self.net {
+            SrNet::Dwsr(m) => SrNet::Dwsr(m.deepened(body_layers)),
+            SrNet::WaveLr(m) => SrNet::WaveLr(m.deepened(body_layers)),
+        };
+        Ok(SrModel { spec, net })
+    }
+
     pub fn scale(&self) -> usize {
         self.spec.scale
     }

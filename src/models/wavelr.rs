@@ -6,7 +6,7 @@
 //! on the upscaled image and 4x fewer than DWSR (which runs at half the output size), so with
 //! a comparable depth it needs about 10x fewer multiply-adds per output pixel than DWSR.
 
-use super::layers::{conv3, conv3_zero};
+use super::layers::{conv3, conv3_zero, deepen_body};
 use crate::upsample::bicubic_upscale;
 use crate::wavelet::idwt_levels;
 use burn::config::Config;
@@ -62,6 +62,14 @@ impl WaveLr {
             x = relu(conv.forward(x));
         }
         up + idwt_levels(self.tail.forward(x), self.levels)
+    }
+
+    /// The same function with `body_layers` body convolutions ([`deepen_body`]).
+    pub fn deepened(self, body_layers: usize) -> WaveLr {
+        WaveLr {
+            body: deepen_body(self.body, body_layers),
+            ..self
+        }
     }
 
     /// Radius of the receptive field in LR pixels (one per conv, plus the bicubic taps).

@@ -5,7 +5,7 @@
 
 use super::data::TrainingSet;
 use super::{
-    cosine_lr, load_resumable, read_json, save_resumable, write_json, CheckpointPaths, TrainState,
+    load_resumable, read_json, save_resumable, write_json, CheckpointPaths, Schedule, TrainState,
     TrainingRun,
 };
 use crate::diffusion::upscale::upscale_rgb;
@@ -15,8 +15,6 @@ use crate::eval::{evaluate, Report};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -24,15 +22,9 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DiffusionTrainConfig {
     pub spec: DiffusionSpec,
-    pub steps: usize,
-    pub batch: usize,
-    /// HR patch side; a multiple of the spec's [`DiffusionSpec::hr_multiple`] and the scale.
-    pub patch: usize,
-    pub lr: f64,
-    pub lr_min: f64,
-    pub seed: u64,
-    pub checkpoint_every: usize,
-    pub validate_every: usize,
+    /// Its patch side must be a multiple of [`DiffusionSpec::hr_multiple`] and of the scale.
+    #[serde(flatten)]
+    pub schedule: Schedule,
     /// DDIM steps (eta 0, seed 0) of the validation samples.
     pub val_steps: usize,
 }
@@ -42,13 +34,13 @@ impl DiffusionTrainConfig {
         self.spec.validate()?;
         let m = self.spec.hr_multiple();
         let s = self.spec.scale;
-        if self.patch == 0 || !self.patch.is_multiple_of(m) || !self.patch.is_multiple_of(s) {
+        let patch = self.schedule.patch;
+        if patch == 0 || !patch.is_multiple_of(m) || !patch.is_multiple_of(s) {
             return Err(WebSrError::Invalid(format!(
-                "the patch side must be a multiple of {m} and of the scale {s}, got {}",
-                self.patch
+                "the patch side must be a multiple of {m} and of the scale {s}, got {patch}"
             )));
         }
-        if self.batch == 0 || self.val_steps == 0 {
+        if self.schedule.batch == 0 || self.val_steps == 0 {
             return Err(WebSrError::Invalid(
                 "batch and validation steps must be positive".into(),
             ));
@@ -103,7 +95,7 @@ impl DiffusionTrainer {
             let (optim, state) = load_resumable(&mut model.net, optim, &paths)?;
             (model, optim, state)
         } else {
-            let model = DiffusionModel::init_seeded(cfg.spec.clone(), &device, cfg.seed)?;
+            let model = DiffusionModel::init_seeded(cfg.spec.clone(), &device, cfg.schedule.seed)?;
             (model, optim, TrainState::default())
         };
         write_json(&paths.config, &cfg)?;
@@ -127,20 +119,20 @@ impl TrainingRun for DiffusionTrainer {
     /// One optimisation step on a batch; returns the loss.
     fn step(&mut self, data: &TrainingSet) -> f64 {
         let step = self.state.step;
-        // Seeded by (seed, step): a resumed run sees the same batches and noise.
-        let mut rng = StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ step as u64);
+        let schedule = &self.cfg.schedule;
+        let mut rng = schedule.step_rng(step);
         let (lr_t, hr_t) = data
             .batch(
                 &mut rng,
-                self.cfg.batch,
-                self.cfg.patch,
+                schedule.batch,
+                schedule.patch,
                 self.cfg.spec.scale,
             )
             .to_tensors(&self.device);
         let loss = self.model.loss(lr_t, hr_t, &mut rng);
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
-        let lr = self.lr_at(step);
+        let lr = schedule.lr_at(step);
         let net = self.optim.step(lr, self.model.net.clone(), grads);
         self.model = self.model.with_net(net);
         self.state.step += 1;
@@ -174,15 +166,7 @@ impl TrainingRun for DiffusionTrainer {
         &mut self.state
     }
 
-    fn cadence(&self) -> (usize, usize, usize) {
-        (
-            self.cfg.steps,
-            self.cfg.validate_every,
-            self.cfg.checkpoint_every,
-        )
-    }
-
-    fn lr_at(&self, step: usize) -> f64 {
-        cosine_lr(self.cfg.lr, self.cfg.lr_min, self.cfg.steps, step)
+    fn schedule(&self) -> &Schedule {
+        &self.cfg.schedule
     }
 }

@@ -19,19 +19,40 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Hyper-parameters of one training run (also written to the checkpoint folder).
+/// The optimisation schedule every training run shares (flattened into its `config.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub spec: ModelSpec,
+pub struct Schedule {
     pub steps: usize,
     pub batch: usize,
     /// HR patch side; LR patches are `patch / scale`.
     pub patch: usize,
+    /// Peak learning rate (Adam), decayed by a cosine to `lr_min` at the last step.
     pub lr: f64,
     pub lr_min: f64,
     pub seed: u64,
     pub checkpoint_every: usize,
     pub validate_every: usize,
+}
+
+impl Schedule {
+    /// The learning rate of a step: cosine decay from `lr` to `lr_min` over the run.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        cosine_lr(self.lr, self.lr_min, self.steps, step)
+    }
+
+    /// The random source of a step's batch (and noise), seeded by (seed, step): a resumed run
+    /// sees the same batches it would have seen.
+    pub fn step_rng(&self, step: usize) -> StdRng {
+        StdRng::seed_from_u64(self.seed.wrapping_mul(0x9E37_79B9) ^ step as u64)
+    }
+}
+
+/// Hyper-parameters of one training run (also written to the checkpoint folder).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub spec: ModelSpec,
+    #[serde(flatten)]
+    pub schedule: Schedule,
     /// SHA-256 of the subset manifest the run trains on (`websr train --subset`); a resumed run
     /// must be given the same manifest. `None`: all of the training images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,13 +84,8 @@ pub struct StepInfo {
     pub validation: Option<Report>,
 }
 
-/// Cosine decay from `lr` to `lr_min` over the run.
-pub fn learning_rate(cfg: &TrainConfig, step: usize) -> f64 {
-    cosine_lr(cfg.lr, cfg.lr_min, cfg.steps, step)
-}
-
 /// Cosine decay from `lr` at step 0 to `lr_min` at step `steps`.
-pub fn cosine_lr(lr: f64, lr_min: f64, steps: usize, step: usize) -> f64 {
+fn cosine_lr(lr: f64, lr_min: f64, steps: usize, step: usize) -> f64 {
     let t = step as f64 / steps.max(1) as f64;
     lr_min + 0.5 * (lr - lr_min) * (1.0 + (std::f64::consts::PI * t).cos())
 }
@@ -159,10 +175,7 @@ pub trait TrainingRun {
     /// Writes the model, optimizer and state (atomically, file by file).
     fn checkpoint(&self) -> Result<()>;
     fn state(&mut self) -> &mut TrainState;
-    /// `(steps, validate_every, checkpoint_every)`.
-    fn cadence(&self) -> (usize, usize, usize);
-    /// The learning rate of a step.
-    fn lr_at(&self, step: usize) -> f64;
+    fn schedule(&self) -> &Schedule;
 
     /// Runs until the last step, validating and checkpointing on schedule. `on_step` sees every
     /// step and may stop the run early by returning `false` (a checkpoint is written first).
@@ -186,7 +199,12 @@ fn run_loop(
     val_dir: Option<&Path>,
     on_step: &mut dyn FnMut(&StepInfo) -> bool,
 ) -> Result<()> {
-    let (steps, validate_every, checkpoint_every) = run.cadence();
+    let Schedule {
+        steps,
+        validate_every,
+        checkpoint_every,
+        ..
+    } = *run.schedule();
     while run.state().step < steps {
         let loss = run.step(data);
         let step = run.state().step;
@@ -212,7 +230,7 @@ fn run_loop(
             step,
             steps,
             loss,
-            lr: run.lr_at(step - 1),
+            lr: run.schedule().lr_at(step - 1),
             validation,
         });
         if step.is_multiple_of(checkpoint_every.max(1)) || done || !keep_going {
@@ -278,14 +296,24 @@ impl Trainer {
             // The new config may extend the number of steps; everything else comes from it too.
             (model, optim, state)
         } else {
-            let model = match init_from {
+            let mut model = match init_from {
                 Some(p) => weights::load(p, &device)?,
-                None => SrModel::init_seeded(cfg.spec.clone(), &device, cfg.seed)?,
+                None => SrModel::init_seeded(cfg.spec.clone(), &device, cfg.schedule.seed)?,
             };
+            // Shallower initial weights of the same network grow into the requested depth.
+            let same_but_depth = ModelSpec {
+                body_layers: cfg.spec.body_layers,
+                ..model.spec.clone()
+            } == cfg.spec;
+            if same_but_depth && model.spec.body_layers < cfg.spec.body_layers {
+                model = model.deepened(cfg.spec.body_layers)?;
+            }
             if model.spec != cfg.spec {
-                return Err(WebSrError::Invalid(
-                    "initial weights do not match the requested architecture".into(),
-                ));
+                return Err(WebSrError::Invalid(format!(
+                    "initial weights are for {:?}, not the requested {:?} (only the number of \
+                     body layers may grow)",
+                    model.spec, cfg.spec
+                )));
             }
             (model, optim, TrainState::default())
         };
@@ -313,17 +341,17 @@ impl TrainingRun for Trainer {
     /// One optimisation step on a batch; returns the L1 loss.
     fn step(&mut self, data: &TrainingSet) -> f64 {
         let step = self.state.step;
-        // Seeded by (seed, step): a resumed run sees the same batches it would have seen.
-        let mut rng = StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ step as u64);
+        let schedule = &self.cfg.schedule;
+        let mut rng = schedule.step_rng(step);
         let s = self.cfg.spec.scale;
         let (lr_t, hr_t) = data
-            .batch(&mut rng, self.cfg.batch, self.cfg.patch, s)
+            .batch(&mut rng, schedule.batch, schedule.patch, s)
             .to_tensors(&self.device);
         let sr = self.model.net.forward(lr_t);
         let loss = (sr - hr_t).abs().mean();
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
-        let lr = learning_rate(&self.cfg, step);
+        let lr = schedule.lr_at(step);
         let net = self.model.net.clone();
         self.model.net = self.optim.step(lr, net, grads);
         self.state.step += 1;
@@ -358,15 +386,7 @@ impl TrainingRun for Trainer {
         &mut self.state
     }
 
-    fn cadence(&self) -> (usize, usize, usize) {
-        (
-            self.cfg.steps,
-            self.cfg.validate_every,
-            self.cfg.checkpoint_every,
-        )
-    }
-
-    fn lr_at(&self, step: usize) -> f64 {
-        learning_rate(&self.cfg, step)
+    fn schedule(&self) -> &Schedule {
+        &self.cfg.schedule
     }
 }

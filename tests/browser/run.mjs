@@ -204,9 +204,12 @@ try {
     });
 
     await t('the JS library upscales ImageData on its own (the README example)', async () => {
+      // No model named: the library loads the manifest's default for the scale.
+      const manifest = JSON.parse(fs.readFileSync(path.join(DIST, 'models/manifest.json'), 'utf8'));
+      const defaultX2 = manifest.models.find((m) => m.default && m.scale === 2).name;
       const r = await page.evaluate(async (mode) => {
         const { WebSR } = await import('/websr.mjs');
-        const sr = await WebSR.create({ model: 'wavelr-x2', backend: 'auto' });
+        const sr = await WebSR.create({ scale: 2, backend: 'auto' });
         const data = new ImageData(20, 16);
         for (let i = 0; i < data.data.length; i++) data.data[i] = (i * 37) % 256 | (i % 4 === 3 ? 255 : 0);
         const steps = [];
@@ -220,8 +223,9 @@ try {
         const info = sr.info;
         sr.dispose();
         return { w: out.imageData.width, h: out.imageData.height, type: out.png.type, steps: steps.length,
-          backend: info.backend, wrongScale, mode };
+          backend: info.backend, model: info.model, wrongScale, mode };
       }, mode);
+      assert(r.model === defaultX2, `loaded ${r.model}, the x2 default is ${defaultX2}`);
       assert(r.w === 40 && r.h === 32 && r.type === 'image/png', JSON.stringify(r));
       assert(r.backend === mode && r.steps >= 1 && r.wrongScale === 'ModelError', JSON.stringify(r));
     });

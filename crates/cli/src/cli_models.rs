@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use websr::burn::tensor::Device;
+use websr::train::Schedule;
 use websr::zoo::{default_dir, read_verified, Manifest};
 use websr::SrModel;
 
@@ -66,13 +67,30 @@ pub struct TrainArgs {
     /// Continue from the checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
-    /// Start from these weights instead of random ones.
+    /// Start from these weights instead of random ones. Weights of the same network with fewer
+    /// body layers are first deepened by identity layers (Net2DeeperNet: same output).
     #[arg(long)]
     pub init: Option<PathBuf>,
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
     #[arg(long, default_value_t = 1000)]
     pub validate_every: usize,
+}
+
+impl TrainArgs {
+    /// The optimisation schedule these flags describe (both kinds of model share it).
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            steps: self.steps,
+            batch: self.batch,
+            patch: self.patch,
+            lr: self.lr,
+            lr_min: self.lr_min,
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+            validate_every: self.validate_every,
+        }
+    }
 }
 
 /// `None` means the bicubic baseline.
@@ -105,6 +123,12 @@ pub fn resolve_bytes(name: &str) -> Result<Vec<u8>> {
     Ok(read_verified(&dir, entry)?)
 }
 
+/// The name of the shipped default model for `scale`.
+pub fn default_model(scale: usize) -> Result<String> {
+    let manifest = Manifest::load(&default_dir())?;
+    Ok(manifest.default_for(scale)?.name.clone())
+}
+
 /// The model a `--model` argument names; `None` for "bicubic".
 pub fn resolve(name: &str, scale: Option<usize>, device: &Device) -> Result<Option<SrModel>> {
     if name == "bicubic" {
@@ -132,7 +156,7 @@ pub fn list() -> Result<()> {
     for m in &manifest.models {
         println!(
             "{:<18} {:<11} {:>5} {:>9}K {:>16} {:>16}  {}",
-            m.name,
+            format!("{}{}", m.name, if m.default { " *" } else { "" }),
             m.arch,
             format!("x{}", m.scale),
             m.bytes / 1024,
@@ -141,5 +165,6 @@ pub fn list() -> Result<()> {
             m.description
         );
     }
+    println!("* the default at its scale (websr upscale without --model)");
     Ok(())
 }

@@ -34,14 +34,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let (data, _) = load_training_data(&args)?;
     let cfg = DiffusionTrainConfig {
         spec,
-        steps: args.steps,
-        batch: args.batch,
-        patch: args.patch,
-        lr: args.lr,
-        lr_min: args.lr_min,
-        seed: args.seed,
-        checkpoint_every: args.checkpoint_every,
-        validate_every: args.validate_every,
+        schedule: args.schedule(),
         val_steps: args.val_steps,
     };
     let device = Backend::Cpu.device()?;
@@ -55,7 +48,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         trainer.state.step
     );
     let val = args.val.as_deref().filter(|p| p.is_dir());
-    let (pb, mut report) = training_progress(trainer.cfg.steps, trainer.state.step);
+    let (pb, mut report) = training_progress(trainer.cfg.schedule.steps, trainer.state.step);
     trainer.run(&data, val, &mut report)?;
     pb.finish();
     Ok(())

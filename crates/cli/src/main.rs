@@ -45,10 +45,11 @@ enum Command {
         /// Output file (for one input) or folder (for a folder input).
         #[arg(short, long)]
         output: PathBuf,
-        /// Shipped model name (see `websr models`), or a .safetensors file; "bicubic" for the baseline.
-        #[arg(long, default_value = "wavelr-x4")]
-        model: String,
-        /// Upscaling factor; must match the model.
+        /// Shipped model name (see `websr models`), or a .safetensors file; "bicubic" for the
+        /// baseline. Default: the shipped default model of --scale.
+        #[arg(long)]
+        model: Option<String>,
+        /// Upscaling factor; must match the model (default: the model's, 4 without --model).
         #[arg(long)]
         scale: Option<usize>,
         /// Tile side in input pixels (bounded memory); 0 = whole image at once.
@@ -150,6 +151,10 @@ fn main() -> Result<()> {
             backend,
             sampling,
         } => {
+            let model = match model {
+                Some(name) => name,
+                None => cli_models::default_model(scale.unwrap_or(4))?,
+            };
             if diffusion_cli::is_diffusion(&model)? {
                 return diffusion_cli::upscale(&input, &output, &model, scale, &sampling, &backend);
             }
@@ -395,14 +400,7 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
     let (data, subset_sha256) = load_training_data(&args)?;
     let cfg = TrainConfig {
         spec,
-        steps: args.steps,
-        batch: args.batch,
-        patch: args.patch,
-        lr: args.lr,
-        lr_min: args.lr_min,
-        seed: args.seed,
-        checkpoint_every: args.checkpoint_every,
-        validate_every: args.validate_every,
+        schedule: args.schedule(),
         subset_sha256,
     };
     let device = Backend::Cpu.device()?;
@@ -415,7 +413,7 @@ fn train(args: cli_models::TrainArgs) -> Result<()> {
         trainer.state.step
     );
     let val = args.val.as_deref().filter(|p| p.is_dir());
-    let (pb, mut report) = training_progress(trainer.cfg.steps, trainer.state.step);
+    let (pb, mut report) = training_progress(trainer.cfg.schedule.steps, trainer.state.step);
     trainer.run(&data, val, &mut report)?;
     pb.finish();
     Ok(())

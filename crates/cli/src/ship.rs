@@ -10,7 +10,7 @@ use websr::diffusion::upscale::upscale_rgb;
 use websr::diffusion::{DiffusionModel, SampleOptions};
 use websr::eval::{evaluate, evaluate_bicubic, evaluate_model, Report};
 use websr::train::diffusion::DiffusionTrainConfig;
-use websr::train::{read_json, CheckpointPaths, TrainConfig, TrainState};
+use websr::train::{read_json, CheckpointPaths, Schedule, TrainConfig, TrainState};
 use websr::upscale::UpscaleOptions;
 use websr::weights::sha256_hex;
 use websr::zoo::{Manifest, ModelEntry, ModelKind};
@@ -34,6 +34,9 @@ pub struct ShipArgs {
     models_dir: PathBuf,
     #[arg(long, default_value = "../shared/data")]
     data: PathBuf,
+    /// Make this model the default of its scale (for `websr upscale` and the web app).
+    #[arg(long)]
+    default: bool,
     /// Diffusion runs: the DDIM steps (eta 0, seed 0) the scores are measured with.
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -59,13 +62,13 @@ pub fn run(args: &ShipArgs, device: &Device) -> Result<()> {
         .with_context(|| format!("reading {}", paths.model.display()))?;
     let (steps, measured) = match read_json::<DiffusionTrainConfig>(&paths.config) {
         Ok(cfg) => (
-            cfg.steps,
+            cfg.schedule.steps,
             measure_diffusion(args, &cfg, &bytes, &state, device)?,
         ),
         Err(_) => {
             let cfg: TrainConfig = read_json(&paths.config)?;
             (
-                cfg.steps,
+                cfg.schedule.steps,
                 measure_one_pass(args, &cfg, &bytes, &state, device)?,
             )
         }
@@ -105,11 +108,8 @@ fn measure_one_pass(
                 model.num_params(),
                 cfg.spec.macs_per_output_pixel()
             ),
-            data_line(cfg.patch, scale),
-            format!(
-                "Training: {} steps of batch {}, Adam, L1 loss, cosine learning rate {:.0e} -> {:.0e}, seed {}, on the CPU (burn flex).",
-                state.step, cfg.batch, cfg.lr, cfg.lr_min, cfg.seed
-            ),
+            data_line(cfg.schedule.patch, scale),
+            training_line(state, &cfg.schedule, "L1 loss"),
         ],
         eval_command: format!("websr eval --model {} --data ../shared/data/setN", args.name),
     })
@@ -172,10 +172,11 @@ fn measure_diffusion(
                 model.num_params(),
                 spec.schedule
             ),
-            data_line(cfg.patch, scale),
-            format!(
-                "Training: {} steps of batch {}, Adam, L1 noise-prediction loss with SR3's continuous noise level, cosine learning rate {:.0e} -> {:.0e}, seed {}, on the CPU (burn flex).",
-                state.step, cfg.batch, cfg.lr, cfg.lr_min, cfg.seed
+            data_line(cfg.schedule.patch, scale),
+            training_line(
+                state,
+                &cfg.schedule,
+                "L1 noise-prediction loss with SR3's continuous noise level",
             ),
             format!(
                 "Sampling for the scores below: {} DDIM steps, eta 0, seed 0.",
@@ -189,6 +190,13 @@ fn measure_diffusion(
             if spec.yoda.is_some() { " --yoda" } else { "" }
         ),
     })
+}
+
+fn training_line(state: &TrainState, s: &Schedule, loss: &str) -> String {
+    format!(
+        "Training: {} steps of batch {}, Adam, {loss}, cosine learning rate {:.0e} -> {:.0e}, seed {}, on the CPU (burn flex).",
+        state.step, s.batch, s.lr, s.lr_min, s.seed
+    )
 }
 
 fn data_line(patch: usize, scale: usize) -> String {
@@ -219,7 +227,11 @@ fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> R
         set5: Some([m.set5.mean.psnr_y, m.set5.mean.ssim_y]),
         set14: Some([m.set14.mean.psnr_y, m.set14.mean.ssim_y]),
         description: args.description.to_string(),
+        default: false,
     });
+    if args.default {
+        manifest.set_default(name)?;
+    }
     manifest.models.sort_by(|a, b| a.name.cmp(&b.name));
     manifest.save(&args.models_dir)?;
 

@@ -56,6 +56,45 @@ fn models_lists_the_shipped_models() {
 }
 
 #[test]
+fn upscale_without_a_model_uses_the_default_of_the_scale() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let manifest = websr::zoo::Manifest::load(&models).unwrap();
+    let default_x2 = &manifest.default_for(2).unwrap().name;
+    let dir = tempdir("default");
+    let input = dir.join("in.png");
+    write_rgba(&input, 16, 12);
+    let (implicit, named) = (dir.join("implicit.png"), dir.join("named.png"));
+    upscale_ok(&input, &implicit, &["--scale", "2"]);
+    upscale_ok(&input, &named, &["--model", default_x2]);
+    let img = image::open(&implicit).unwrap();
+    assert_eq!((img.width(), img.height()), (32, 24));
+    assert_eq!(
+        std::fs::read(&implicit).unwrap(),
+        std::fs::read(&named).unwrap()
+    );
+
+    // A models folder whose manifest names no default: a clear error, no output.
+    let bare = dir.join("models");
+    std::fs::create_dir_all(&bare).unwrap();
+    let mut stripped = manifest.clone();
+    stripped.models.iter_mut().for_each(|m| m.default = false);
+    stripped.save(&bare).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_websr"))
+        .args(["upscale", input.to_str().unwrap(), "-o"])
+        .arg(dir.join("none.png"))
+        .args(["--scale", "2"])
+        .env("WEBSR_MODELS", &bare)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no default model for x2"),
+        "{err}"
+    );
+    assert!(!dir.join("none.png").exists());
+}
+
+#[test]
 fn upscale_a_file_keeps_alpha_and_scales_by_four() {
     let dir = tempdir("file");
     let (input, output) = (dir.join("in.png"), dir.join("out.png"));
