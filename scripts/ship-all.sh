@@ -23,12 +23,21 @@ ship() { # run-name model-name description command [notes]
   fi
 }
 
+# The defaults (issue #2: at least SRCNN on Set5): WaveLR grown deeper from the fast models.
+DEFAULT=1 ship wavelr-x4-deep wavelr-deep-x4 \
+  "WaveLR-deep x4, the default: WaveLR with 16 body layers of width 48, grown from wavelr-x4's trained 6 (Net2DeeperNet: interleaved identity layers, so training started at its quality) and trained on 96x96 patches. 2.4x wavelr-x4's multiply-adds, 4.3x fewer than DWSR." \
+  "$T lane-a, lane-c, then lane-i: wavelr-x4's two runs (see its card), then websr train --arch wavelr --scale 4 --layers 16 --steps 9000 --patch 96 --lr 3e-4 $common --init runs/wavelr-x4-ft/best.safetensors --out runs/wavelr-x4-deep" \
+  "19,000 steps in all: wavelr-x4's 10,000 at 6 layers, then 9,000 at 16 with a 3e-4 cosine schedule and fresh Adam moments. The last run was started for 6,000 steps and extended to 9,000 at step 200 (resumed from that checkpoint; the cosine rate there moved from 2.992e-4 to 2.996e-4)."
+DEFAULT=1 ship wavelr-x2-deep wavelr-deep-x2 \
+  "WaveLR-deep x2, the default: WaveLR with 12 body layers of width 48, grown from wavelr-x2's trained 6 (Net2DeeperNet: interleaved identity layers, so training started at its quality)." \
+  "$T lane-b, then lane-j: wavelr-x2's run (see its card), then websr train --arch wavelr --scale 2 --layers 12 --steps 4500 --patch 64 --lr 3e-4 $common --init runs/wavelr-x2/best.safetensors --out runs/wavelr-x2-deep" \
+  "9,500 steps in all: wavelr-x2's 5,000 at 6 layers, then 4,500 at 12 with a 3e-4 cosine schedule and fresh Adam moments. The last run was started for 6,000 steps and cut to 4,500 at step 700 to fit the session (resumed from that checkpoint; the cosine rate there moved from 2.90e-4 to 2.83e-4)."
 ship wavelr-x4-ft wavelr-x4 \
-  "WaveLR x4, the default: our fast model for the browser (8 convolutions of width 48 at LR resolution predict a two-level Haar packet)." \
+  "WaveLR x4: our fastest model for the browser and the federated model (8 convolutions of width 48 at LR resolution predict a two-level Haar packet; 10x fewer multiply-adds than DWSR)." \
   "$T lane-a then lane-c: websr train --arch wavelr --scale 4 --steps 5000 --patch 64 --lr 5e-4 $common --out runs/wavelr-x4, then websr train --arch wavelr --scale 4 --steps 5000 --patch 64 --lr 2e-4 $common --init runs/wavelr-x4/last.safetensors --out runs/wavelr-x4-ft" \
   "10,000 steps in all: 5,000 with a 5e-4 cosine schedule, then 5,000 more from those weights with a 2e-4 cosine schedule; first run $(restarted 100)"
 ship wavelr-x2 wavelr-x2 \
-  "WaveLR x2: our fast model for the browser (8 convolutions of width 48 at LR resolution predict the 12 Haar sub-bands)." \
+  "WaveLR x2: our fastest x2 model for the browser (8 convolutions of width 48 at LR resolution predict the 12 Haar sub-bands)." \
   "$T lane-b: websr train --arch wavelr --scale 2 --steps 5000 --patch 64 --lr 5e-4 $common --out runs/wavelr-x2" "$(restarted 1800)"
 # x4: the ablation pair continued for 3,000 steps (lane-e / lane-f) replaces the 1,000-step runs.
 ship dwsr-x4-long dwsr-x4 \

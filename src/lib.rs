@@ -18,9 +18,11 @@
 //! - [`federated`]: the federated client: its data, local training (feature `train`), the update
 //!   it sends; the wire format itself is in the `websr-federated` crate.
 //! - [`prune`]: dataset pruning: score sub-images with a scorer model's loss, rank, subset manifests.
-//! - [`train`] (feature `train`): data pipeline, Adam + L1, checkpoints, resume, validation,
-//!   for the wavelet models and ([`train::diffusion`]) the diffusion models.
-//! - [`zoo`]: the shipped, trained models and their manifest.
+//! - [`train`] (feature `train`): data pipeline, Adam + L1 on a shared [`train::Schedule`],
+//!   checkpoints, resume, validation, warm starts (also from a shallower model, which
+//!   [`SrModel::deepened`] grows without changing its output), for the wavelet models and
+//!   ([`train::diffusion`]) the diffusion models.
+//! - [`zoo`]: the shipped, trained models and their manifest, with one default model per scale.
 //! - [`backend`]: picking a device at run time.
 //! - `web` (wasm32 only): the browser runtime behind `www/websr.mjs`, run in a Web Worker.
 

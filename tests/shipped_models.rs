@@ -185,6 +185,31 @@ fn each_scale_has_one_default_above_srcnn() {
 }
 
 #[test]
+fn setting_a_default_moves_it_within_its_scale_only() {
+    let mut manifest = Manifest::load(&default_dir()).unwrap();
+    let x4: Vec<String> = manifest
+        .models
+        .iter()
+        .filter(|m| m.scale == 4)
+        .map(|m| m.name.clone())
+        .collect();
+    let x2_default = manifest.default_for(2).unwrap().name.clone();
+    for name in &x4 {
+        manifest.set_default(name).unwrap();
+        assert_eq!(&manifest.default_for(4).unwrap().name, name);
+        assert_eq!(manifest.models.iter().filter(|m| m.default).count(), 2);
+        assert_eq!(manifest.default_for(2).unwrap().name, x2_default);
+    }
+    assert!(manifest.set_default("no-such-model").is_err());
+    manifest.models.retain(|m| m.scale != 4);
+    let err = manifest.default_for(4).unwrap_err().to_string();
+    assert!(
+        err.contains("no default model for x4") && err.contains("none shipped"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_tampered_file_is_refused() {
     let dir = default_dir();
     let manifest = Manifest::load(&dir).unwrap();

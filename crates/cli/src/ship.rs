@@ -34,7 +34,8 @@ pub struct ShipArgs {
     models_dir: PathBuf,
     #[arg(long, default_value = "../shared/data")]
     data: PathBuf,
-    /// Make this model the default of its scale (for `websr upscale` and the web app).
+    /// Make this model the default of its scale (for `websr upscale` and the web app); a
+    /// re-shipped default stays the default.
     #[arg(long)]
     default: bool,
     /// Diffusion runs: the DDIM steps (eta 0, seed 0) the scores are measured with.
@@ -215,6 +216,8 @@ fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> R
     let file = format!("{name}.safetensors");
     std::fs::write(args.models_dir.join(&file), bytes)?;
     let mut manifest = Manifest::load(&args.models_dir).unwrap_or_default();
+    // Re-shipping the default keeps it the default.
+    let was_default = manifest.find(name).is_some_and(|e| e.default);
     manifest.models.retain(|e| &e.name != name);
     manifest.models.push(ModelEntry {
         name: name.to_string(),
@@ -227,7 +230,7 @@ fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> R
         set5: Some([m.set5.mean.psnr_y, m.set5.mean.ssim_y]),
         set14: Some([m.set14.mean.psnr_y, m.set14.mean.ssim_y]),
         description: args.description.to_string(),
-        default: false,
+        default: was_default,
     });
     if args.default {
         manifest.set_default(name)?;
