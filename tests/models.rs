@@ -4,6 +4,8 @@
 mod common;
 
 use common::{devices, max_abs_diff, perturbed, rewrite, synthetic};
+use websr::burn::module::{Module, ModuleVisitor, Param, ParamId};
+use websr::burn::tensor::Tensor;
 use websr::image::{Picture, Planar};
 use websr::models::{Arch, ModelSpec, SrModel};
 use websr::resize::imresize;
@@ -75,7 +77,34 @@ fn deepening_keeps_the_output_exactly() {
         assert!(d < 1e-5, "{arch:?}: deepening moved the output by {d}");
         let err = shallow.deepened(1).unwrap_err().to_string();
         assert!(err.contains("deepen"), "{err}");
+        // 2 -> 7 puts several identities after one layer: each must be a parameter of its own,
+        // or the optimizer trains only the first (it updates each id once).
+        let ids = param_ids(
+            &SrModel::init(small_spec(arch, 2), &device)
+                .unwrap()
+                .deepened(7)
+                .unwrap(),
+        );
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "{arch:?}: deepened layers share parameter ids"
+        );
     }
+}
+
+/// The ids of every float parameter of a model.
+fn param_ids(model: &SrModel) -> Vec<ParamId> {
+    struct Ids(Vec<ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.net.visit(&mut ids);
+    ids.0
 }
 
 fn bias(arch: Arch) -> usize {

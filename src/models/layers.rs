@@ -59,9 +59,11 @@ pub fn deepen_body(body: Vec<Conv2d>, layers: usize) -> Vec<Conv2d> {
         // Spread the new layers evenly: after old layer i come the ones numbered
         // extra*i/old .. extra*(i+1)/old.
         let inserted = extra * (i + 1) / old - extra * i / old;
-        let identity = identity_like(&conv);
+        // A fresh identity per slot: clones of one would share parameter ids, and the
+        // optimizer updates each id once, so every copy after the first would never train.
+        let identities: Vec<Conv2d> = (0..inserted).map(|_| identity_like(&conv)).collect();
         out.push(conv);
-        out.extend(std::iter::repeat_n(identity, inserted));
+        out.extend(identities);
     }
     out
 }

@@ -27,6 +27,10 @@ if (!BIN || !fs.existsSync(BIN)) throw new Error(`WEBSR_BIN must point at the na
 if (!fs.existsSync(path.join(DIST, 'index.html'))) throw new Error(`${DIST}/index.html missing: build the app first`);
 
 const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
+const MANIFEST = JSON.parse(fs.readFileSync(path.join(DIST, 'models/manifest.json'), 'utf8'));
+/** The manifest's default model at a scale: the app opens on it (x4). */
+const defaultModel = (scale) => MANIFEST.models.find((m) => m.default && m.scale === scale).name;
+const DEFAULT_X4 = defaultModel(4);
 /** The shipped diffusion model the browser is checked against the CLI with. */
 const DIFFUSION_MODEL = 'diwa-yoda-x4';
 
@@ -103,6 +107,8 @@ try {
       if (mode === 'cpu') assert(/WebGPU/.test(note), `CPU fallback must say why, got "${note}"`);
       const cached = await page.getAttribute('[data-testid=model-status]', 'data-from-cache');
       assert(cached === 'false', 'first visit downloads the model');
+      const selected = await page.inputValue('[data-testid=model]');
+      assert(selected === DEFAULT_X4, `the app opened on ${selected}, the x4 default is ${DEFAULT_X4}`);
     });
 
     await t('an uploaded image comes back x4 and matches the native CLI (PSNR >= 45 dB)', async () => {
@@ -111,7 +117,7 @@ try {
       assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
       const out = decodePng(await downloadedPng(item));
       assert(out.width === 256 && out.height === 192, `size ${out.width}x${out.height}`);
-      const p = psnr(out, nativeUpscale('photo', png, 'wavelr-x4'));
+      const p = psnr(out, nativeUpscale('photo', png, DEFAULT_X4));
       console.log(`     browser vs native: ${p.toFixed(2)} dB`);
       assert(p >= 45, `PSNR ${p.toFixed(2)} dB < 45`);
       assert(await page.isVisible('[data-testid=viewer]'), 'the compare view opens');
@@ -122,7 +128,7 @@ try {
       const item = await upload(page, 'logo.png', png);
       assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
       const out = decodePng(await downloadedPng(item));
-      const native = nativeUpscale('logo', png, 'wavelr-x4');
+      const native = nativeUpscale('logo', png, DEFAULT_X4);
       assert(out.channels === 4, 'output keeps an alpha channel');
       const pa = psnr(out, native, [3]);
       const prgb = psnr(out, native);
@@ -156,7 +162,7 @@ try {
       const tiles = Number(await item.getAttribute('data-total'));
       assert(tiles >= 6, `expected at least 6 tiles, got ${tiles}`);
       const out = decodePng(await downloadedPng(item));
-      const p = psnr(out, nativeUpscale('large', png, 'wavelr-x4'));
+      const p = psnr(out, nativeUpscale('large', png, DEFAULT_X4));
       console.log(`     ${tiles} tiles, browser vs native: ${p.toFixed(2)} dB`);
       assert(p >= 45, `PSNR ${p.toFixed(2)} dB < 45`);
       await tiled.close();
@@ -205,8 +211,7 @@ try {
 
     await t('the JS library upscales ImageData on its own (the README example)', async () => {
       // No model named: the library loads the manifest's default for the scale.
-      const manifest = JSON.parse(fs.readFileSync(path.join(DIST, 'models/manifest.json'), 'utf8'));
-      const defaultX2 = manifest.models.find((m) => m.default && m.scale === 2).name;
+      const defaultX2 = defaultModel(2);
       const r = await page.evaluate(async (mode) => {
         const { WebSR } = await import('/websr.mjs');
         const sr = await WebSR.create({ scale: 2, backend: 'auto' });
