@@ -12,8 +12,6 @@ use crate::weights;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 /// What one client does in one round.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,9 +96,8 @@ impl LocalTrainer {
     /// One Adam step on a fresh batch; returns its L1 loss. Async because the browser may only
     /// read the loss back from the GPU asynchronously.
     pub async fn step_async(&mut self, data: &ClientData) -> Result<f64> {
-        // Seeded by (seed, step): the same client and round always see the same batches.
-        let mut rng =
-            StdRng::seed_from_u64(self.cfg.seed.wrapping_mul(0x9E37_79B9) ^ self.step as u64);
+        // The same client and round always see the same batches.
+        let mut rng = crate::train::step_rng(self.cfg.seed, self.step);
         let scale = self.model.scale();
         let (lr, hr) = data
             .batch(&mut rng, self.cfg.batch, self.cfg.patch, scale)?

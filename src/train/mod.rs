@@ -40,11 +40,16 @@ impl Schedule {
         cosine_lr(self.lr, self.lr_min, self.steps, step)
     }
 
-    /// The random source of a step's batch (and noise), seeded by (seed, step): a resumed run
-    /// sees the same batches it would have seen.
+    /// The random source of a step's batch (and noise): [`step_rng`] of this run's seed.
     pub fn step_rng(&self, step: usize) -> StdRng {
-        StdRng::seed_from_u64(self.seed.wrapping_mul(0x9E37_79B9) ^ step as u64)
+        step_rng(self.seed, step)
     }
+}
+
+/// The random source of one training step, seeded by (seed, step): a resumed run, or a client
+/// redoing a round, sees the same batches it would have seen.
+pub fn step_rng(seed: u64, step: usize) -> StdRng {
+    StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9) ^ step as u64)
 }
 
 /// Hyper-parameters of one training run (also written to the checkpoint folder).
