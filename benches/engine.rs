@@ -1,7 +1,7 @@
 //! `cargo bench`: prints the speed table (see `websr::bench`) for every compiled backend.
 //! `websr bench` prints the same table from the CLI without a release build of burn.
 
-use websr::backend::Backend;
+use websr::device::Backend;
 
 fn main() {
     // `cargo bench -- <filter>` passes arguments; this table has no filters, ignore them.

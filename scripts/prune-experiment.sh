@@ -7,6 +7,7 @@
 # Re-running resumes unfinished runs and skips finished ones (runs/prune/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/prune}
 # A copy of the binary, so rebuilding the project mid-run cannot change the trainer under it.
@@ -62,7 +63,7 @@ all() {
   mkdir -p "$OUT"
   if [ ! -x "$BIN" ]; then
     cargo build -p websr-cli
-    cp "${CARGO_TARGET_DIR:-target}/debug/websr" "$BIN"
+    cp "$CARGO_TARGET_DIR/debug/websr" "$BIN"
   fi
   local job s seed
   for job in $JOBS; do

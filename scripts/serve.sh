@@ -3,7 +3,7 @@
 # http://127.0.0.1:8080 (Ctrl-C stops). Installs the build tools first when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${WEBSR_TARGET_DIR:-/var/tmp/websr-target}}"
+source scripts/env.sh
 scripts/web-tools.sh
 scripts/web-build.sh
 echo "websr is at http://127.0.0.1:${PORT:-8080}/"

@@ -5,10 +5,11 @@
 # WebGPU (Chromium's SwiftShader adapter) and without (the CPU fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+source scripts/env.sh
 wasm_features=(--target wasm32-unknown-unknown --no-default-features --features flex,wgpu,train)
 
 scripts/web-tools.sh
+scripts/fetch-deps.sh
 cargo fmt --all -- --check
 for js in www/*.mjs tests/browser/*.mjs scripts/*.mjs; do node --check "$js"; done
 cargo clippy --workspace --all-targets -- -D warnings

@@ -6,6 +6,7 @@
 # Re-running resumes every run from its last checkpoint (runs/<name>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 DATA=${DATA:-../shared/data}
 # A copy of the binary, so rebuilding the project mid-run cannot change the trainer under it.
 BIN=${BIN:-runs/websr-train}
@@ -84,7 +85,7 @@ lane-j() {
 if [ $# -gt 0 ]; then "$@"; exit; fi
 cargo build -p websr-cli
 mkdir -p runs
-cp "${CARGO_TARGET_DIR:-target}/debug/websr" runs/websr-train
+cp "$CARGO_TARGET_DIR/debug/websr" runs/websr-train
 setsid nohup bash -c "'$0' lane-a; '$0' lane-d" >runs/lane-a.log 2>&1 &
 setsid nohup bash -c "'$0' lane-b; '$0' lane-c" >runs/lane-b.log 2>&1 &
 echo "training in the background: tail -f runs/lane-a.log runs/lane-b.log"

@@ -3,7 +3,9 @@
 # library into pkg/: the wasm-bindgen output plus websr.mjs (the API) and websr-worker.mjs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
+source scripts/env.sh
+# trunk builds offline (trunk.toml): fetch what the wasm32 build needs first.
+scripts/fetch-deps.sh
 # The product card names the file trunk.toml; trunk itself looks for Trunk.toml.
 trunk --config trunk.toml build --release
 rm -rf pkg && mkdir -p pkg

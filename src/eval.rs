@@ -6,7 +6,7 @@ use crate::degrade::{degrade, Degradation};
 use crate::error::{Result, WebSrError};
 use crate::image::{load, Planar};
 use crate::metrics::{psnr_rgb, psnr_y, ssim_y};
-use crate::models::SrModel;
+use crate::model::Model;
 use crate::resize::{degrade_bicubic, imresize};
 use crate::upscale::{upscale_rgb, UpscaleOptions};
 use burn::tensor::Device;
@@ -138,10 +138,11 @@ fn evaluate_with(
     Ok(Report { rows, mean })
 }
 
-/// Evaluates a model on a folder with the given upscaling options (tiling, TTA).
+/// Evaluates a model of either kind on a folder with the given upscaling options (tiling and
+/// TTA for one-pass models, the sampling for diffusion models).
 pub fn evaluate_model(
     dir: &Path,
-    model: &SrModel,
+    model: &Model,
     opts: &UpscaleOptions,
     device: &Device,
 ) -> Result<Report> {

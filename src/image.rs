@@ -9,9 +9,19 @@ use crate::error::{Result, WebSrError};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use std::io::Cursor;
 
-/// Largest decoded image accepted by default (about 64 megapixels): a limit so that a
+/// Largest input image, for the CLI and the browser alike (64 megapixels): a limit so that a
 /// decompression bomb gets a clear error instead of exhausting memory.
-pub const DEFAULT_MAX_PIXELS: u64 = 64 * 1024 * 1024;
+pub const MAX_INPUT_PIXELS: u64 = 64_000_000;
+
+/// Largest result an upscale may produce, refused before any work. In the browser a wasm32 heap
+/// holds at most 4 GiB, and the float accumulator, the RGBA copy and the PNG of a 32 MP result
+/// already take about 1 GiB. Natively the blender, the float result and the 8-bit copy take
+/// about 32 bytes per output pixel: 256 MP is 8 GiB.
+pub const MAX_OUTPUT_PIXELS: u64 = if cfg!(target_arch = "wasm32") {
+    32_000_000
+} else {
+    256_000_000
+};
 
 /// A planar image with `channels` planes of `height * width` values each.
 #[derive(Clone, Debug, PartialEq)]
@@ -214,7 +224,7 @@ pub fn encode_png_image(img: &DynamicImage) -> Result<Vec<u8>> {
 pub fn load(path: impl AsRef<std::path::Path>) -> Result<Picture> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| WebSrError::io(path, e))?;
-    decode(&bytes, DEFAULT_MAX_PIXELS)
+    decode(&bytes, MAX_INPUT_PIXELS)
         .map_err(|e| WebSrError::Decode(format!("{}: {e}", path.display())))
 }
 

@@ -25,7 +25,7 @@ use crate::error::{Result, WebSrError};
 use crate::image::Planar;
 use crate::models::SrModel;
 use crate::resize::degrade_bicubic;
-use crate::upscale::read_f32_async;
+use crate::device::read_f32_async;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

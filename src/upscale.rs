@@ -1,24 +1,40 @@
-//! Whole-image upscaling on a burn device: tiling, optional x8 self-ensemble, alpha handling.
+//! Upscaling a whole image with any [`Model`]: the one path the CLI, the evaluation and the
+//! browser worker share. A one-pass model runs tile by tile in bounded memory ([`crate::tiling`],
+//! optional x8 self-ensemble); a diffusion model samples step by step
+//! ([`crate::diffusion::upscale`], with previews). Either way the caller's callback is awaited
+//! after each unit of work (a tile or a step), which is where the browser reports progress and
+//! lets a cancel in. Alpha is upscaled with bicubic; results are clamped to `[0, 1]`.
 
+use crate::device::{read_planar_async, to_tensor};
+use crate::diffusion::upscale::Upscaling;
+use crate::diffusion::{DiffusionModel, SampleOptions};
 use crate::error::{Result, WebSrError};
-use crate::image::{Picture, Planar};
+use crate::image::{Picture, Planar, MAX_OUTPUT_PIXELS};
+use crate::model::Model;
 use crate::models::SrModel;
 use crate::resize::imresize;
 use crate::tiling::{plan, Blender};
-use burn::tensor::{Device, Tensor, TensorData};
-use std::future::Future;
+use burn::tensor::Device;
+use std::future::{ready, Future};
 
 /// How to run a model over an image.
 #[derive(Clone, Debug)]
 pub struct UpscaleOptions {
-    /// Core tile side in LR pixels; `None` runs the whole image at once.
+    /// One-pass models: core tile side in LR pixels; `None` runs the whole image at once.
     pub tile: Option<usize>,
-    /// Overlap between neighbouring tile cores (LR pixels), blended with linear ramps.
+    /// One-pass models: overlap between neighbouring tile cores (LR pixels), blended with
+    /// linear ramps.
     pub overlap: usize,
-    /// Context around each tile; `None` uses the model's receptive field (exact tiling).
+    /// One-pass models: context around each tile; `None` uses the model's receptive field
+    /// (exact tiling).
     pub halo: Option<usize>,
-    /// x8 self-ensemble: average over the 8 flips/rotations (8x slower, a little sharper).
+    /// One-pass models: x8 self-ensemble (the 8 flips/rotations averaged: 8x slower, a little
+    /// sharper).
     pub tta: bool,
+    /// Diffusion models: steps, seed, eta and YODA guidance.
+    pub sampling: SampleOptions,
+    /// Diffusion models: a preview of the current estimate every this many steps (0: none).
+    pub preview_every: usize,
 }
 
 impl Default for UpscaleOptions {
@@ -28,41 +44,162 @@ impl Default for UpscaleOptions {
             overlap: 8,
             halo: None,
             tta: false,
+            sampling: SampleOptions::default(),
+            preview_every: 0,
         }
     }
 }
 
-/// The input tensor for one RGB tile.
-pub(crate) fn to_tensor(lr: &Planar, device: &Device) -> Tensor<4> {
-    assert_eq!(lr.channels, 3, "model input is RGB");
-    Tensor::<4>::from_data(
-        TensorData::new(lr.data.clone(), [1, 3, lr.height, lr.width]),
-        device,
-    )
+/// Where an upscale stands after a unit of work: `done` of `total` tiles (one-pass) or steps
+/// (diffusion), and for diffusion every `preview_every` steps the current estimate.
+#[derive(Debug)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub preview: Option<Planar>,
 }
 
-/// Runs the model on one RGB image that fits in memory (no tiling), synchronously.
+/// Refuses an upscale of a `width x height` input whose result would not fit in this runtime's
+/// memory ([`MAX_OUTPUT_PIXELS`]), before any work.
+pub fn check_output_size(width: usize, height: usize, scale: usize) -> Result<()> {
+    if height == 0 || width == 0 {
+        return Err(WebSrError::Empty);
+    }
+    let (w, h) = ((width * scale) as u64, (height * scale) as u64);
+    if w * h > MAX_OUTPUT_PIXELS {
+        return Err(WebSrError::OutputTooLarge {
+            width: w,
+            height: h,
+            max_pixels: MAX_OUTPUT_PIXELS,
+        });
+    }
+    Ok(())
+}
+
+/// Upscales an RGB image with any model. `after(progress)` is awaited after each tile or step;
+/// in the browser it reports progress and yields to the event loop so that a cancel message can
+/// arrive. It returns `false` to stop, with [`WebSrError::Cancelled`].
+pub async fn upscale_rgb_async<F, Fut>(
+    model: &Model,
+    lr: &Planar,
+    opts: &UpscaleOptions,
+    device: &Device,
+    after: F,
+) -> Result<Planar>
+where
+    F: FnMut(Progress) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    check_output_size(lr.width, lr.height, model.scale())?;
+    match model {
+        Model::OnePass(m) => tiled(m, lr, opts, device, after).await,
+        Model::Diffusion(m) => sampled(m, lr, opts, device, after).await,
+    }
+}
+
+/// [`upscale_rgb_async`] run to the end on this thread: `progress(done, total)` after each
+/// tile or step, `false` to stop.
+pub fn upscale_rgb(
+    model: &Model,
+    lr: &Planar,
+    opts: &UpscaleOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Planar> {
+    pollster::block_on(upscale_rgb_async(model, lr, opts, device, |p| {
+        ready(progress(p.done, p.total))
+    }))
+}
+
+/// Upscales a picture: RGB through the model, alpha (if any) with bicubic, clamped to [0, 1].
+pub fn upscale_picture(
+    model: &Model,
+    pic: &Picture,
+    opts: &UpscaleOptions,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Picture> {
+    let rgb = upscale_rgb(model, &pic.rgb, opts, device, progress)?;
+    Ok(finish_picture(rgb, pic, model.scale()))
+}
+
+/// The one-pass tile loop: each tile through the network (or its x8 ensemble), blended.
+async fn tiled<F, Fut>(
+    model: &SrModel,
+    lr: &Planar,
+    opts: &UpscaleOptions,
+    device: &Device,
+    mut after: F,
+) -> Result<Planar>
+where
+    F: FnMut(Progress) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let tile = opts.tile.unwrap_or(usize::MAX).max(8);
+    let halo = opts.halo.unwrap_or_else(|| model.receptive_radius_lr());
+    let tiles = plan(lr.height, lr.width, tile, opts.overlap, halo);
+    let mut blender = Blender::new(3, lr.height, lr.width, model.scale(), opts.overlap);
+    for (i, t) in tiles.iter().enumerate() {
+        let input = lr.crop(t.input.y, t.input.x, t.input.h, t.input.w);
+        blender.add(t, &run_tile(model, &input, opts.tta, device).await?);
+        let progress = Progress {
+            done: i + 1,
+            total: tiles.len(),
+            preview: None,
+        };
+        if !after(progress).await {
+            return Err(WebSrError::Cancelled);
+        }
+    }
+    Ok(blender.finish())
+}
+
+/// The diffusion step loop: one network evaluation per step, a preview every
+/// `preview_every` steps (never after the last, which is the result).
+async fn sampled<F, Fut>(
+    model: &DiffusionModel,
+    lr: &Planar,
+    opts: &UpscaleOptions,
+    device: &Device,
+    mut after: F,
+) -> Result<Planar>
+where
+    F: FnMut(Progress) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut job = Upscaling::start(model, lr, &opts.sampling, device)?;
+    while !job.is_done() {
+        job.step(model);
+        let done = job.steps_done();
+        let preview = if opts.preview_every > 0
+            && done.is_multiple_of(opts.preview_every)
+            && !job.is_done()
+        {
+            Some(job.preview_async().await?)
+        } else {
+            None
+        };
+        let progress = Progress {
+            done,
+            total: job.steps(),
+            preview,
+        };
+        if !after(progress).await {
+            return Err(WebSrError::Cancelled);
+        }
+    }
+    job.finish_async().await
+}
+
+/// Runs a one-pass model on one RGB image that fits in memory (no tiling), synchronously.
 pub fn run_model(model: &SrModel, lr: &Planar, device: &Device) -> Planar {
     pollster::block_on(run_model_async(model, lr, device)).expect("model output readback")
 }
 
-/// Runs the model on one RGB image; the read-back is awaited, which is the only way to read a
-/// WebGPU buffer in the browser.
+/// Runs a one-pass model on one RGB image; the read-back is awaited, which is the only way to
+/// read a WebGPU buffer in the browser.
 pub async fn run_model_async(model: &SrModel, lr: &Planar, device: &Device) -> Result<Planar> {
-    let out = model.forward(to_tensor(lr, device));
-    let [_, c, h, w] = out.dims();
-    Ok(Planar::new(c, h, w, read_f32_async(out).await?))
-}
-
-/// Reads a tensor's values back as `f32`, awaiting the device (the only way to read a WebGPU
-/// buffer in the browser).
-pub async fn read_f32_async<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    tensor
-        .into_data_async()
-        .await
-        .map_err(|e| WebSrError::Device(format!("{e:?}")))?
-        .try_into_vec::<f32>()
-        .map_err(|e| WebSrError::Invalid(format!("model output is not f32: {e:?}")))
+    read_planar_async(model.forward(to_tensor(lr, device))).await
 }
 
 /// Runs the model on one tile, optionally as the mean over the 8 dihedral transforms.
@@ -83,63 +220,6 @@ async fn run_tile(model: &SrModel, lr: &Planar, tta: bool, device: &Device) -> R
     let mut mean = sum.expect("8 passes");
     mean.data.iter_mut().for_each(|v| *v /= 8.0);
     Ok(mean)
-}
-
-/// Upscales an RGB image. `progress(done, total)` is called after each tile and stops the work
-/// (with [`WebSrError::Cancelled`]) when it returns `false`.
-pub fn upscale_rgb(
-    model: &SrModel,
-    lr: &Planar,
-    opts: &UpscaleOptions,
-    device: &Device,
-    progress: &mut dyn FnMut(usize, usize) -> bool,
-) -> Result<Planar> {
-    pollster::block_on(upscale_rgb_async(model, lr, opts, device, |done, total| {
-        std::future::ready(progress(done, total))
-    }))
-}
-
-/// The tile loop behind [`upscale_rgb`], shared with the browser worker. `after_tile(done,
-/// total)` is awaited after each tile; in the browser it reports progress and yields to the event
-/// loop so that a cancel message can arrive. It returns `false` to stop.
-pub async fn upscale_rgb_async<F, Fut>(
-    model: &SrModel,
-    lr: &Planar,
-    opts: &UpscaleOptions,
-    device: &Device,
-    mut after_tile: F,
-) -> Result<Planar>
-where
-    F: FnMut(usize, usize) -> Fut,
-    Fut: Future<Output = bool>,
-{
-    if lr.height == 0 || lr.width == 0 {
-        return Err(WebSrError::Empty);
-    }
-    let tile = opts.tile.unwrap_or(usize::MAX).max(8);
-    let halo = opts.halo.unwrap_or_else(|| model.receptive_radius_lr());
-    let tiles = plan(lr.height, lr.width, tile, opts.overlap, halo);
-    let mut blender = Blender::new(3, lr.height, lr.width, model.scale(), opts.overlap);
-    for (i, t) in tiles.iter().enumerate() {
-        let input = lr.crop(t.input.y, t.input.x, t.input.h, t.input.w);
-        blender.add(t, &run_tile(model, &input, opts.tta, device).await?);
-        if !after_tile(i + 1, tiles.len()).await {
-            return Err(WebSrError::Cancelled);
-        }
-    }
-    Ok(blender.finish())
-}
-
-/// Upscales a picture: RGB through the model, alpha (if any) with bicubic, clamped to [0, 1].
-pub fn upscale_picture(
-    model: &SrModel,
-    pic: &Picture,
-    opts: &UpscaleOptions,
-    device: &Device,
-    progress: &mut dyn FnMut(usize, usize) -> bool,
-) -> Result<Picture> {
-    let rgb = upscale_rgb(model, &pic.rgb, opts, device, progress)?;
-    Ok(finish_picture(rgb, pic, model.scale()))
 }
 
 /// Clamps the model's RGB output and adds the bicubic-upscaled alpha of the source, if any.

@@ -6,6 +6,7 @@
 //! loaded.
 
 use crate::error::{Result, WebSrError};
+use crate::model::ModelKind;
 use crate::models::{ModelSpec, SrModel};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
@@ -83,6 +84,21 @@ pub(crate) fn read_spec_json(bytes: &[u8], expected: &str) -> Result<String> {
     md.get("spec")
         .cloned()
         .ok_or_else(|| WebSrError::Weights("metadata has no 'spec'".into()))
+}
+
+/// Which kind of model a websr weights file holds, from its `format` metadata alone.
+pub fn read_kind(bytes: &[u8]) -> Result<ModelKind> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| WebSrError::Weights(format!("not a safetensors file: {e}")))?;
+    let format = meta.metadata().as_ref().and_then(|md| md.get("format"));
+    match format.map(String::as_str) {
+        Some(FORMAT) => Ok(ModelKind::OnePass),
+        Some(DIFFUSION_FORMAT) => Ok(ModelKind::Diffusion),
+        None => Err(WebSrError::Weights("no websr metadata in the file".into())),
+        Some(other) => Err(WebSrError::Weights(format!(
+            "format is \"{other}\", expected \"{FORMAT}\" or \"{DIFFUSION_FORMAT}\""
+        ))),
+    }
 }
 
 /// Reads the spec from the header without touching the tensors.

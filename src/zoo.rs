@@ -2,20 +2,10 @@
 //! its spec and its measured scores; the model cards (`models/<name>.md`) say how it was made.
 
 use crate::error::{Result, WebSrError};
+pub use crate::model::ModelKind;
 use crate::weights::sha256_hex;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// How a shipped model runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// One forward pass ([`crate::SrModel`]).
-    #[default]
-    Regression,
-    /// Sampled with steps and a seed ([`crate::diffusion::DiffusionModel`]).
-    Diffusion,
-}
 
 /// One entry of the manifest.
 #[derive(Clone, Debug, Serialize, Deserialize)]

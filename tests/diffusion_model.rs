@@ -7,14 +7,15 @@ mod common;
 use common::{max_abs_diff, rewrite, synthetic};
 use websr::burn::tensor::{Device, Tensor, TensorData};
 use websr::diffusion::model::{PredictorSpec, UNetSpec, YodaSpec};
-use websr::diffusion::upscale::{upscale_rgb, Upscaling};
+use websr::diffusion::upscale::Upscaling;
 use websr::diffusion::{DiffusionKind, DiffusionModel, DiffusionSpec, SampleOptions};
 use websr::image::Planar;
 use websr::models::{Arch, ModelSpec};
 use websr::train::data::TrainingSet;
 use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
 use websr::train::{Schedule, TrainingRun};
-use websr::{SrModel, WebSrError};
+use websr::upscale::{upscale_rgb, UpscaleOptions};
+use websr::{Model, SrModel, WebSrError};
 
 /// Training and burn's seeded initialisation take turns (see tests/train.rs).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -194,7 +195,12 @@ fn upscaling_pads_any_size_crops_back_and_refuses_huge_inputs() {
     let model = DiffusionModel::init_seeded(tiny(DiffusionKind::DiWa, true), &device, 2).unwrap();
     let lr = synthetic(7, 5, 3);
     let o = opts(2, 1, true);
-    let out = upscale_rgb(&model, &lr, &o, &device, &mut |_, _| true).unwrap();
+    let up = UpscaleOptions {
+        sampling: o.clone(),
+        ..UpscaleOptions::default()
+    };
+    let one = Model::from(model.clone());
+    let out = upscale_rgb(&one, &lr, &up, &device, &mut |_, _| true).unwrap();
     assert_eq!((out.channels, out.height, out.width), (3, 14, 10));
     assert!(out.data.iter().all(|v| (0.0..=1.0).contains(v)));
     // Stepwise through the browser's path gives the same image.
@@ -205,7 +211,7 @@ fn upscaling_pads_any_size_crops_back_and_refuses_huge_inputs() {
     let stepped = pollster::block_on(job.finish_async()).unwrap();
     assert_eq!(stepped.data, out.data);
     // Cancelling stops with an error.
-    let cancelled = upscale_rgb(&model, &lr, &o, &device, &mut |done, _| done < 1);
+    let cancelled = upscale_rgb(&one, &lr, &up, &device, &mut |done, _| done < 1);
     assert!(matches!(cancelled, Err(WebSrError::Cancelled)));
     let huge = Planar::zeros(3, 300, 300);
     let msg = weights_error(Upscaling::start(&model, &huge, &o, &device).map(|_| ()));

@@ -11,7 +11,7 @@ use websr::models::{Arch, ModelSpec, SrModel};
 use websr::resize::imresize;
 use websr::upscale::{run_model, upscale_picture, upscale_rgb, UpscaleOptions};
 use websr::weights;
-use websr::WebSrError;
+use websr::{Model, WebSrError};
 
 fn small_spec(arch: Arch, scale: usize) -> ModelSpec {
     ModelSpec {
@@ -140,9 +140,10 @@ fn tiled_output_equals_untiled_output() {
                 overlap: 4,
                 halo: None,
                 tta: false,
+                ..Default::default()
             };
             let mut calls = 0;
-            let tiled = upscale_rgb(&model, &lr, &opts, &device, &mut |_, _| {
+            let tiled = upscale_rgb(&Model::from(model.clone()), &lr, &opts, &device, &mut |_, _| {
                 calls += 1;
                 true
             })
@@ -166,7 +167,7 @@ fn self_ensemble_undoes_its_transforms() {
         tta: true,
         ..Default::default()
     };
-    let out = upscale_rgb(&model, &lr, &opts, &device, &mut |_, _| true).unwrap();
+    let out = upscale_rgb(&Model::from(model.clone()), &lr, &opts, &device, &mut |_, _| true).unwrap();
     assert!(max_abs_diff(&out.data, &imresize(&lr, 2.0).data) < 1e-4);
 }
 
@@ -180,7 +181,7 @@ fn cancelling_stops_between_tiles() {
         ..Default::default()
     };
     let mut seen = 0;
-    let err = upscale_rgb(&model, &lr, &opts, &device, &mut |done, _| {
+    let err = upscale_rgb(&Model::from(model.clone()), &lr, &opts, &device, &mut |done, _| {
         seen = done;
         done < 2
     })
@@ -200,7 +201,7 @@ fn alpha_is_kept_and_upscaled() {
         alpha: Some(alpha.clone()),
     };
     let out = upscale_picture(
-        &model,
+        &Model::from(model),
         &pic,
         &UpscaleOptions::default(),
         &device,

@@ -6,51 +6,32 @@ mod common;
 
 use common::{devices, max_abs_diff, synthetic};
 use std::path::Path;
-use websr::burn::tensor::Device;
-use websr::diffusion::upscale::upscale_rgb;
-use websr::diffusion::{DiffusionModel, SampleOptions};
-use websr::eval::{evaluate, evaluate_model, score};
-use websr::image::Planar;
+use websr::diffusion::SampleOptions;
+use websr::eval::{evaluate_model, score};
 use websr::resize::{degrade_bicubic, imresize};
-use websr::upscale::{run_model, UpscaleOptions};
+use websr::upscale::{upscale_rgb, UpscaleOptions};
 use websr::zoo::{default_dir, read_verified, Manifest, ModelEntry, ModelKind};
-use websr::Result;
+use websr::Model;
 
 /// The DDIM steps the diffusion cards' scores are measured with (`websr ship --steps`).
 const CARD_STEPS: usize = 10;
 
-#[allow(clippy::large_enum_variant)] // a handful, built once per test
-enum Shipped {
-    OnePass(websr::SrModel),
-    Diffusion(DiffusionModel),
-}
-
-impl Shipped {
-    fn arch_and_scale(&self) -> (String, usize) {
-        match self {
-            Shipped::OnePass(m) => (m.spec.arch.name().to_string(), m.scale()),
-            Shipped::Diffusion(m) => (m.spec.kind.name().to_string(), m.scale()),
-        }
-    }
-
-    /// What `websr eval` runs for this model on one LR image.
-    fn upscale(&self, lr: &Planar, device: &Device) -> Result<Planar> {
-        match self {
-            Shipped::OnePass(m) => Ok(run_model(m, lr, device)),
-            Shipped::Diffusion(m) => {
-                let opts = SampleOptions {
-                    steps: Some(CARD_STEPS),
-                    eta: 0.0,
-                    seed: 0,
-                    yoda: m.spec.yoda.is_some(),
-                };
-                upscale_rgb(m, lr, &opts, device, &mut |_, _| true)
-            }
-        }
+/// What `websr eval` runs for this model: one-pass models tiled as `upscale` does, diffusion
+/// models sampled as their cards say (DDIM steps, eta 0, seed 0, YODA if trained with it).
+fn eval_options(model: &Model) -> UpscaleOptions {
+    UpscaleOptions {
+        sampling: SampleOptions {
+            steps: Some(CARD_STEPS),
+            eta: 0.0,
+            seed: 0,
+            yoda: model.yoda_trained(),
+        },
+        ..UpscaleOptions::default()
     }
 }
 
-fn shipped() -> Vec<(ModelEntry, Shipped)> {
+/// Every manifest entry with its model, loaded by the one loader for both kinds.
+fn shipped() -> Vec<(ModelEntry, Model)> {
     let dir = default_dir();
     let manifest = Manifest::load(&dir).expect("models/manifest.json");
     assert!(!manifest.models.is_empty());
@@ -60,14 +41,8 @@ fn shipped() -> Vec<(ModelEntry, Shipped)> {
         .into_iter()
         .map(|entry| {
             let bytes = read_verified(&dir, &entry).unwrap();
-            let model = match entry.kind {
-                ModelKind::Regression => {
-                    Shipped::OnePass(websr::weights::from_bytes(&bytes, &device).unwrap())
-                }
-                ModelKind::Diffusion => {
-                    Shipped::Diffusion(DiffusionModel::from_bytes(&bytes, &device).unwrap())
-                }
-            };
+            let model = Model::from_bytes(&bytes, &device).unwrap();
+            assert_eq!(model.kind(), entry.kind, "{}: the manifest's kind", entry.name);
             (entry, model)
         })
         .collect()
@@ -79,13 +54,10 @@ fn every_shipped_model_loads_and_does_real_work() {
     let hr = synthetic(96, 96, 5);
     for (entry, model) in shipped() {
         let name = &entry.name;
-        assert_eq!(
-            model.arch_and_scale(),
-            (entry.arch.clone(), entry.scale),
-            "{name}"
-        );
+        let arch = model.label().replace("+yoda", "");
+        assert_eq!((arch, model.scale()), (entry.arch.clone(), entry.scale), "{name}");
         let (hr, lr) = degrade_bicubic(&hr, entry.scale);
-        let sr = model.upscale(&lr, &device).unwrap();
+        let sr = upscale_rgb(&model, &lr, &eval_options(&model), &device, &mut |_, _| true).unwrap();
         let bicubic = imresize(&lr, entry.scale as f64);
         // Trained weights move away from the bicubic start, and never into garbage.
         assert!(
@@ -105,7 +77,7 @@ fn every_shipped_model_loads_and_does_real_work() {
         // them to it): here an absolute floor only catches a broken sampler, whose leftover
         // noise scores about 13 dB (one DDIM step from pure noise).
         let floor = match entry.kind {
-            ModelKind::Regression => base.psnr_y - 1.0,
+            ModelKind::OnePass => base.psnr_y - 1.0,
             ModelKind::Diffusion => 16.0,
         };
         assert!(
@@ -129,14 +101,7 @@ fn shipped_scores_reproduce_on_set5() {
     }
     let (_, device) = devices().remove(0);
     for (entry, model) in shipped() {
-        let report = match &model {
-            Shipped::OnePass(m) => {
-                evaluate_model(&set5, m, &UpscaleOptions::default(), &device).unwrap()
-            }
-            Shipped::Diffusion(m) => {
-                evaluate(&set5, m.scale(), &mut |lr| model.upscale(lr, &device)).unwrap()
-            }
-        };
+        let report = evaluate_model(&set5, &model, &eval_options(&model), &device).unwrap();
         let [psnr, ssim] = entry.set5.expect("manifest has Set5 scores");
         assert!(
             (report.mean.psnr_y - psnr).abs() < 0.005 && (report.mean.ssim_y - ssim).abs() < 5e-5,
@@ -147,7 +112,7 @@ fn shipped_scores_reproduce_on_set5() {
         );
         // One-pass models ship only well above bicubic; diffusion models are shipped for the
         // comparison the DiWa paper makes, with their scores wherever they land.
-        if entry.kind == ModelKind::Regression {
+        if entry.kind == ModelKind::OnePass {
             let bicubic = websr::eval::evaluate_bicubic(&set5, entry.scale).unwrap();
             assert!(
                 report.mean.psnr_y > bicubic.mean.psnr_y + 1.0,
@@ -172,7 +137,7 @@ fn each_scale_has_one_default_above_srcnn() {
             .collect();
         assert_eq!(defaults.len(), 1, "x{scale} needs exactly one default");
         let default = defaults[0];
-        assert_eq!(default.kind, ModelKind::Regression, "{}", default.name);
+        assert_eq!(default.kind, ModelKind::OnePass, "{}", default.name);
         assert_eq!(manifest.default_for(scale).unwrap().name, default.name);
         // The manifest's scores are the measured ones: the Set5 test above reproduces them.
         let [psnr, _] = default.set5.expect("manifest has Set5 scores");

@@ -1,12 +1,11 @@
 // The websr Web Worker: owns the wasm runtime, the compute device and the loaded model.
 // Protocol (all messages carry an `id`):
-//   page -> worker  {type:'load', weights:ArrayBuffer, backend, kind}  -> {type:'result', value:info}
-//                     (kind: 'regression' (default) or 'diffusion', from the manifest entry)
-//                   {type:'upscale', input, tile, tta}               -> {type:'progress', done, total}*
-//                                                                     -> {type:'result', value:{width,height,rgba,png,tiles}}
-//                   a diffusion model instead takes {type:'upscale', input, steps, seed, yoda, previewEvery}
+//   page -> worker  {type:'load', weights:ArrayBuffer, backend}      -> {type:'result', value:info}
+//                     (info.kind: 'regression' (one pass) or 'diffusion', read from the weights)
+//                   {type:'upscale', input, tile, tta, steps, seed, yoda, previewEvery}
+//                     (tile/tta for a one-pass model, the rest for a diffusion model)
 //                                                                     -> {type:'progress', done, total, preview?:{width,height,rgba}}*
-//                                                                     -> {type:'result', value:{width,height,rgba,png,steps}}
+//                                                                     -> {type:'result', value:{width,height,rgba,png,tiles|steps}}
 //                   {type:'cancel', id}  (stops that upscale between tiles, that training between steps)
 //   federated training (the participant's photos stay in this worker):
 //                   {type:'fl-create', backend, degradation}         -> {type:'result', value:{backend,adapter,note}}
@@ -15,7 +14,7 @@
 //                                                                     -> {type:'progress', done, total, loss}*
 //                                                                     -> {type:'result', value:{body:ArrayBuffer, ...}}
 //   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
-import init, { DiffusionEngine, Engine, FlClient, Image } from './websr.js';
+import init, { Engine, FlClient, Image } from './websr.js';
 
 const ready = init();
 let engine = null;
@@ -60,22 +59,18 @@ function deviceInfo(runtime, use, backend, note) {
   };
 }
 
-async function load({ weights, backend, kind = 'regression' }) {
+async function load({ weights, backend }) {
   const { use, note } = await chooseBackend(backend);
   engine?.free();
   engine = null;
-  if (kind === 'diffusion') {
-    const e = await DiffusionEngine.create(new Uint8Array(weights), use);
-    engine = e;
-    return { ...deviceInfo(e, use, backend, note), kind, scale: e.scale, arch: e.arch, yodaTrained: e.yodaTrained };
-  }
   const e = await Engine.create(new Uint8Array(weights), use);
   engine = e;
   return {
     ...deviceInfo(e, use, backend, note),
-    kind,
+    kind: e.kind,
     scale: e.scale,
     arch: e.arch,
+    yodaTrained: e.yodaTrained,
     autoTile: e.autoTile,
     maxBufferBytes: e.maxBufferBytes,
   };
@@ -118,27 +113,20 @@ async function reported(id, message, transfer = []) {
   return !cancelled.has(id);
 }
 
-async function upscale({ id, input, tile, tta, steps = 50, seed = 0, yoda = false, previewEvery = 0 }) {
+async function upscale({ id, input, tile = 0, tta = false, steps = 50, seed = 0, yoda = false, previewEvery = 0 }) {
   if (!engine) throw Object.assign(new Error('no model loaded'), { name: 'ModelError' });
   const image = await toImage(input);
   let count = 0;
-  let out;
-  if (engine instanceof DiffusionEngine) {
-    out = await engine.upscale(image, steps, seed >>> 0, yoda, previewEvery, (done, total, preview) => {
-      count = total;
-      if (!preview) return reported(id, { done, total });
-      const p = { width: preview.width, height: preview.height, rgba: preview.rgba.buffer };
-      return reported(id, { done, total, preview: p }, [p.rgba]);
-    });
-  } else {
-    out = await engine.upscale(image, tile, tta, (done, total) => {
-      count = total;
-      return reported(id, { done, total });
-    });
-  }
+  const options = { tile, tta, steps, seed: seed >>> 0, yoda, previewEvery };
+  const out = await engine.upscale(image, options, (done, total, preview) => {
+    count = total;
+    if (!preview) return reported(id, { done, total });
+    const p = { width: preview.width, height: preview.height, rgba: preview.rgba.buffer };
+    return reported(id, { done, total, preview: p }, [p.rgba]);
+  });
   const rgba = out.rgba.buffer;
   const png = out.png.buffer;
-  const value = { width: out.width, height: out.height, rgba, png, [engine instanceof DiffusionEngine ? 'steps' : 'tiles']: count };
+  const value = { width: out.width, height: out.height, rgba, png, [engine.kind === 'diffusion' ? 'steps' : 'tiles']: count };
   out.free();
   engine.releaseMemory();
   return [value, [rgba, png]];

@@ -233,14 +233,14 @@ export class WebSR {
       modelBase: this.#options.modelBase,
       onProgress: this.#options.onDownloadProgress,
     });
-    const info = await this.#call(this.#loadMessage(bytes, entry), [bytes.buffer]);
+    const info = await this.#call(this.#loadMessage(bytes), [bytes.buffer]);
     this.info = { ...info, model: entry.name, fromCache };
     this.#options.model = name;
     return this.info;
   }
 
-  #loadMessage(bytes, entry) {
-    return { type: 'load', weights: bytes.buffer, backend: this.#options.backend, kind: entry.kind || 'regression' };
+  #loadMessage(bytes) {
+    return { type: 'load', weights: bytes.buffer, backend: this.#options.backend };
   }
 
   /** Upscales a File, Blob, ImageBitmap or ImageData.
@@ -265,15 +265,13 @@ export class WebSR {
       total: m.total,
       preview: m.preview && new ImageData(new Uint8ClampedArray(m.preview.rgba), m.preview.width, m.preview.height),
     }));
-    const request = { type: 'upscale', input: message, tile, tta };
-    if (this.info?.kind === 'diffusion') {
-      Object.assign(request, {
-        steps: Math.max(1, Math.floor(steps)),
-        seed: Math.floor(seed) >>> 0,
-        yoda: yoda ?? this.info.yodaTrained,
-        previewEvery: Math.max(0, Math.floor(previewEvery)),
-      });
-    }
+    const request = {
+      type: 'upscale', input: message, tile, tta,
+      steps: Math.max(1, Math.floor(steps)),
+      seed: Math.floor(seed) >>> 0,
+      yoda: yoda ?? Boolean(this.info?.yodaTrained),
+      previewEvery: Math.max(0, Math.floor(previewEvery)),
+    };
     const out = await this.#call(request, transfer, { onProgress: progress, signal });
     const imageData = new ImageData(new Uint8ClampedArray(out.rgba), out.width, out.height);
     const png = new Blob([out.png], { type: 'image/png' });
@@ -288,8 +286,8 @@ export class WebSR {
   async #call(message, transfer = [], options = {}) {
     if (!this.#channel.alive && message.type === 'upscale' && this.info) {
       // The previous worker died: bring the model back before running.
-      const { bytes, entry } = await fetchModel(this.#options.model, { modelBase: this.#options.modelBase });
-      await this.#channel.call(this.#loadMessage(bytes, entry), [bytes.buffer]);
+      const { bytes } = await fetchModel(this.#options.model, { modelBase: this.#options.modelBase });
+      await this.#channel.call(this.#loadMessage(bytes), [bytes.buffer]);
     }
     return this.#channel.call(message, transfer, options);
   }

@@ -354,7 +354,7 @@ impl DiffusionModel {
 
     /// [`DiffusionModel::init`] with reproducible weights (see [`crate::SrModel::init_seeded`]).
     pub fn init_seeded(spec: DiffusionSpec, device: &Device, seed: u64) -> Result<DiffusionModel> {
-        crate::models::with_seeded_device(device, seed, || DiffusionModel::init(spec, device))
+        crate::device::with_seeded_device(device, seed, || DiffusionModel::init(spec, device))
     }
 
     /// The same spec and schedule with another network (after an optimiser step, or `valid()`).

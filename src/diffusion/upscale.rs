@@ -1,12 +1,12 @@
 //! Diffusion upscaling of a whole image: pad the LR input so the diffused signal fits the
 //! U-Net (edge replication), sample step by step, crop back. [`Upscaling`] is the stepwise form
-//! the browser drives (previews, progress, cancel); [`upscale_rgb`] runs it to the end natively.
+//! that [`crate::upscale`] drives for every caller (previews, progress, cancel).
 
 use super::model::{DiffusionModel, SampleOptions};
 use super::sampler::SamplingRun;
 use crate::error::{Result, WebSrError};
 use crate::image::Planar;
-use crate::upscale::{read_f32_async, to_tensor};
+use crate::device::{read_f32_async, to_tensor};
 use burn::tensor::{Device, Tensor};
 
 /// The largest LR input sampled whole: diffusion runs the U-Net on the full image at every
@@ -136,23 +136,4 @@ fn gcd(a: usize, b: usize) -> usize {
     } else {
         gcd(b, a % b)
     }
-}
-
-/// Upscales an RGB image to the end. `progress(done, total)` is called after each step and
-/// stops the work (with [`WebSrError::Cancelled`]) when it returns `false`.
-pub fn upscale_rgb(
-    model: &DiffusionModel,
-    lr: &Planar,
-    opts: &SampleOptions,
-    device: &Device,
-    progress: &mut dyn FnMut(usize, usize) -> bool,
-) -> Result<Planar> {
-    let mut job = Upscaling::start(model, lr, opts, device)?;
-    while !job.is_done() {
-        job.step(model);
-        if !progress(job.steps_done(), job.steps()) {
-            return Err(WebSrError::Cancelled);
-        }
-    }
-    pollster::block_on(job.finish_async())
 }

@@ -7,7 +7,7 @@
 use crate::error::Result;
 use crate::federated::ClientData;
 use crate::models::SrModel;
-use crate::upscale::read_f32_async;
+use crate::device::read_f32_async;
 use crate::weights;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};

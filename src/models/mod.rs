@@ -6,6 +6,7 @@ pub mod dwsr;
 mod layers;
 pub mod wavelr;
 
+use crate::device::with_seeded_device;
 use crate::error::{Result, WebSrError};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -134,16 +135,6 @@ impl ModelSpec {
             Arch::WaveLr => (3.0 * f * k + body + f * 3.0 * s2 * k) / s2,
         }
     }
-}
-
-/// Seeds `device` and runs `init` under one process-wide lock: burn's random generator is global
-/// per backend, so another thread initialising a model at the same time cannot consume numbers
-/// in between.
-pub(crate) fn with_seeded_device<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
-    static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(seed);
-    init()
 }
 
 /// The network behind a spec. A burn module enum: one type to train, save and load.

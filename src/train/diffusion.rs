@@ -8,10 +8,11 @@ use super::{
     load_resumable, read_json, save_resumable, write_json, CheckpointPaths, Schedule, TrainState,
     TrainingRun,
 };
-use crate::diffusion::upscale::upscale_rgb;
 use crate::diffusion::{DiffusionModel, DiffusionSpec, SampleOptions};
 use crate::error::{Result, WebSrError};
-use crate::eval::{evaluate, Report};
+use crate::eval::{evaluate_model, Report};
+use crate::model::Model;
+use crate::upscale::UpscaleOptions;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
@@ -142,12 +143,13 @@ impl TrainingRun for DiffusionTrainer {
 
     /// Y-PSNR/SSIM of DDIM samples on a benchmark folder.
     fn validate(&mut self, dir: &Path) -> Result<Report> {
-        let model = self.inference_model();
+        let model = Model::Diffusion(self.inference_model());
         let device = self.device.clone().inner();
-        let opts = self.cfg.validation_options();
-        evaluate(dir, model.scale(), &mut |lr| {
-            upscale_rgb(&model, lr, &opts, &device, &mut |_, _| true)
-        })
+        let opts = UpscaleOptions {
+            sampling: self.cfg.validation_options(),
+            ..UpscaleOptions::default()
+        };
+        evaluate_model(dir, &model, &opts, &device)
     }
 
     fn save_best(&self) -> Result<()> {

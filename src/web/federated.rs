@@ -2,7 +2,8 @@
 //! round trains the global model on them ([`crate::federated::round`]) and returns only the
 //! update body, with what the page shows about it (size, norms, loss). The page does the HTTP.
 
-use super::{call_progress, js_error, pick_device, Image, Picked};
+use super::{call_progress, js_error, pick_device, Image};
+use crate::device::DeviceInfo;
 use crate::degrade::Sampler;
 use crate::error::WebSrError;
 use crate::federated::round::{run_round_async, ClientOptions};
@@ -22,9 +23,7 @@ pub const MAX_TRAINING_PIXELS: u64 = 64_000_000;
 #[wasm_bindgen]
 pub struct FlClient {
     device: Device,
-    backend: &'static str,
-    adapter: String,
-    note: String,
+    info: DeviceInfo,
     /// Shared with a running round; images can only be added between rounds.
     data: Rc<ClientData>,
     sampler: Sampler,
@@ -36,18 +35,10 @@ impl FlClient {
     /// `mixed` (blur, noise, JPEG each with probability 1/2), `clean`, `blur`, `noise` or `jpeg`.
     pub async fn create(backend: String, degradation: String) -> Result<FlClient, JsValue> {
         let sampler = Sampler::parse(&degradation).map_err(|e| js_error(&e))?;
-        let Picked {
-            device,
-            backend,
-            adapter,
-            note,
-            ..
-        } = pick_device(&backend).await?;
+        let selected = pick_device(&backend).await?;
         Ok(FlClient {
-            device,
-            backend,
-            adapter,
-            note,
+            device: selected.device,
+            info: selected.info,
             data: Rc::new(ClientData::new(TrainingSet::from_images(&[]), sampler)),
             sampler,
         })
@@ -55,17 +46,17 @@ impl FlClient {
 
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        self.backend.to_string()
+        self.info.backend.id().to_string()
     }
 
     #[wasm_bindgen(getter)]
     pub fn adapter(&self) -> String {
-        self.adapter.clone()
+        self.info.adapter.clone()
     }
 
     #[wasm_bindgen(getter)]
     pub fn note(&self) -> String {
-        self.note.clone()
+        self.info.note.clone()
     }
 
     /// Adds a photo (consumed; its alpha is ignored). Throws `TooLargeError` past the total

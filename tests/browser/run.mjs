@@ -70,6 +70,17 @@ async function downloadedPng(item) {
   return Buffer.from(b64, 'base64');
 }
 
+/** Collects what a person would see as a broken page: failed requests, HTTP errors, console
+ *  errors and uncaught exceptions. */
+function watchLoadProblems(page) {
+  const problems = [];
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`${r.status()} ${r.url()}`); });
+  page.on('requestfailed', (r) => problems.push(`failed ${r.url()}: ${r.failure()?.errorText}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  return problems;
+}
+
 async function openApp(browser, base, query = '') {
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
@@ -95,6 +106,23 @@ try {
     const browser = { newPage: () => context.newPage() };
     const t = (name, fn) => test(`[${mode}] ${name}`, fn);
     let page;
+
+    await t('a plain load of each page requests nothing that fails and logs no error', async () => {
+      for (const [file, ready] of [['', '[data-testid=model-status]'], ['federated.html', 'body']]) {
+        const p = await browser.newPage();
+        const problems = watchLoadProblems(p);
+        await p.goto(`${base}/${file}`, { waitUntil: 'load' });
+        if (file === '') {
+          await p.waitForFunction(() => /ready/.test(document.querySelector('[data-testid=model-status]')?.textContent),
+            null, { timeout: LONG });
+        } else {
+          await p.waitForSelector(ready);
+        }
+        await p.waitForLoadState('networkidle');
+        await p.close();
+        assert(problems.length === 0, `/${file}: ${problems.join('; ')}`);
+      }
+    });
 
     await t('the app starts on the expected backend and says why', async () => {
       page = await openApp(browser, base);

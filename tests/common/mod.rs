@@ -9,7 +9,7 @@ use websr::models::SrModel;
 
 /// Every backend compiled into this test build.
 pub fn devices() -> Vec<(&'static str, Device)> {
-    websr::backend::Backend::available()
+    websr::device::Backend::available()
         .into_iter()
         .map(|b| (b.name(), b.device().expect("compiled backend")))
         .collect()

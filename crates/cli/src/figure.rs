@@ -1,10 +1,62 @@
 //! `websr figure`: the README's side-by-side picture: LR (nearest-neighbour, so its pixels show)
 //! | bicubic | each model | HR, all cropped to the same region of a benchmark image.
 
+use crate::models::resolve_model;
+use crate::sampling::SamplingArgs;
 use anyhow::{bail, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use websr::device::Backend;
 use websr::image::{Picture, Planar};
 use websr::resize::{degrade_bicubic, imresize};
+use websr::upscale::{upscale_rgb, UpscaleOptions};
+use websr::Model;
+
+#[derive(clap::Args)]
+pub struct FigureArgs {
+    /// HR image (LR is made from it with the evaluation degradation).
+    #[arg(long)]
+    image: PathBuf,
+    /// Models to show, in order (repeatable).
+    #[arg(long, required = true)]
+    model: Vec<String>,
+    #[arg(long, default_value_t = 4)]
+    scale: usize,
+    /// Crop as Y,X,SIZE in HR pixels.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 0, 128])]
+    crop: Vec<usize>,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Diffusion models: sampled with these steps and seed (default 10 steps, seed 0);
+    /// a model trained with YODA is sampled with YODA.
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+pub fn run(args: FigureArgs) -> Result<()> {
+    let [y, x, size] = args.crop[..] else {
+        bail!("--crop takes Y,X,SIZE");
+    };
+    let device = Backend::Cpu.device()?;
+    let mut panels = Vec::new();
+    for name in &args.model {
+        let model = resolve_model(name, Some(args.scale), &device)?;
+        // The sampling flags apply to the diffusion panels; one-pass panels run as `upscale`.
+        let mut opts = UpscaleOptions::default();
+        if let Model::Diffusion(_) = &model {
+            opts.sampling = args.sampling.options(10)?;
+            opts.sampling.yoda |= model.yoda_trained();
+        }
+        panels.push((model, opts));
+    }
+    let upscalers: Vec<Upscaler> = panels
+        .iter()
+        .map(|(model, opts): &(Model, UpscaleOptions)| -> Upscaler {
+            let device = &device;
+            Box::new(move |lr| Ok(upscale_rgb(model, lr, opts, device, &mut |_, _| true)?))
+        })
+        .collect();
+    draw(&args.image, &upscalers, args.scale, [y, x, size], &args.output)
+}
 
 fn nearest(p: &Planar, s: usize) -> Planar {
     let mut out = Planar::zeros(p.channels, p.height * s, p.width * s);
@@ -37,10 +89,10 @@ fn strip(panels: &[Planar], gap: usize) -> Planar {
 }
 
 /// A model as the figure uses it: the LR image in, the SR image out.
-pub type Upscaler<'a> = Box<dyn Fn(&Planar) -> Result<Planar> + 'a>;
+type Upscaler<'a> = Box<dyn Fn(&Planar) -> Result<Planar> + 'a>;
 
 /// `models` must all upscale by `scale`.
-pub fn run(
+fn draw(
     image: &Path,
     models: &[Upscaler],
     scale: usize,

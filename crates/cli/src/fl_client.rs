@@ -8,7 +8,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use ureq::Agent;
-use websr::backend::Backend;
+use websr::device::Backend;
 use websr::degrade::Sampler;
 use websr::federated::round::{run_round_async, ClientOptions};
 use websr::federated::ClientData;

@@ -15,7 +15,7 @@ use rand::seq::index::sample;
 use rand::SeedableRng;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use websr::backend::Backend;
+use websr::device::Backend;
 use websr::burn::tensor::Device;
 use websr::degrade::{evaluation_suite, Sampler};
 use websr::eval::evaluate_degraded;
@@ -165,7 +165,7 @@ pub fn run(args: FlSimArgs) -> Result<()> {
         .map(|name| build_strategy(name, &args))
         .collect::<Result<Vec<_>>>()?;
     let device = Backend::Cpu.device()?;
-    let init = crate::cli_models::resolve_bytes(&args.model)?;
+    let init = crate::models::resolve_bytes(&args.model)?;
     let scale = weights::read_spec(&init)?.scale;
     if !args.patch.is_multiple_of(scale) {
         bail!(
@@ -173,7 +173,7 @@ pub fn run(args: FlSimArgs) -> Result<()> {
             args.patch
         );
     }
-    let dirs = crate::cli_models::training_dirs(&args.data, &args.data_root)
+    let dirs = crate::train::training_dirs(&args.data, &args.data_root)
         .context("the benchmark needs ../shared/data (or --data and --eval folders)")?;
     let eval_dirs: Vec<PathBuf> = args
         .eval

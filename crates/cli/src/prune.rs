@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use websr::backend::Backend;
+use websr::device::Backend;
 use websr::eval::image_files;
 use websr::prune::{score_grid, Manifest, Order, Rect, ScorerInfo, SelectParams};
 use websr::weights::sha256_hex;
@@ -60,16 +60,14 @@ fn scorer_sha256(name: &str) -> Result<String> {
 
 pub fn run(args: PruneArgs) -> Result<()> {
     let device = Backend::Cpu.device()?;
-    let Some(model) = crate::cli_models::resolve(&args.scorer, None, &device)? else {
-        bail!("the scorer must be a trained model, not bicubic");
-    };
+    let model = crate::models::resolve_one_pass(&args.scorer, &device)?;
     let selection = SelectParams {
         order: websr::prune::Order::parse(&args.order)?,
         keep: args.keep,
         drop_hardest: args.drop_hardest,
         seed: args.seed,
     };
-    let dirs = crate::cli_models::training_dirs(&args.data, &args.data_root)?;
+    let dirs = crate::train::training_dirs(&args.data, &args.data_root)?;
     let mut files = Vec::new();
     for d in &dirs {
         files.extend(image_files(d)?);

@@ -6,14 +6,15 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use websr::burn::tensor::Device;
-use websr::diffusion::upscale::upscale_rgb;
-use websr::diffusion::{DiffusionModel, SampleOptions};
-use websr::eval::{evaluate, evaluate_bicubic, evaluate_model, Report};
+use websr::device::Backend;
+use websr::diffusion::SampleOptions;
+use websr::eval::{evaluate_bicubic, evaluate_model, Report};
 use websr::train::diffusion::DiffusionTrainConfig;
 use websr::train::{read_json, CheckpointPaths, Schedule, TrainConfig, TrainState};
 use websr::upscale::UpscaleOptions;
 use websr::weights::sha256_hex;
 use websr::zoo::{Manifest, ModelEntry, ModelKind};
+use websr::Model;
 
 #[derive(clap::Args)]
 pub struct ShipArgs {
@@ -43,7 +44,7 @@ pub struct ShipArgs {
     steps: usize,
 }
 
-/// What differs between the two kinds of model on the card and in the manifest.
+/// The scores of a shipped model and what its card says about it.
 struct Measured {
     kind: ModelKind,
     arch: String,
@@ -56,21 +57,35 @@ struct Measured {
     eval_command: String,
 }
 
-pub fn run(args: &ShipArgs, device: &Device) -> Result<()> {
+/// What the card says about a model, which differs between the two kinds; the scores are
+/// measured the same way for both ([`measure`]).
+struct Described {
+    arch: String,
+    about: Vec<String>,
+    eval_command: String,
+    opts: UpscaleOptions,
+}
+
+pub fn run(args: &ShipArgs) -> Result<()> {
+    let device = Backend::Cpu.device()?;
     let paths = CheckpointPaths::new(&args.run);
     let state: TrainState = read_json(&paths.state)?;
     let bytes = std::fs::read(&paths.model)
         .with_context(|| format!("reading {}", paths.model.display()))?;
-    let (steps, measured) = match read_json::<DiffusionTrainConfig>(&paths.config) {
-        Ok(cfg) => (
-            cfg.schedule.steps,
-            measure_diffusion(args, &cfg, &bytes, &state, device)?,
-        ),
-        Err(_) => {
+    let model = Model::from_bytes(&bytes, &device)?;
+    let (steps, described) = match &model {
+        Model::Diffusion(_) => {
+            let cfg: DiffusionTrainConfig = read_json(&paths.config)?;
+            (
+                cfg.schedule.steps,
+                describe_diffusion(args, &cfg, &model, &state),
+            )
+        }
+        Model::OnePass(_) => {
             let cfg: TrainConfig = read_json(&paths.config)?;
             (
                 cfg.schedule.steps,
-                measure_one_pass(args, &cfg, &bytes, &state, device)?,
+                describe_one_pass(args, &cfg, &model, &state),
             )
         }
     };
@@ -81,25 +96,33 @@ pub fn run(args: &ShipArgs, device: &Device) -> Result<()> {
             state.step,
         );
     }
+    let measured = measure(args, &model, described, &device)?;
     publish(args, &bytes, &state, &measured)
 }
 
-fn measure_one_pass(
+/// Set5 and Set14 scores, as `websr eval` measures them.
+fn measure(args: &ShipArgs, model: &Model, d: Described, device: &Device) -> Result<Measured> {
+    let score = |set: &str| evaluate_model(&args.data.join(set), model, &d.opts, device);
+    Ok(Measured {
+        kind: model.kind(),
+        arch: d.arch,
+        scale: model.scale(),
+        set5: score("set5")?,
+        set14: score("set14")?,
+        about: d.about,
+        eval_command: d.eval_command,
+    })
+}
+
+fn describe_one_pass(
     args: &ShipArgs,
     cfg: &TrainConfig,
-    bytes: &[u8],
+    model: &Model,
     state: &TrainState,
-    device: &Device,
-) -> Result<Measured> {
-    let model = websr::weights::from_bytes(bytes, device)?;
+) -> Described {
     let scale = model.scale();
-    let opts = UpscaleOptions::default();
-    Ok(Measured {
-        kind: ModelKind::Regression,
+    Described {
         arch: cfg.spec.arch.name().to_string(),
-        scale,
-        set5: evaluate_model(&args.data.join("set5"), &model, &opts, device)?,
-        set14: evaluate_model(&args.data.join("set14"), &model, &opts, device)?,
         about: vec![
             format!(
                 "Architecture: `{}` x{scale}, {} body layers of width {}, {} parameters, {:.0} MACs per output pixel.",
@@ -113,28 +136,25 @@ fn measure_one_pass(
             training_line(state, &cfg.schedule, "L1 loss"),
         ],
         eval_command: format!("websr eval --model {} --data ../shared/data/setN", args.name),
-    })
+        opts: UpscaleOptions::default(),
+    }
 }
 
-fn measure_diffusion(
+fn describe_diffusion(
     args: &ShipArgs,
     cfg: &DiffusionTrainConfig,
-    bytes: &[u8],
+    model: &Model,
     state: &TrainState,
-    device: &Device,
-) -> Result<Measured> {
-    let model = DiffusionModel::from_bytes(bytes, device)?;
+) -> Described {
     let scale = model.scale();
-    let opts = SampleOptions {
-        steps: Some(args.steps),
-        eta: 0.0,
-        seed: 0,
-        yoda: cfg.spec.yoda.is_some(),
-    };
-    let score = |set: &str| {
-        evaluate(&args.data.join(set), scale, &mut |lr| {
-            upscale_rgb(&model, lr, &opts, device, &mut |_, _| true)
-        })
+    let opts = UpscaleOptions {
+        sampling: SampleOptions {
+            steps: Some(args.steps),
+            eta: 0.0,
+            seed: 0,
+            yoda: cfg.spec.yoda.is_some(),
+        },
+        ..UpscaleOptions::default()
     };
     let spec = &cfg.spec;
     let yoda = match &spec.yoda {
@@ -156,12 +176,8 @@ fn measure_diffusion(
         ),
         None => String::new(),
     };
-    Ok(Measured {
-        kind: ModelKind::Diffusion,
+    Described {
         arch: spec.kind.name().to_string(),
-        scale,
-        set5: score("set5")?,
-        set14: score("set14")?,
         about: vec![
             format!(
                 "Architecture: `{}` x{scale}, U-Net width {} with multipliers {:?}, {} res block(s) per level, attention {}{predictor}{yoda}; {} parameters. Noise schedule {:?}.",
@@ -190,7 +206,8 @@ fn measure_diffusion(
             args.steps,
             if spec.yoda.is_some() { " --yoda" } else { "" }
         ),
-    })
+        opts,
+    }
 }
 
 fn training_line(state: &TrainState, s: &Schedule, loss: &str) -> String {

@@ -3,19 +3,21 @@
 //! per second and peak memory for one image, then the step-count trade-off on Set5. Everything
 //! in one run, one after the other, so the speed ratios are measured side by side.
 
-use crate::diffusion_cli::resolve;
+use crate::models::resolve_diffusion;
 use crate::peak_alloc;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use websr::backend::Backend;
 use websr::burn::tensor::Device;
-use websr::diffusion::upscale::{initial_prediction_rgb, upscale_rgb};
-use websr::diffusion::{DiffusionKind, DiffusionModel, SampleOptions};
+use websr::device::Backend;
+use websr::diffusion::upscale::initial_prediction_rgb;
+use websr::diffusion::{DiffusionKind, SampleOptions};
 use websr::eval::evaluate;
 use websr::image::Planar;
 use websr::resize::imresize;
+use websr::upscale::{upscale_rgb, UpscaleOptions};
+use websr::Model;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -84,17 +86,27 @@ enum Job {
     Initial,
 }
 
+/// `m` sampled with `sampling`, the way `websr upscale` runs it.
+fn sample(m: &Model, lr: &Planar, sampling: &SampleOptions, device: &Device) -> websr::Result<Planar> {
+    let opts = UpscaleOptions {
+        sampling: sampling.clone(),
+        ..UpscaleOptions::default()
+    };
+    upscale_rgb(m, lr, &opts, device, &mut |_, _| true)
+}
+
 /// Seconds of one run of `job` on `lr`, and the peak heap above the start in bytes.
-fn time_once(m: &DiffusionModel, job: &Job, lr: &Planar, device: &Device) -> Result<(f64, usize)> {
+fn time_once(m: &Model, job: &Job, lr: &Planar, device: &Device) -> Result<(f64, usize)> {
     let base = peak_alloc::reset_peak();
     let started = Instant::now();
-    match job {
-        Job::Sample(opts) => {
-            upscale_rgb(m, lr, opts, device, &mut |_, _| true)?;
+    match (job, m) {
+        (Job::Sample(opts), _) => {
+            sample(m, lr, opts, device)?;
         }
-        Job::Initial => {
-            initial_prediction_rgb(m, lr, device)?;
+        (Job::Initial, Model::Diffusion(d)) => {
+            initial_prediction_rgb(d, lr, device)?;
         }
+        (Job::Initial, Model::OnePass(_)) => unreachable!("only DiWa rows time the predictor"),
     }
     let secs = started.elapsed().as_secs_f64();
     Ok((secs, peak_alloc::peak().saturating_sub(base)))
@@ -115,14 +127,12 @@ fn mean_scores(
 }
 
 fn quality(
-    m: &DiffusionModel,
+    m: &Model,
     dir: &Path,
     opts: &SampleOptions,
     device: &Device,
 ) -> Result<Option<[f64; 2]>> {
-    mean_scores(dir, m.scale(), &mut |lr| {
-        upscale_rgb(m, lr, opts, device, &mut |_, _| true)
-    })
+    mean_scores(dir, m.scale(), &mut |lr| sample(m, lr, opts, device))
 }
 
 fn fmt(q: Option<[f64; 2]>) -> String {
@@ -149,8 +159,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Some(base) => (base, true),
             None => (name.as_str(), false),
         };
-        let m = resolve(file, None, &device)?;
-        let yoda = force_yoda || m.spec.yoda.is_some();
+        let d = resolve_diffusion(file, &device)?;
+        let yoda = force_yoda || d.spec.yoda.is_some();
+        let params = d.num_params();
         let opts = |steps: usize| SampleOptions {
             steps: Some(steps),
             eta: 0.0,
@@ -159,7 +170,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         };
         let row = |model: String, steps: usize, set5, set14| Row {
             model,
-            params: m.num_params(),
+            params,
             steps,
             yoda,
             set5,
@@ -168,11 +179,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             peak_mib: f64::NAN,
         };
         let k = models.len();
-        if m.spec.kind == DiffusionKind::DiWa && !force_yoda {
+        if d.spec.kind == DiffusionKind::DiWa && !force_yoda {
             eprintln!("{name}: its initial predictor alone on Set5 and Set14");
             let only = |dir: &Path| {
-                mean_scores(dir, m.scale(), &mut |lr| {
-                    Ok(initial_prediction_rgb(&m, lr, &device)?.expect("DiWa"))
+                mean_scores(dir, d.scale(), &mut |lr| {
+                    Ok(initial_prediction_rgb(&d, lr, &device)?.expect("DiWa"))
                 })
             };
             let label = format!("{name}, initial predictor alone");
@@ -181,6 +192,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             jobs.push((k, Job::Initial, false, main.len()));
             main.push(r);
         }
+        let m = Model::Diffusion(d);
         eprintln!("{name}: {} steps on Set5 and Set14", args.steps);
         let q5 = quality(&m, &set5, &opts(args.steps), &device)?;
         let q14 = quality(&m, &set14, &opts(args.steps), &device)?;

@@ -1,0 +1,180 @@
+//! [`Engine`]: one loaded model, of either kind, on the worker's device, and the one upscale
+//! call the worker makes for it. A one-pass model runs tile by tile; a diffusion model samples
+//! step by step and sends previews; both go through [`crate::upscale::upscale_rgb_async`], so the
+//! same options and seed give the native CLI's image.
+
+use super::image::{preview_rgba, Image, Upscaled};
+use super::{call_with, js_error, pick_device};
+use crate::device::DeviceInfo;
+use crate::diffusion::SampleOptions;
+use crate::model::Model;
+use crate::tiling::tile_for_buffer_limit;
+use crate::upscale::{finish_picture, upscale_rgb_async, Progress, UpscaleOptions};
+use burn::tensor::Device;
+use js_sys::{Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+/// One loaded model on one device.
+#[wasm_bindgen]
+pub struct Engine {
+    model: Model,
+    device: Device,
+    info: DeviceInfo,
+}
+
+/// A number field of a JS options object, if present.
+fn number(options: &JsValue, key: &str) -> Option<f64> {
+    Reflect::get(options, &key.into()).ok()?.as_f64()
+}
+
+/// A boolean field of a JS options object, if present.
+fn boolean(options: &JsValue, key: &str) -> Option<bool> {
+    Reflect::get(options, &key.into()).ok()?.as_bool()
+}
+
+/// The `{width, height, rgba}` object of a preview.
+fn preview_object(rgb: crate::image::Planar) -> Result<JsValue, JsValue> {
+    let p = Object::new();
+    Reflect::set(&p, &"width".into(), &(rgb.width as u32).into())?;
+    Reflect::set(&p, &"height".into(), &(rgb.height as u32).into())?;
+    Reflect::set(&p, &"rgba".into(), &preview_rgba(rgb).into())?;
+    Ok(p.into())
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Loads safetensors weights of either kind (the file's own format tag decides).
+    /// `backend` is `"auto"` (WebGPU when the browser has an adapter, else CPU, and
+    /// [`Engine::note`] says why), `"webgpu"` (fails without it) or `"cpu"`.
+    pub async fn create(weights: Vec<u8>, backend: String) -> Result<Engine, JsValue> {
+        let selected = pick_device(&backend).await?;
+        let model = Model::from_bytes(&weights, &selected.device).map_err(|e| js_error(&e))?;
+        Ok(Engine {
+            model,
+            device: selected.device,
+            info: selected.info,
+        })
+    }
+
+    /// `"webgpu"` or `"cpu"`: what actually runs.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.info.backend.id().to_string()
+    }
+
+    /// The GPU adapter's name (or the CPU backend's).
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.info.adapter.clone()
+    }
+
+    /// Why the engine is not on the requested backend; empty when it is.
+    #[wasm_bindgen(getter)]
+    pub fn note(&self) -> String {
+        self.info.note.clone()
+    }
+
+    /// `"regression"` (one pass) or `"diffusion"` (sampled with steps and a seed).
+    #[wasm_bindgen(getter)]
+    pub fn kind(&self) -> String {
+        self.model.kind().name().to_string()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn scale(&self) -> u32 {
+        self.model.scale() as u32
+    }
+
+    /// `wavelr`, `dwsr`, ..., `sr3`, `diwa` or `diwa+yoda`.
+    #[wasm_bindgen(getter)]
+    pub fn arch(&self) -> String {
+        self.model.label()
+    }
+
+    /// Whether the model was trained with YODA (then sampling with YODA is its natural mode).
+    #[wasm_bindgen(getter, js_name = yodaTrained)]
+    pub fn yoda_trained(&self) -> bool {
+        self.model.yoda_trained()
+    }
+
+    /// The device's largest buffer, which [`Engine::auto_tile`] is sized from.
+    #[wasm_bindgen(getter, js_name = maxBufferBytes)]
+    pub fn max_buffer_bytes(&self) -> f64 {
+        self.info.max_buffer_bytes as f64
+    }
+
+    /// The tile side (LR pixels) used for `tile = 0`; 0 for a diffusion model, which samples
+    /// the whole image.
+    #[wasm_bindgen(getter, js_name = autoTile)]
+    pub fn auto_tile(&self) -> u32 {
+        match &self.model {
+            Model::OnePass(m) => tile_for_buffer_limit(
+                m.spec.peak_buffer_bytes_per_lr_pixel(),
+                m.receptive_radius_lr(),
+                self.info.max_buffer_bytes,
+            ) as u32,
+            Model::Diffusion(_) => 0,
+        }
+    }
+
+    /// Upscales `image` (consumed). `options`: `{tile = 0, tta = false}` for a one-pass model
+    /// (`tile = 0` sizes tiles from the device limits), `{steps = 50, seed = 0, yoda = false,
+    /// previewEvery = 0}` for a diffusion model (DDIM, eta 0). `onProgress(done, total, preview)`
+    /// is awaited after every tile or step (it may return a Promise); `preview` is `{width,
+    /// height, rgba}` every `previewEvery` steps and `undefined` otherwise. Returning `false`
+    /// cancels with a `CancelledError` and frees the device memory.
+    pub fn upscale(&self, image: Image, options: JsValue, on_progress: Function) -> Promise {
+        let model = self.model.clone();
+        let device = self.device.clone();
+        let tile = match number(&options, "tile").unwrap_or(0.0) as u32 {
+            0 => self.auto_tile(),
+            t => t,
+        };
+        let opts = UpscaleOptions {
+            tile: Some(tile.max(1) as usize),
+            tta: boolean(&options, "tta").unwrap_or(false),
+            sampling: SampleOptions {
+                steps: Some(number(&options, "steps").unwrap_or(50.0).max(1.0) as usize),
+                eta: 0.0,
+                seed: number(&options, "seed").unwrap_or(0.0) as u32 as u64,
+                yoda: boolean(&options, "yoda").unwrap_or(false),
+            },
+            preview_every: number(&options, "previewEvery").unwrap_or(0.0).max(0.0) as usize,
+            ..UpscaleOptions::default()
+        };
+        future_to_promise(async move {
+            let pic = image.picture;
+            let after = |p: Progress| {
+                let f = on_progress.clone();
+                async move {
+                    let preview = match p.preview {
+                        Some(rgb) => match preview_object(rgb) {
+                            Ok(v) => v,
+                            Err(_) => return false,
+                        },
+                        None => JsValue::UNDEFINED,
+                    };
+                    let args = [(p.done as f64).into(), (p.total as f64).into(), preview];
+                    call_with(&f, &args).await
+                }
+            };
+            let rgb = match upscale_rgb_async(&model, &pic.rgb, &opts, &device, after).await {
+                Ok(rgb) => rgb,
+                Err(e) => {
+                    device.memory_cleanup();
+                    return Err(js_error(&e));
+                }
+            };
+            let out = finish_picture(rgb, &pic, model.scale());
+            drop(pic);
+            Ok(Upscaled::encode(out)?.into())
+        })
+    }
+
+    /// Frees cached device memory (between images, or after a cancel).
+    #[wasm_bindgen(js_name = releaseMemory)]
+    pub fn release_memory(&self) {
+        self.device.memory_cleanup();
+    }
+}
