@@ -21,11 +21,11 @@
 //! patches and train on the most informative ones first. The [`Manifest`] (a JSON file that
 //! `websr prune` writes and `websr train --subset` reads) is the only part that touches files.
 
+use crate::device::read_f32_async;
 use crate::error::{Result, WebSrError};
 use crate::image::Planar;
 use crate::models::SrModel;
 use crate::resize::degrade_bicubic;
-use crate::device::read_f32_async;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

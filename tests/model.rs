@@ -95,7 +95,9 @@ fn progress_counts_tiles_or_steps_and_previews_come_only_from_diffusion() {
     };
     let seen = progress_of(&Model::from(one_pass(&device)), &lr, &tiled);
     assert_eq!(seen.len(), 6, "3x2 tiles: {seen:?}");
-    assert!(seen.iter().all(|&(_, total, preview)| total == 6 && !preview));
+    assert!(seen
+        .iter()
+        .all(|&(_, total, preview)| total == 6 && !preview));
 
     let mut opts = sampling(5);
     opts.preview_every = 2;
@@ -113,13 +115,13 @@ fn a_result_too_large_for_memory_is_refused_before_any_work() {
     let err = check_output_size(side, side + 1, 4).unwrap_err();
     assert!(matches!(err, WebSrError::OutputTooLarge { .. }), "{err}");
     assert!(err.to_string().contains("pixel limit"), "{err}");
-    assert!(matches!(
-        check_output_size(0, 5, 2),
-        Err(WebSrError::Empty)
-    ));
+    assert!(matches!(check_output_size(0, 5, 2), Err(WebSrError::Empty)));
     // And through the upscale itself, for both kinds, with an empty image.
     let empty = Planar::zeros(3, 0, 0);
-    for model in [Model::from(one_pass(&device)), Model::from(diffusion(&device))] {
+    for model in [
+        Model::from(one_pass(&device)),
+        Model::from(diffusion(&device)),
+    ] {
         let mut called = false;
         let err = upscale_rgb(&model, &empty, &sampling(2), &device, &mut |_, _| {
             called = true;

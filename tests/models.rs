@@ -143,10 +143,16 @@ fn tiled_output_equals_untiled_output() {
                 ..Default::default()
             };
             let mut calls = 0;
-            let tiled = upscale_rgb(&Model::from(model.clone()), &lr, &opts, &device, &mut |_, _| {
-                calls += 1;
-                true
-            })
+            let tiled = upscale_rgb(
+                &Model::from(model.clone()),
+                &lr,
+                &opts,
+                &device,
+                &mut |_, _| {
+                    calls += 1;
+                    true
+                },
+            )
             .unwrap();
             assert!(calls >= 9, "expected several tiles, got {calls}");
             let d = max_abs_diff(&whole.data, &tiled.data);
@@ -167,7 +173,14 @@ fn self_ensemble_undoes_its_transforms() {
         tta: true,
         ..Default::default()
     };
-    let out = upscale_rgb(&Model::from(model.clone()), &lr, &opts, &device, &mut |_, _| true).unwrap();
+    let out = upscale_rgb(
+        &Model::from(model.clone()),
+        &lr,
+        &opts,
+        &device,
+        &mut |_, _| true,
+    )
+    .unwrap();
     assert!(max_abs_diff(&out.data, &imresize(&lr, 2.0).data) < 1e-4);
 }
 
@@ -181,10 +194,16 @@ fn cancelling_stops_between_tiles() {
         ..Default::default()
     };
     let mut seen = 0;
-    let err = upscale_rgb(&Model::from(model.clone()), &lr, &opts, &device, &mut |done, _| {
-        seen = done;
-        done < 2
-    })
+    let err = upscale_rgb(
+        &Model::from(model.clone()),
+        &lr,
+        &opts,
+        &device,
+        &mut |done, _| {
+            seen = done;
+            done < 2
+        },
+    )
     .unwrap_err();
     assert!(matches!(err, WebSrError::Cancelled));
     assert_eq!(seen, 2);

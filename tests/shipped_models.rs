@@ -42,7 +42,12 @@ fn shipped() -> Vec<(ModelEntry, Model)> {
         .map(|entry| {
             let bytes = read_verified(&dir, &entry).unwrap();
             let model = Model::from_bytes(&bytes, &device).unwrap();
-            assert_eq!(model.kind(), entry.kind, "{}: the manifest's kind", entry.name);
+            assert_eq!(
+                model.kind(),
+                entry.kind,
+                "{}: the manifest's kind",
+                entry.name
+            );
             (entry, model)
         })
         .collect()
@@ -55,9 +60,16 @@ fn every_shipped_model_loads_and_does_real_work() {
     for (entry, model) in shipped() {
         let name = &entry.name;
         let arch = model.label().replace("+yoda", "");
-        assert_eq!((arch, model.scale()), (entry.arch.clone(), entry.scale), "{name}");
+        assert_eq!(
+            (arch, model.scale()),
+            (entry.arch.clone(), entry.scale),
+            "{name}"
+        );
         let (hr, lr) = degrade_bicubic(&hr, entry.scale);
-        let sr = upscale_rgb(&model, &lr, &eval_options(&model), &device, &mut |_, _| true).unwrap();
+        let sr = upscale_rgb(&model, &lr, &eval_options(&model), &device, &mut |_, _| {
+            true
+        })
+        .unwrap();
         let bicubic = imresize(&lr, entry.scale as f64);
         // Trained weights move away from the bicubic start, and never into garbage.
         assert!(

@@ -71,7 +71,12 @@ impl InitialPredictor {
         }
     }
 
-    /// `c + convs(c)` on `[N, 12, H, W]` sub-bands.
+    /// `c + convs(c)` on sub-bands.
+    ///
+    /// # Shapes
+    ///
+    /// - c: `[batch, 12, H, W]`
+    /// - output: `[batch, 12, H, W]`
     pub fn forward(&self, c: Tensor<4>) -> Tensor<4> {
         let mut x = relu(self.head.forward(c.clone()));
         for conv in &self.body {
@@ -122,6 +127,11 @@ impl DiWa {
 
     /// `(c, x_init)` for `lr` in `[0, 1]`: the sub-bands of `x_up` (in `[-1, 1]`) and the initial
     /// prediction.
+    ///
+    /// # Shapes
+    ///
+    /// - lr: `[batch, 3, H, W]`
+    /// - c, x_init: `[batch, 12, scale*H/2, scale*W/2]`
     pub fn condition(&self, lr: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let up = bicubic_upscale(lr, self.scale)
             .mul_scalar(2.0)
@@ -131,12 +141,23 @@ impl DiWa {
         (c, x_init)
     }
 
-    /// `eps_hat = UNet(cat[c, y_t], gamma)`.
+    /// `eps_hat = UNet(cat[c, y_t], gamma)`: the network's forward pass.
+    ///
+    /// # Shapes
+    ///
+    /// - c, y (`y_t`): `[batch, 12, scale*H/2, scale*W/2]`
+    /// - gamma: `[batch]`
+    /// - output: `[batch, 12, scale*H/2, scale*W/2]`
     pub fn predict_noise(&self, c: Tensor<4>, y: Tensor<4>, gamma: Tensor<1>) -> Tensor<4> {
         self.unet.forward(Tensor::cat(vec![c, y], 1), gamma)
     }
 
     /// The initial prediction alone as an image in `[0, 1]` (what DiWa adds the diffusion to).
+    ///
+    /// # Shapes
+    ///
+    /// - lr: `[batch, 3, H, W]`
+    /// - output: `[batch, 3, scale*H, scale*W]`
     pub fn initial_prediction(&self, lr: Tensor<4>) -> Tensor<4> {
         to_image(idwt(self.condition(lr).1))
     }
@@ -197,7 +218,12 @@ impl DiWa {
         SamplingRun::start(c, Decoder::Wavelet { x_init }, &process, seed, guide)
     }
 
-    /// A super-resolved batch in `[0, 1]` (`[N, 3, scale h, scale w]`); `seed` fixes it.
+    /// A super-resolved batch in `[0, 1]`; `seed` fixes it.
+    ///
+    /// # Shapes
+    ///
+    /// - lr: `[batch, 3, H, W]`
+    /// - output: `[batch, 3, scale*H, scale*W]`
     pub fn sample(
         &self,
         lr: Tensor<4>,

@@ -54,14 +54,25 @@ impl Sr3 {
         [h * self.scale, w * self.scale]
     }
 
-    /// `x_up`: the bicubic upscale of `lr` (`[N, 3, h, w]` in `[0, 1]`) mapped to `[-1, 1]`.
+    /// `x_up`: the bicubic upscale of `lr` (in `[0, 1]`) mapped to `[-1, 1]`.
+    ///
+    /// # Shapes
+    ///
+    /// - lr: `[batch, 3, H, W]`
+    /// - output: `[batch, 3, scale*H, scale*W]`
     pub fn condition(&self, lr: Tensor<4>) -> Tensor<4> {
         bicubic_upscale(lr, self.scale)
             .mul_scalar(2.0)
             .sub_scalar(1.0)
     }
 
-    /// `eps_hat = UNet(cat[x_up, y_t], gamma)`.
+    /// `eps_hat = UNet(cat[x_up, y_t], gamma)`: the network's forward pass.
+    ///
+    /// # Shapes
+    ///
+    /// - condition (`x_up`), y (`y_t`): `[batch, 3, scale*H, scale*W]`
+    /// - gamma: `[batch]`
+    /// - output: `[batch, 3, scale*H, scale*W]`
     pub fn predict_noise(&self, condition: Tensor<4>, y: Tensor<4>, gamma: Tensor<1>) -> Tensor<4> {
         self.unet.forward(Tensor::cat(vec![condition, y], 1), gamma)
     }
@@ -114,7 +125,12 @@ impl Sr3 {
         SamplingRun::start(condition, Decoder::Pixels, &process, seed, guide)
     }
 
-    /// A super-resolved batch in `[0, 1]` (`[N, 3, scale h, scale w]`); `seed` fixes it.
+    /// A super-resolved batch in `[0, 1]`; `seed` fixes it.
+    ///
+    /// # Shapes
+    ///
+    /// - lr: `[batch, 3, H, W]`
+    /// - output: `[batch, 3, scale*H, scale*W]`
     pub fn sample(
         &self,
         lr: Tensor<4>,

@@ -107,7 +107,13 @@ impl ResnetBlock {
         }
     }
 
-    /// `x`: `[N, C_in, H, W]`, `emb`: `[N, E]`.
+    /// The block applied to `x`, shifted by the noise-level embedding `emb`.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[batch, channels_in, H, W]`
+    /// - emb: `[batch, E]`, `E` the embedding width
+    /// - output: `[batch, channels_out, H, W]`
     pub fn forward(&self, x: Tensor<4>, emb: Tensor<2>) -> Tensor<4> {
         let h = self.block1.forward(x.clone());
         let dims = h.dims();
@@ -258,7 +264,14 @@ impl UNetConfig {
 }
 
 impl UNet {
-    /// `x`: `[N, in, H, W]`, `gamma`: `[N]` noise levels -> `[N, out, H, W]`.
+    /// The predicted noise for `x` (condition and noisy signal, concatenated) at the noise levels
+    /// `gamma`.
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[batch, in_channels, H, W]`, H and W multiples of `2^(levels - 1)`
+    /// - gamma: `[batch]`
+    /// - output: `[batch, out_channels, H, W]`
     pub fn forward(&self, x: Tensor<4>, gamma: Tensor<1>) -> Tensor<4> {
         let [n, _, h, w] = x.dims();
         let multiple = 1 << (self.down.len() - 1);

@@ -4,9 +4,9 @@
 
 use super::model::{DiffusionModel, SampleOptions};
 use super::sampler::SamplingRun;
+use crate::device::{read_f32_async, to_tensor};
 use crate::error::{Result, WebSrError};
 use crate::image::Planar;
-use crate::device::{read_f32_async, to_tensor};
 use burn::tensor::{Device, Tensor};
 
 /// The largest LR input sampled whole: diffusion runs the U-Net on the full image at every

@@ -4,13 +4,15 @@
 //! Adam's moments start from zero every round: a client keeps no state between rounds (it may
 //! never come back), which is what the FedAvg/FedProx papers assume for the local solver.
 
+use crate::device::read_f32_async;
 use crate::error::Result;
 use crate::federated::ClientData;
-use crate::models::SrModel;
-use crate::device::read_f32_async;
+use crate::models::{SrModel, SrNet};
+use crate::train::step::{l1_step, optimizer};
+use crate::train::step_rng;
 use crate::weights;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
 
 /// What one client does in one round.
@@ -38,18 +40,38 @@ impl ModuleVisitor for FlatParams {
     }
 }
 
-fn flat_params(model: &SrModel) -> Vec<Tensor<1>> {
+fn flat_params(net: &SrNet) -> Vec<Tensor<1>> {
     let mut v = FlatParams(Vec::new());
-    model.net.visit(&mut v);
+    net.visit(&mut v);
     v.0
+}
+
+/// FedProx's proximal term `mu/2 * ||w - w_global||^2`, which keeps a client near the global
+/// weights.
+struct Proximal {
+    mu: f64,
+    /// The global weights, detached, in [`flat_params`] order.
+    anchor: Vec<Tensor<1>>,
+}
+
+impl Proximal {
+    /// The term for the client's current weights (`None` for a network without parameters).
+    fn term(&self, net: &SrNet) -> Option<Tensor<1>> {
+        let squares = flat_params(net)
+            .into_iter()
+            .zip(&self.anchor)
+            .map(|(w, g)| (w - g.clone()).square().sum());
+        let sum = squares.reduce(|sum, square| sum + square)?;
+        Some(sum.mul_scalar(self.mu / 2.0))
+    }
 }
 
 /// A client's model being trained from the global weights.
 pub struct LocalTrainer {
     cfg: LocalConfig,
     model: SrModel,
-    /// The global weights, detached: the anchor of the proximal term.
-    anchor: Vec<Tensor<1>>,
+    /// `None` when the round's `prox_mu` is 0: plain local training.
+    proximal: Option<Proximal>,
     optim: ModuleOptimizer,
     device: Device,
     step: usize,
@@ -61,19 +83,18 @@ impl LocalTrainer {
     pub fn new(global: &[u8], cfg: LocalConfig, device: &Device) -> Result<Self> {
         let device = device.clone().autodiff();
         let model = weights::from_bytes(global, &device)?;
-        let anchor = if cfg.prox_mu > 0.0 {
-            flat_params(&model)
+        let proximal = (cfg.prox_mu > 0.0).then(|| Proximal {
+            mu: cfg.prox_mu,
+            anchor: flat_params(&model.net)
                 .into_iter()
                 .map(|t| t.detach())
-                .collect()
-        } else {
-            Vec::new()
-        };
+                .collect(),
+        });
         Ok(Self {
             cfg,
             model,
-            anchor,
-            optim: AdamConfig::new().init(),
+            proximal,
+            optim: optimizer(),
             device,
             step: 0,
             loss_sum: 0.0,
@@ -97,29 +118,18 @@ impl LocalTrainer {
     /// read the loss back from the GPU asynchronously.
     pub async fn step_async(&mut self, data: &ClientData) -> Result<f64> {
         // The same client and round always see the same batches.
-        let mut rng = crate::train::step_rng(self.cfg.seed, self.step);
+        let mut rng = step_rng(self.cfg.seed, self.step);
         let scale = self.model.scale();
-        let (lr, hr) = data
+        let batch = data
             .batch(&mut rng, self.cfg.batch, self.cfg.patch, scale)?
             .to_tensors(&self.device);
-        let l1 = (self.model.net.forward(lr) - hr).abs().mean();
-        let mut loss = l1.clone();
-        if self.cfg.prox_mu > 0.0 {
-            let mut prox: Option<Tensor<1>> = None;
-            for (w, g) in flat_params(&self.model).into_iter().zip(&self.anchor) {
-                let sq = (w - g.clone()).square().sum();
-                prox = Some(match prox {
-                    Some(p) => p + sq,
-                    None => sq,
-                });
-            }
-            if let Some(p) = prox {
-                loss = loss + p.mul_scalar(self.cfg.prox_mu / 2.0);
-            }
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
-        let net = self.model.net.clone();
-        self.model.net = self.optim.step(self.cfg.lr, net, grads);
+        let l1 = l1_step(
+            &mut self.model.net,
+            &mut self.optim,
+            batch,
+            self.cfg.lr,
+            |net| self.proximal.as_ref().and_then(|p| p.term(net)),
+        );
         let value = f64::from(read_f32_async(l1).await?[0]);
         self.step += 1;
         self.loss_sum += value;
@@ -143,7 +153,7 @@ impl LocalTrainer {
     /// asynchronously (a browser may not block on the GPU) into a CPU copy of the model, which is
     /// then serialised.
     pub async fn trained_bytes_async(&self) -> Result<Vec<u8>> {
-        let params = flat_params(&self.model);
+        let params = flat_params(&self.model.net);
         let lengths: Vec<usize> = params.iter().map(|p| p.shape().num_elements()).collect();
         let all = read_f32_async(Tensor::cat(params, 0).detach()).await?;
         let mut values = Vec::with_capacity(lengths.len());

@@ -86,6 +86,12 @@ pub fn space_to_depth(x: Tensor<4>) -> Tensor<4> {
 }
 
 impl Dwa {
+    /// `ReLU(Conv_final(cat[V, H, X]))` of `x` (sub-bands, or the image in Direct mode).
+    ///
+    /// # Shapes
+    ///
+    /// - x: `[batch, channels_in, H, W]` (H and W even when the stride is 2)
+    /// - output: `[batch, channels_out, H/stride, W/stride]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let v = self.v1.forward(x.clone()) - self.v2.forward(shift(x.clone(), 2));
         let h = self.h1.forward(x.clone()) - self.h2.forward(shift(x.clone(), 3));

@@ -13,7 +13,9 @@ use super::layers::{conv3, conv3_zero, deepen_body};
 use crate::upsample::bicubic_upscale;
 use crate::wavelet::{dwt, idwt};
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{
+    Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor,
+};
 use burn::nn::conv::Conv2d;
 use burn::tensor::{activation::relu, Device, Tensor};
 
@@ -34,54 +36,106 @@ pub struct DwsrConfig {
     pub direct: bool,
 }
 
+/// DWSR's first layer; the variant also says what the network reads.
+// One per model: the size difference between the variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
+enum Head {
+    /// Conv + ReLU on the 12 Haar sub-bands of the upscaled image (DWSR).
+    Conv(Conv2d),
+    /// A DWA module on the sub-bands (DWSR+DWA).
+    Dwa(Dwa),
+    /// A stride-2 DWA on the upscaled RGB image itself, without the input DWT (DWA-Direct).
+    Direct(Dwa),
+}
+
+impl Head {
+    /// Features of the bicubic-upscaled image `up` at half its resolution.
+    ///
+    /// # Shapes
+    ///
+    /// - up: `[batch, 3, H, W]` (H and W even)
+    /// - output: `[batch, features, H/2, W/2]`
+    fn forward(&self, up: Tensor<4>) -> Tensor<4> {
+        match self {
+            Head::Conv(conv) => relu(conv.forward(dwt(up))),
+            Head::Dwa(dwa) => dwa.forward(dwt(up)),
+            Head::Direct(dwa) => dwa.forward(up),
+        }
+    }
+
+    /// The name its tensors are saved under (`head_conv.weight`, `head_dwa.v1.weight`, ...):
+    /// the names of the two optional fields DWSR had before this enum, which the shipped
+    /// weight files use.
+    fn saved_name(&self) -> &'static str {
+        match self {
+            Head::Conv(_) => "head_conv",
+            Head::Dwa(_) | Head::Direct(_) => "head_dwa",
+        }
+    }
+
+    /// Visits the inner module as the field [`Head::saved_name`], with no variant in the path.
+    fn visit_saved<V: ModuleVisitor>(&self, visitor: &mut V) {
+        let name = self.saved_name();
+        match self {
+            Head::Conv(conv) => visit_field(visitor, name, conv),
+            Head::Dwa(dwa) | Head::Direct(dwa) => visit_field(visitor, name, dwa),
+        }
+    }
+
+    /// Maps the inner module as the field [`Head::saved_name`], with no variant in the path.
+    fn map_saved<M: ModuleMapper>(self, mapper: &mut M) -> Head {
+        let name = self.saved_name();
+        match self {
+            Head::Conv(conv) => Head::Conv(map_field(mapper, name, conv)),
+            Head::Dwa(dwa) => Head::Dwa(map_field(mapper, name, dwa)),
+            Head::Direct(dwa) => Head::Direct(map_field(mapper, name, dwa)),
+        }
+    }
+}
+
+/// DWSR and its DWA variants. Its `Module` is written out rather than derived only to save the
+/// head under `Head::saved_name` (a derived one would save `head.weight`, or with the
+/// variant, `head.Conv.weight`); it is what the derive would make otherwise.
+#[derive(Clone, Debug)]
 pub struct Dwsr {
-    head_conv: Option<Conv2d>,
-    head_dwa: Option<Dwa>,
+    head: Head,
     body: Vec<Conv2d>,
     tail: Conv2d,
     scale: usize,
-    direct: bool,
 }
 
 impl DwsrConfig {
     pub fn init(&self, device: &Device) -> Dwsr {
         let f = self.features;
-        let (head_conv, head_dwa) = if self.direct {
-            let dwa = DwaConfig::new(3, f, f / 2).with_stride(2).init(device);
-            (None, Some(dwa))
+        let head = if self.direct {
+            Head::Direct(DwaConfig::new(3, f, f / 2).with_stride(2).init(device))
         } else if self.dwa_head {
-            (None, Some(DwaConfig::new(12, f, f / 2).init(device)))
+            Head::Dwa(DwaConfig::new(12, f, f / 2).init(device))
         } else {
-            (Some(conv3(12, f, false, device)), None)
+            Head::Conv(conv3(12, f, false, device))
         };
         Dwsr {
-            head_conv,
-            head_dwa,
+            head,
             body: (0..self.body_layers)
                 .map(|_| conv3(f, f, false, device))
                 .collect(),
             tail: conv3_zero(f, 12, false, device),
             scale: self.scale,
-            direct: self.direct,
         }
     }
 }
 
 impl Dwsr {
-    /// `[N, 3, h, w]` low-resolution image in `[0, 1]` -> `[N, 3, h*scale, w*scale]`.
+    /// The low-resolution image `lr`, in `[0, 1]`, upscaled.
+    ///
+    /// # Shapes
+    ///
+    /// - lr: `[batch, 3, H, W]`
+    /// - output: `[batch, 3, scale*H, scale*W]`
     pub fn forward(&self, lr: Tensor<4>) -> Tensor<4> {
         let up = bicubic_upscale(lr, self.scale);
-        let input = if self.direct {
-            up.clone()
-        } else {
-            dwt(up.clone())
-        };
-        let mut x = match (&self.head_conv, &self.head_dwa) {
-            (Some(conv), _) => relu(conv.forward(input)),
-            (None, Some(dwa)) => dwa.forward(input),
-            (None, None) => unreachable!("DWSR has a head"),
-        };
+        let mut x = self.head.forward(up.clone());
         for conv in &self.body {
             x = relu(conv.forward(x));
         }
@@ -99,7 +153,120 @@ impl Dwsr {
     /// How far (in output pixels) one output pixel can see: each 3x3 conv at half resolution
     /// adds 2 output pixels per side, plus the bicubic kernel.
     pub fn receptive_radius_lr(&self) -> usize {
-        let convs = self.body.len() + 2 + usize::from(self.head_dwa.is_some());
+        let dwa_head = !matches!(self.head, Head::Conv(_));
+        let convs = self.body.len() + 2 + usize::from(dwa_head);
         (2 * convs).div_ceil(self.scale) + 3
+    }
+}
+
+// Dwsr's hand-written `Module` (see `Dwsr`'s doc for why).
+
+/// The container type a derived `Module` reports for `Dwsr`'s fields.
+const CONTAINER: &str = "Struct:Dwsr";
+
+/// Visits `field` as `Dwsr`'s field `name`, as a derived `Module` does.
+fn visit_field<M: Module, V: ModuleVisitor>(visitor: &mut V, name: &str, field: &M) {
+    visitor.enter_module(name, CONTAINER);
+    field.visit(visitor);
+    visitor.exit_module(name, CONTAINER);
+}
+
+/// Maps `field` as `Dwsr`'s field `name`, as a derived `Module` does.
+fn map_field<M: Module, P: ModuleMapper>(mapper: &mut P, name: &str, field: M) -> M {
+    mapper.enter_module(name, CONTAINER);
+    let field = field.map(mapper);
+    mapper.exit_module(name, CONTAINER);
+    field
+}
+
+impl Module for Dwsr {
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        self.head.visit_saved(visitor);
+        visit_field(visitor, "body", &self.body);
+        visit_field(visitor, "tail", &self.tail);
+    }
+
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        Dwsr {
+            head: self.head.map_saved(mapper),
+            body: map_field(mapper, "body", self.body),
+            tail: map_field(mapper, "tail", self.tail),
+            scale: self.scale,
+        }
+    }
+
+    fn collect_devices(&self, devices: Devices) -> Devices {
+        let devices = self.head.collect_devices(devices);
+        let devices = self.body.collect_devices(devices);
+        self.tail.collect_devices(devices)
+    }
+
+    fn fork(self, device: &Device) -> Self {
+        Dwsr {
+            head: self.head.fork(device),
+            body: self.body.fork(device),
+            tail: self.tail.fork(device),
+            scale: self.scale,
+        }
+    }
+
+    fn to_device(self, device: &Device) -> Self {
+        Dwsr {
+            head: self.head.to_device(device),
+            body: self.body.to_device(device),
+            tail: self.tail.to_device(device),
+            scale: self.scale,
+        }
+    }
+
+    fn train(self) -> Self {
+        Dwsr {
+            head: self.head.train(),
+            body: self.body.train(),
+            tail: self.tail.train(),
+            scale: self.scale,
+        }
+    }
+
+    fn valid(&self) -> Self {
+        Dwsr {
+            head: self.head.valid(),
+            body: self.body.valid(),
+            tail: self.tail.valid(),
+            scale: self.scale,
+        }
+    }
+
+    fn materialize(self) -> Self {
+        Dwsr {
+            head: self.head.materialize(),
+            body: self.body.materialize(),
+            tail: self.tail.materialize(),
+            scale: self.scale,
+        }
+    }
+}
+
+impl ModuleDisplayDefault for Dwsr {
+    fn content(&self, content: Content) -> Option<Content> {
+        content
+            .set_top_level_type("Dwsr")
+            .add(self.head.saved_name(), &self.head)
+            .add("body", &self.body)
+            .add("tail", &self.tail)
+            .add_debug_attribute("scale", &self.scale)
+            .optional()
+    }
+
+    fn num_params(&self) -> usize {
+        Module::num_params(self)
+    }
+}
+
+impl ModuleDisplay for Dwsr {}
+
+impl std::fmt::Display for Dwsr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.format(Default::default()))
     }
 }

@@ -54,7 +54,12 @@ impl WaveLrConfig {
 }
 
 impl WaveLr {
-    /// `[N, 3, h, w]` in `[0, 1]` -> `[N, 3, h*scale, w*scale]`.
+    /// The low-resolution image `lr`, in `[0, 1]`, upscaled.
+    ///
+    /// # Shapes
+    ///
+    /// - lr: `[batch, 3, H, W]`
+    /// - output: `[batch, 3, scale*H, scale*W]`
     pub fn forward(&self, lr: Tensor<4>) -> Tensor<4> {
         let up = bicubic_upscale(lr.clone(), self.scale);
         let mut x = relu(self.head.forward(lr));

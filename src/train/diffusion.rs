@@ -3,18 +3,17 @@
 //! checkpoints and resume, and periodic validation, here by sampling the benchmark folder with
 //! a few deterministic DDIM steps.
 
+use super::checkpoint::{resume_or_start, save_resumable, CheckpointPaths, RunConfig};
 use super::data::TrainingSet;
-use super::{
-    load_resumable, read_json, save_resumable, write_json, CheckpointPaths, Schedule, TrainState,
-    TrainingRun,
-};
+use super::step::descend;
+use super::{Schedule, TrainState, TrainingRun};
 use crate::diffusion::{DiffusionModel, DiffusionSpec, SampleOptions};
 use crate::error::{Result, WebSrError};
 use crate::eval::{evaluate_model, Report};
 use crate::model::Model;
 use crate::upscale::UpscaleOptions;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -59,6 +58,18 @@ impl DiffusionTrainConfig {
     }
 }
 
+impl RunConfig for DiffusionTrainConfig {
+    fn resume_conflict(&self, saved: &Self) -> Option<String> {
+        (saved.spec != self.spec).then(|| {
+            format!(
+                "is for {}, not {}",
+                serde_json::to_string(&saved.spec).expect("serialisable"),
+                serde_json::to_string(&self.spec).expect("serialisable"),
+            )
+        })
+    }
+}
+
 /// A diffusion training run, with checkpoints in `dir` (the same files as [`super::Trainer`]'s).
 pub struct DiffusionTrainer {
     pub cfg: DiffusionTrainConfig,
@@ -78,28 +89,15 @@ impl DiffusionTrainer {
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
-        std::fs::create_dir_all(dir).map_err(|e| WebSrError::io(dir, e))?;
-        let paths = CheckpointPaths::new(dir);
         let device = device.clone().autodiff();
-        let optim = AdamConfig::new().init();
-        let (model, optim, state) = if resume && paths.state.exists() {
-            let saved: DiffusionTrainConfig = read_json(&paths.config)?;
-            if saved.spec != cfg.spec {
-                return Err(WebSrError::Invalid(format!(
-                    "checkpoint in {} is for {}, not {}",
-                    dir.display(),
-                    serde_json::to_string(&saved.spec).expect("serialisable"),
-                    serde_json::to_string(&cfg.spec).expect("serialisable"),
-                )));
-            }
-            let mut model = DiffusionModel::init(cfg.spec.clone(), &device)?;
-            let (optim, state) = load_resumable(&mut model.net, optim, &paths)?;
-            (model, optim, state)
-        } else {
-            let model = DiffusionModel::init_seeded(cfg.spec.clone(), &device, cfg.schedule.seed)?;
-            (model, optim, TrainState::default())
-        };
-        write_json(&paths.config, &cfg)?;
+        let (model, optim, state) = resume_or_start(
+            dir,
+            &cfg,
+            resume,
+            |model: &mut DiffusionModel| &mut model.net,
+            || DiffusionModel::init(cfg.spec.clone(), &device),
+            || DiffusionModel::init_seeded(cfg.spec.clone(), &device, cfg.schedule.seed),
+        )?;
         Ok(Self {
             cfg,
             model,
@@ -132,12 +130,13 @@ impl TrainingRun for DiffusionTrainer {
             .to_tensors(&self.device);
         let loss = self.model.loss(lr_t, hr_t, &mut rng);
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
-        let lr = schedule.lr_at(step);
-        let net = self.optim.step(lr, self.model.net.clone(), grads);
-        self.model = self.model.with_net(net);
-        self.state.step += 1;
-        self.state.last_loss = loss_value;
+        descend(
+            &mut self.model.net,
+            &mut self.optim,
+            loss,
+            schedule.lr_at(step),
+        );
+        self.state.record_step(loss_value);
         loss_value
     }
 

@@ -1,8 +1,16 @@
 //! Training the wavelet models: Adam, L1 loss, cosine learning-rate decay, checkpoints that a
 //! run can resume from, and periodic validation on a benchmark folder.
+//!
+//! The parts every trainer shares: [`Schedule`] and the run loop ([`TrainingRun::run`]) here,
+//! the checkpoint folder and resuming in `checkpoint`, one optimisation step in `step`. The
+//! diffusion trainer is in [`diffusion`]; the federated client trains with the same step.
 
+mod checkpoint;
 pub mod data;
 pub mod diffusion;
+pub(crate) mod step;
+
+pub use checkpoint::{read_json, CheckpointPaths};
 
 use crate::error::{Result, WebSrError};
 use crate::eval::{evaluate, Report};
@@ -10,14 +18,15 @@ use crate::models::{ModelSpec, SrModel};
 use crate::upscale::run_model;
 use crate::weights;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
+use checkpoint::{resume_or_start, save_resumable, RunConfig};
 use data::TrainingSet;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use step::l1_step;
 
 /// The optimisation schedule every training run shares (flattened into its `config.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,6 +73,27 @@ pub struct TrainConfig {
     pub subset_sha256: Option<String>,
 }
 
+impl RunConfig for TrainConfig {
+    fn resume_conflict(&self, saved: &Self) -> Option<String> {
+        if saved.spec != self.spec {
+            return Some(format!("is for {:?}, not {:?}", saved.spec, self.spec));
+        }
+        if saved.subset_sha256 != self.subset_sha256 {
+            let show = |s: &Option<String>| {
+                s.as_ref().map_or("all training images".to_string(), |h| {
+                    format!("subset sha256 {h}")
+                })
+            };
+            return Some(format!(
+                "was trained on {}, but this run is given {}; resume with the same --subset",
+                show(&saved.subset_sha256),
+                show(&self.subset_sha256)
+            ));
+        }
+        None
+    }
+}
+
 /// Where a run stands, saved next to its checkpoint.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TrainState {
@@ -71,6 +101,14 @@ pub struct TrainState {
     pub last_loss: f64,
     pub best_val_psnr: Option<f64>,
     pub history: Vec<ValPoint>,
+}
+
+impl TrainState {
+    /// Counts a finished step and its loss.
+    fn record_step(&mut self, loss: f64) {
+        self.step += 1;
+        self.last_loss = loss;
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,79 +131,6 @@ pub struct StepInfo {
 fn cosine_lr(lr: f64, lr_min: f64, steps: usize, step: usize) -> f64 {
     let t = step as f64 / steps.max(1) as f64;
     lr_min + 0.5 * (lr - lr_min) * (1.0 + (std::f64::consts::PI * t).cos())
-}
-
-/// File names inside a checkpoint folder.
-pub struct CheckpointPaths {
-    /// The trained weights in the shipping format.
-    pub model: PathBuf,
-    /// The same weights as a burnpack, which keeps the parameter ids that the optimizer state
-    /// is keyed by (safetensors does not), so a resumed run continues its Adam moments.
-    pub model_state: PathBuf,
-    pub best: PathBuf,
-    pub optimizer: PathBuf,
-    pub state: PathBuf,
-    pub config: PathBuf,
-}
-
-impl CheckpointPaths {
-    pub fn new(dir: &Path) -> Self {
-        Self {
-            model: dir.join("last.safetensors"),
-            model_state: dir.join("model.bpk"),
-            best: dir.join("best.safetensors"),
-            optimizer: dir.join("optimizer.bpk"),
-            state: dir.join("state.json"),
-            config: dir.join("config.json"),
-        }
-    }
-}
-
-pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(value).expect("serialisable");
-    std::fs::write(&tmp, text).map_err(|e| WebSrError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| WebSrError::io(path, e))
-}
-
-/// Reads one of the run's JSON files (config, state).
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| WebSrError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| WebSrError::Invalid(format!("{}: {e}", path.display())))
-}
-
-/// Loads the resumable part of a run from its checkpoint folder: the module with its parameter
-/// ids (burnpack), the optimizer moments keyed by them, and the state.
-pub(crate) fn load_resumable<M: ModuleSnapshot>(
-    net: &mut M,
-    optim: ModuleOptimizer,
-    paths: &CheckpointPaths,
-) -> Result<(ModuleOptimizer, TrainState)> {
-    let mut store = BurnpackStore::from_file(&paths.model_state)
-        .validate(true)
-        .allow_partial(false);
-    net.load_from(&mut store)
-        .map_err(|e| WebSrError::Invalid(format!("model state: {e}")))?;
-    let optim = optim
-        .load(&paths.optimizer)
-        .map_err(|e| WebSrError::Invalid(format!("optimizer state: {e}")))?;
-    Ok((optim, read_json(&paths.state)?))
-}
-
-/// Writes what [`load_resumable`] reads (the shipping-format weights are the caller's).
-pub(crate) fn save_resumable<M: ModuleSnapshot>(
-    net: &M,
-    optim: &ModuleOptimizer,
-    state: &TrainState,
-    paths: &CheckpointPaths,
-) -> Result<()> {
-    let mut store = BurnpackStore::from_file(&paths.model_state).overwrite(true);
-    net.save_into(&mut store)
-        .map_err(|e| WebSrError::Invalid(format!("saving model state: {e}")))?;
-    optim
-        .save(&paths.optimizer)
-        .map_err(|e| WebSrError::Invalid(format!("saving optimizer: {e}")))?;
-    write_json(&paths.state, state)
 }
 
 /// A training run with checkpoints: the wavelet [`Trainer`] and the diffusion one share the
@@ -268,61 +233,15 @@ impl Trainer {
         init_from: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| WebSrError::io(dir, e))?;
-        let paths = CheckpointPaths::new(dir);
         let device = device.clone().autodiff();
-        let optim = AdamConfig::new().init();
-        let (model, optim, state) = if resume && paths.state.exists() {
-            let saved: TrainConfig = read_json(&paths.config)?;
-            if saved.spec != cfg.spec {
-                return Err(WebSrError::Invalid(format!(
-                    "checkpoint in {} is for {:?}, not {:?}",
-                    dir.display(),
-                    saved.spec,
-                    cfg.spec
-                )));
-            }
-            if saved.subset_sha256 != cfg.subset_sha256 {
-                let show = |s: &Option<String>| {
-                    s.as_ref().map_or("all training images".to_string(), |h| {
-                        format!("subset sha256 {h}")
-                    })
-                };
-                return Err(WebSrError::Invalid(format!(
-                    "checkpoint in {} was trained on {}, but this run is given {}; resume with \
-                     the same --subset",
-                    dir.display(),
-                    show(&saved.subset_sha256),
-                    show(&cfg.subset_sha256)
-                )));
-            }
-            let mut model = SrModel::init(cfg.spec.clone(), &device)?;
-            let (optim, state) = load_resumable(&mut model.net, optim, &paths)?;
-            // The new config may extend the number of steps; everything else comes from it too.
-            (model, optim, state)
-        } else {
-            let mut model = match init_from {
-                Some(p) => weights::load(p, &device)?,
-                None => SrModel::init_seeded(cfg.spec.clone(), &device, cfg.schedule.seed)?,
-            };
-            // Shallower initial weights of the same network grow into the requested depth.
-            let same_but_depth = ModelSpec {
-                body_layers: cfg.spec.body_layers,
-                ..model.spec.clone()
-            } == cfg.spec;
-            if same_but_depth && model.spec.body_layers < cfg.spec.body_layers {
-                model = model.deepened(cfg.spec.body_layers)?;
-            }
-            if model.spec != cfg.spec {
-                return Err(WebSrError::Invalid(format!(
-                    "initial weights are for {:?}, not the requested {:?} (only the number of \
-                     body layers may grow)",
-                    model.spec, cfg.spec
-                )));
-            }
-            (model, optim, TrainState::default())
-        };
-        write_json(&paths.config, &cfg)?;
+        let (model, optim, state) = resume_or_start(
+            dir,
+            &cfg,
+            resume,
+            |model: &mut SrModel| &mut model.net,
+            || SrModel::init(cfg.spec.clone(), &device),
+            || initial_model(&cfg, init_from, &device),
+        )?;
         Ok(Self {
             cfg,
             model,
@@ -342,25 +261,48 @@ impl Trainer {
     }
 }
 
+/// The model a new run starts from: `init_from`'s weights (fine-tuning; shallower ones grow into
+/// the configured depth) or seeded random ones.
+fn initial_model(cfg: &TrainConfig, init_from: Option<&Path>, device: &Device) -> Result<SrModel> {
+    let mut model = match init_from {
+        Some(p) => weights::load(p, device)?,
+        None => SrModel::init_seeded(cfg.spec.clone(), device, cfg.schedule.seed)?,
+    };
+    let same_but_depth = ModelSpec {
+        body_layers: cfg.spec.body_layers,
+        ..model.spec.clone()
+    } == cfg.spec;
+    if same_but_depth && model.spec.body_layers < cfg.spec.body_layers {
+        model = model.deepened(cfg.spec.body_layers)?;
+    }
+    if model.spec != cfg.spec {
+        return Err(WebSrError::Invalid(format!(
+            "initial weights are for {:?}, not the requested {:?} (only the number of \
+             body layers may grow)",
+            model.spec, cfg.spec
+        )));
+    }
+    Ok(model)
+}
+
 impl TrainingRun for Trainer {
     /// One optimisation step on a batch; returns the L1 loss.
     fn step(&mut self, data: &TrainingSet) -> f64 {
         let step = self.state.step;
         let schedule = &self.cfg.schedule;
         let mut rng = schedule.step_rng(step);
-        let s = self.cfg.spec.scale;
-        let (lr_t, hr_t) = data
-            .batch(&mut rng, schedule.batch, schedule.patch, s)
+        let batch = data
+            .batch(
+                &mut rng,
+                schedule.batch,
+                schedule.patch,
+                self.cfg.spec.scale,
+            )
             .to_tensors(&self.device);
-        let sr = self.model.net.forward(lr_t);
-        let loss = (sr - hr_t).abs().mean();
-        let loss_value = loss.clone().into_scalar::<f32>() as f64;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
         let lr = schedule.lr_at(step);
-        let net = self.model.net.clone();
-        self.model.net = self.optim.step(lr, net, grads);
-        self.state.step += 1;
-        self.state.last_loss = loss_value;
+        let loss = l1_step(&mut self.model.net, &mut self.optim, batch, lr, |_| None);
+        let loss_value = loss.into_scalar::<f32>() as f64;
+        self.state.record_step(loss_value);
         loss_value
     }
 

@@ -3,8 +3,8 @@
 //! update body, with what the page shows about it (size, norms, loss). The page does the HTTP.
 
 use super::{call_progress, js_error, pick_device, Image};
-use crate::device::DeviceInfo;
 use crate::degrade::Sampler;
+use crate::device::DeviceInfo;
 use crate::error::WebSrError;
 use crate::federated::round::{run_round_async, ClientOptions};
 use crate::federated::ClientData;

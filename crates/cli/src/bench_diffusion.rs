@@ -87,7 +87,12 @@ enum Job {
 }
 
 /// `m` sampled with `sampling`, the way `websr upscale` runs it.
-fn sample(m: &Model, lr: &Planar, sampling: &SampleOptions, device: &Device) -> websr::Result<Planar> {
+fn sample(
+    m: &Model,
+    lr: &Planar,
+    sampling: &SampleOptions,
+    device: &Device,
+) -> websr::Result<Planar> {
     let opts = UpscaleOptions {
         sampling: sampling.clone(),
         ..UpscaleOptions::default()

@@ -60,11 +60,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 fn title(args: &EvalArgs, scale: usize, how: &str) -> String {
-    format!(
-        "{} x{scale} on {}{how}",
-        args.model,
-        args.data.display()
-    )
+    format!("{} x{scale} on {}{how}", args.model, args.data.display())
 }
 
 /// The per-image table and its mean.

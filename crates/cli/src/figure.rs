@@ -55,7 +55,13 @@ pub fn run(args: FigureArgs) -> Result<()> {
             Box::new(move |lr| Ok(upscale_rgb(model, lr, opts, device, &mut |_, _| true)?))
         })
         .collect();
-    draw(&args.image, &upscalers, args.scale, [y, x, size], &args.output)
+    draw(
+        &args.image,
+        &upscalers,
+        args.scale,
+        [y, x, size],
+        &args.output,
+    )
 }
 
 fn nearest(p: &Planar, s: usize) -> Planar {

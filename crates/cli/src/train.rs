@@ -181,9 +181,7 @@ fn drive(
 }
 
 /// The training images of `--data` or `--subset`, and the subset manifest's SHA-256 if any.
-fn load_training_data(
-    args: &TrainArgs,
-) -> Result<(TrainingSet, Option<String>)> {
+fn load_training_data(args: &TrainArgs) -> Result<(TrainingSet, Option<String>)> {
     if let Some(subset) = &args.subset {
         let bytes =
             std::fs::read(subset).with_context(|| format!("reading {}", subset.display()))?;
@@ -213,10 +211,7 @@ fn load_training_data(
 
 /// A progress bar from step `first` of `steps`, and the per-step callback that moves it: a
 /// smoothed loss, the learning rate, and a line per validation.
-fn training_progress(
-    steps: usize,
-    first: usize,
-) -> (ProgressBar, impl FnMut(&StepInfo) -> bool) {
+fn training_progress(steps: usize, first: usize) -> (ProgressBar, impl FnMut(&StepInfo) -> bool) {
     let pb = bar(
         steps as u64,
         "[{elapsed_precise}] [{bar:30}] {pos}/{len} {msg} ETA {eta}",
@@ -260,4 +255,3 @@ pub fn training_dirs(data: &[PathBuf], data_root: &Path) -> Result<Vec<PathBuf>>
     }
     Ok(dirs)
 }
-

@@ -69,12 +69,7 @@ pub fn run(args: UpscaleArgs) -> Result<()> {
                 if args.tta {
                     bail!("--tta is for one-pass models; {name} is a diffusion model");
                 }
-                eprintln!(
-                    "{} x{}: {}",
-                    m.label(),
-                    m.scale(),
-                    describe(&opts.sampling)
-                );
+                eprintln!("{} x{}: {}", m.label(), m.scale(), describe(&opts.sampling));
             }
             let unit = unit_of(m);
             upscale_files(&args.input, &args.output, unit, |pic, progress| {
