@@ -89,7 +89,7 @@ impl Kind {
 /// How a client turns each HR training patch into its LR input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Sampler {
+pub enum DegradationSampler {
     /// Every patch gets this base kind (at a random strength).
     Base(Kind),
     /// Blur, noise and JPEG each applied independently with probability 1/2 at a random
@@ -97,22 +97,24 @@ pub enum Sampler {
     Mixed,
 }
 
-impl Sampler {
-    pub fn parse(s: &str) -> Result<Sampler> {
+impl DegradationSampler {
+    pub fn parse(s: &str) -> Result<DegradationSampler> {
         match s {
-            "mixed" | "random" => Ok(Sampler::Mixed),
-            other => Kind::parse(other).map(Sampler::Base).map_err(|_| {
-                WebSrError::Invalid(format!(
-                    "unknown degradation '{s}' (clean, blur, noise, jpeg or mixed)"
-                ))
-            }),
+            "mixed" | "random" => Ok(DegradationSampler::Mixed),
+            other => Kind::parse(other)
+                .map(DegradationSampler::Base)
+                .map_err(|_| {
+                    WebSrError::Invalid(format!(
+                        "unknown degradation '{s}' (clean, blur, noise, jpeg or mixed)"
+                    ))
+                }),
         }
     }
 
     pub fn sample(self, rng: &mut impl Rng) -> Degradation {
         match self {
-            Sampler::Base(kind) => kind.sample(rng),
-            Sampler::Mixed => {
+            DegradationSampler::Base(kind) => kind.sample(rng),
+            DegradationSampler::Mixed => {
                 let mut d = Degradation::default();
                 for kind in [Kind::Blur, Kind::Noise, Kind::Jpeg] {
                     if rng.random_bool(0.5) {

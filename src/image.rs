@@ -23,6 +23,15 @@ pub const MAX_OUTPUT_PIXELS: u64 = if cfg!(target_arch = "wasm32") {
     256_000_000
 };
 
+/// A rectangle of pixels: rows `y..y+h`, columns `x..x+w` (tiles, pruning's sub-images, crops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Rect {
+    pub y: usize,
+    pub x: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
 /// A planar image with `channels` planes of `height * width` values each.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Planar {

@@ -35,6 +35,8 @@ impl ModelKind {
 }
 
 /// A trained model of either kind.
+// A handful per process, built once: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Model {
     OnePass(SrModel),

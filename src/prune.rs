@@ -18,12 +18,12 @@
 //!
 //! The scoring functions are pure (pictures in memory and an [`SrModel`]; no file I/O) and are
 //! not behind the `train` feature, so the browser's federated client can rank a participant's
-//! patches and train on the most informative ones first. The [`Manifest`] (a JSON file that
+//! patches and train on the most informative ones first. The [`SubsetManifest`] (a JSON file that
 //! `websr prune` writes and `websr train --subset` reads) is the only part that touches files.
 
 use crate::device::read_f32_async;
 use crate::error::{Result, WebSrError};
-use crate::image::Planar;
+use crate::image::{Planar, Rect};
 use crate::models::SrModel;
 use crate::resize::degrade_bicubic;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -41,15 +41,6 @@ pub const VERSION: u32 = 1;
 pub const DEFAULT_SUB_IMAGE: usize = 96;
 /// Sub-images scored in one forward pass.
 const SCORE_BATCH: usize = 32;
-
-/// A rectangle of HR pixels: rows `y..y+h`, columns `x..x+w`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Rect {
-    pub y: usize,
-    pub x: usize,
-    pub h: usize,
-    pub w: usize,
-}
 
 /// The fixed sub-image grid over a `height x width` image (see the module docs).
 pub fn sub_image_grid(height: usize, width: usize, size: usize, stride: usize) -> Vec<Rect> {
@@ -374,7 +365,7 @@ pub struct ManifestSample {
 
 /// A subset manifest: what `websr prune` writes and `websr train --subset` reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
+pub struct SubsetManifest {
     /// Always [`FORMAT`].
     pub format: String,
     /// Always [`VERSION`] for this build.
@@ -395,7 +386,7 @@ pub struct Manifest {
     pub base_dir: PathBuf,
 }
 
-impl Manifest {
+impl SubsetManifest {
     /// Builds a manifest from scored samples `(file, rect, score)` (all of them, in a
     /// deterministic order) and the selection.
     pub fn build(
@@ -456,7 +447,7 @@ impl Manifest {
                  {VERSION}); re-run `websr prune`"
             )));
         }
-        let mut m: Manifest = serde_json::from_value(value)
+        let mut m: SubsetManifest = serde_json::from_value(value)
             .map_err(|e| WebSrError::Invalid(format!("subset manifest: {e}")))?;
         m.base_dir = base_dir.to_path_buf();
         if m.samples.is_empty() {

@@ -9,7 +9,7 @@
 //! The plan and the blending are plain CPU code with no tensor in sight, so the native CLI and the
 //! browser worker (which must read tiles back asynchronously) drive the same logic.
 
-use crate::image::Planar;
+use crate::image::{Planar, Rect};
 
 /// One tile, in low-resolution pixel coordinates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,14 +18,6 @@ pub struct Tile {
     pub core: Rect,
     /// The region fed to the model: the core plus halo, clipped to the image.
     pub input: Rect,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rect {
-    pub y: usize,
-    pub x: usize,
-    pub h: usize,
-    pub w: usize,
 }
 
 /// Start offsets of tiles of length `tile` with the given overlap covering `len`.

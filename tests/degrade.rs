@@ -7,7 +7,8 @@ use common::shapes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use websr::degrade::{
-    degrade, evaluation_suite, gaussian_blur, jpeg_round_trip, Degradation, Kind, Sampler,
+    degrade, evaluation_suite, gaussian_blur, jpeg_round_trip, Degradation, DegradationSampler,
+    Kind,
 };
 use websr::image::Planar;
 use websr::metrics::psnr_rgb;
@@ -122,11 +123,14 @@ fn samplers_draw_their_kind_within_range() {
         assert_eq!(Kind::Clean.sample(&mut rng), Degradation::default());
     }
     let mixed: Vec<String> = (0..200)
-        .map(|_| Sampler::Mixed.sample(&mut rng).short_name())
+        .map(|_| DegradationSampler::Mixed.sample(&mut rng).short_name())
         .collect();
     for name in ["c", "b+n+j", "n"] {
         assert!(mixed.iter().any(|m| m == name), "mixed never drew {name}");
     }
-    assert_eq!(Sampler::parse("noise").unwrap(), Sampler::Base(Kind::Noise));
-    assert!(Sampler::parse("sepia").is_err());
+    assert_eq!(
+        DegradationSampler::parse("noise").unwrap(),
+        DegradationSampler::Base(Kind::Noise)
+    );
+    assert!(DegradationSampler::parse("sepia").is_err());
 }

@@ -7,7 +7,7 @@ use common::shapes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use websr::burn::tensor::Device;
-use websr::degrade::{Kind, Sampler};
+use websr::degrade::{DegradationSampler, Kind};
 use websr::federated::local::{LocalConfig, LocalTrainer};
 use websr::federated::partition::{dirichlet_partition, kind_counts};
 use websr::federated::round::{plan, run_round_async, ClientOptions};
@@ -37,7 +37,7 @@ fn global_bytes() -> Vec<u8> {
     weights::to_bytes(&model).unwrap()
 }
 
-fn client(sampler: Sampler) -> ClientData {
+fn client(sampler: DegradationSampler) -> ClientData {
     let images = [shapes(48, 48, 1), shapes(40, 56, 2)];
     ClientData::new(TrainingSet::from_images(&images), sampler)
 }
@@ -97,7 +97,7 @@ fn round_config(global: &[u8]) -> RoundConfig {
 fn a_delta_added_to_the_global_model_gives_the_trained_model() {
     let _turn = serial();
     let global = global_bytes();
-    let trained = train(&global, local(3, 0.0), &client(Sampler::Mixed));
+    let trained = train(&global, local(3, 0.0), &client(DegradationSampler::Mixed));
     let zero = ModelDelta::between(&global, &global).unwrap();
     assert_eq!(zero.norm(), 0.0);
     let delta = ModelDelta::between(&global, &trained).unwrap();
@@ -127,7 +127,7 @@ fn a_delta_added_to_the_global_model_gives_the_trained_model() {
 fn the_proximal_term_keeps_the_local_model_near_the_global_one() {
     let _turn = serial();
     let global = global_bytes();
-    let data = client(Sampler::Base(Kind::Blur));
+    let data = client(DegradationSampler::Base(Kind::Blur));
     let free = ModelDelta::between(&global, &train(&global, local(12, 0.0), &data)).unwrap();
     let held = ModelDelta::between(&global, &train(&global, local(12, 50.0), &data)).unwrap();
     assert!(
@@ -142,7 +142,7 @@ fn the_proximal_term_keeps_the_local_model_near_the_global_one() {
 fn a_round_produces_a_body_the_server_accepts() {
     let _turn = serial();
     let global = global_bytes();
-    let data = client(Sampler::Mixed);
+    let data = client(DegradationSampler::Mixed);
     let opts = ClientOptions {
         patch: 16,
         max_steps: 4,
@@ -182,7 +182,7 @@ fn a_round_produces_a_body_the_server_accepts() {
 fn a_round_refuses_a_wrong_model_a_bad_config_and_stops_on_cancel() {
     let _turn = serial();
     let global = global_bytes();
-    let data = client(Sampler::Base(Kind::Clean));
+    let data = client(DegradationSampler::Base(Kind::Clean));
     let opts = ClientOptions {
         patch: 16,
         max_steps: 3,
@@ -220,7 +220,7 @@ fn a_round_refuses_a_wrong_model_a_bad_config_and_stops_on_cancel() {
 #[test]
 fn the_plan_follows_epochs_examples_and_the_step_budget() {
     let global = global_bytes();
-    let data = client(Sampler::Mixed);
+    let data = client(DegradationSampler::Mixed);
     let opts = ClientOptions {
         patch: 16,
         max_steps: 1000,

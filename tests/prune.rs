@@ -7,11 +7,11 @@ mod common;
 use common::synthetic;
 use std::path::{Path, PathBuf};
 use websr::burn::tensor::Device;
-use websr::image::{Picture, Planar};
+use websr::image::{Picture, Planar, Rect};
 use websr::models::{Arch, ModelSpec, SrModel};
 use websr::prune::{
-    rank_descending, score_grid, score_patches, select, sub_image_grid, Manifest, Order, Rect,
-    ScorerInfo, SelectParams, FORMAT, VERSION,
+    rank_descending, score_grid, score_patches, select, sub_image_grid, Order, ScorerInfo,
+    SelectParams, SubsetManifest, FORMAT, VERSION,
 };
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -204,7 +204,7 @@ fn write_images(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A manifest over `files` scored by the test scorer (sub-images of 32).
-fn manifest_for(files: &[PathBuf], params: SelectParams) -> Manifest {
+fn manifest_for(files: &[PathBuf], params: SelectParams) -> SubsetManifest {
     let device = Device::flex();
     let model = scorer(2);
     let mut all = Vec::new();
@@ -215,7 +215,7 @@ fn manifest_for(files: &[PathBuf], params: SelectParams) -> Manifest {
             all.push((name, p.rect, p.score));
         }
     }
-    Manifest::build(scorer_info(), 32, 32, &all, params).unwrap()
+    SubsetManifest::build(scorer_info(), 32, 32, &all, params).unwrap()
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn a_manifest_round_trips_with_scores_and_ranks() {
     assert!(m.samples.windows(2).all(|w| w[0].score >= w[1].score));
     let path = dir.join("subset.json");
     m.write(&path).unwrap();
-    let back = Manifest::read(&path).unwrap();
+    let back = SubsetManifest::read(&path).unwrap();
     assert_eq!(back.samples.len(), m.samples.len());
     for (a, b) in back.samples.iter().zip(&m.samples) {
         assert_eq!((&a.file, a.rect, a.rank), (&b.file, b.rect, b.rank));
@@ -267,7 +267,7 @@ fn a_manifest_with_a_missing_file_is_a_clear_error() {
     let path = dir.join("subset.json");
     m.write(&path).unwrap();
     std::fs::remove_file(&files[1]).unwrap();
-    let err = Manifest::read(&path).unwrap_err().to_string();
+    let err = SubsetManifest::read(&path).unwrap_err().to_string();
     assert!(err.contains("missing") && err.contains("img1.png"), "{err}");
 }
 
@@ -280,13 +280,13 @@ fn a_manifest_with_a_duplicate_sample_is_a_clear_error() {
     m.samples.push(first.clone());
     let path = dir.join("subset.json");
     m.write(&path).unwrap();
-    let err = Manifest::read(&path).unwrap_err().to_string();
+    let err = SubsetManifest::read(&path).unwrap_err().to_string();
     assert!(err.contains("twice") && err.contains(&first.file), "{err}");
     // The same file twice with different rectangles is fine.
     let ok = manifest_for(&files, SelectParams::hardest(1.0, 0.0));
     assert!(ok.samples.iter().filter(|s| s.file == "img0.png").count() > 1);
     ok.write(&path).unwrap();
-    Manifest::read(&path).unwrap();
+    SubsetManifest::read(&path).unwrap();
 }
 
 #[test]
@@ -298,13 +298,13 @@ fn a_manifest_of_another_format_or_version_is_a_clear_error() {
     m.write(&path).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("\"version\": 1", "\"version\": 99")).unwrap();
-    let err = Manifest::read(&path).unwrap_err().to_string();
+    let err = SubsetManifest::read(&path).unwrap_err().to_string();
     assert!(err.contains("version"), "{err}");
     std::fs::write(&path, text.replace(FORMAT, "something-else")).unwrap();
-    let err = Manifest::read(&path).unwrap_err().to_string();
+    let err = SubsetManifest::read(&path).unwrap_err().to_string();
     assert!(err.contains("not a subset manifest"), "{err}");
     std::fs::write(&path, "{not json").unwrap();
-    assert!(Manifest::read(&path).is_err());
+    assert!(SubsetManifest::read(&path).is_err());
 }
 
 #[cfg(feature = "train")]
@@ -369,7 +369,7 @@ mod training {
         let m = manifest_for(&files, SelectParams::hardest(0.5, 0.0));
         let path = dir.join("subset.json");
         m.write(&path).unwrap();
-        let m = Manifest::read(&path).unwrap();
+        let m = SubsetManifest::read(&path).unwrap();
         let set = TrainingSet::load_subset(&m).unwrap();
         assert_eq!(set.num_regions(), Some(7));
         assert_eq!(set.len(), m.files().len());

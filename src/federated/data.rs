@@ -1,6 +1,6 @@
 //! A federated client's training data: its images and the degradation each one carries.
 
-use crate::degrade::{degrade, Sampler};
+use crate::degrade::{degrade, DegradationSampler};
 use crate::error::{Result, WebSrError};
 use crate::train::data::{Batch, TrainingSet};
 use rand::Rng;
@@ -8,18 +8,18 @@ use rand::Rng;
 pub struct ClientData {
     pub images: TrainingSet,
     /// How LR inputs are made from image `i`'s patches.
-    samplers: Vec<Sampler>,
+    samplers: Vec<DegradationSampler>,
 }
 
 impl ClientData {
     /// Every image degraded the same way (a real participant, `websr fl-client`).
-    pub fn new(images: TrainingSet, sampler: Sampler) -> Self {
+    pub fn new(images: TrainingSet, sampler: DegradationSampler) -> Self {
         let samplers = vec![sampler; images.len()];
         Self { images, samplers }
     }
 
     /// One sampler per image (simulated clients whose images carry assigned base kinds).
-    pub fn with_samplers(images: TrainingSet, samplers: Vec<Sampler>) -> Result<Self> {
+    pub fn with_samplers(images: TrainingSet, samplers: Vec<DegradationSampler>) -> Result<Self> {
         if samplers.len() != images.len() {
             return Err(WebSrError::Invalid(format!(
                 "{} degradations for {} images",
@@ -31,12 +31,12 @@ impl ClientData {
     }
 
     /// Adds an image degraded with `sampler`.
-    pub fn push(&mut self, image: &crate::image::Planar, sampler: Sampler) {
+    pub fn push(&mut self, image: &crate::image::Planar, sampler: DegradationSampler) {
         self.images.push(image);
         self.samplers.push(sampler);
     }
 
-    pub fn samplers(&self) -> &[Sampler] {
+    pub fn samplers(&self) -> &[DegradationSampler] {
         &self.samplers
     }
 

@@ -2,14 +2,15 @@
 //! random flip/rotation, and LR made with the evaluation's own degradation (MATLAB bicubic,
 //! 8-bit rounding), so the model learns exactly the task it is scored on.
 //!
-//! With a subset manifest ([`crate::prune::Manifest`], `websr train --subset`), crops are drawn
+//! With a subset manifest ([`crate::prune::SubsetManifest`], `websr train --subset`), crops are drawn
 //! only inside the listed sub-images: a kept sub-image is picked uniformly, then a crop of the
 //! patch size uniformly inside it.
 
 use crate::error::{Result, WebSrError};
 use crate::eval::image_files;
+use crate::image::Rect;
 use crate::image::{load, Planar};
-use crate::prune::{Manifest, Rect};
+use crate::prune::SubsetManifest;
 use crate::resize::degrade_bicubic;
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
@@ -90,7 +91,7 @@ impl TrainingSet {
 
     /// Loads the images of a subset manifest; crops come only from its sub-images. A rectangle
     /// outside its image is an error.
-    pub fn load_subset(manifest: &Manifest) -> Result<Self> {
+    pub fn load_subset(manifest: &SubsetManifest) -> Result<Self> {
         let files = manifest.files();
         let mut set = Self::load_files(files.clone())?;
         let regions = manifest

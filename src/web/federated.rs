@@ -3,7 +3,7 @@
 //! update body, with what the page shows about it (size, norms, loss). The page does the HTTP.
 
 use super::{call_progress, js_error, pick_device, Image};
-use crate::degrade::Sampler;
+use crate::degrade::DegradationSampler;
 use crate::device::DeviceInfo;
 use crate::error::WebSrError;
 use crate::federated::round::{run_round_async, ClientOptions};
@@ -26,7 +26,7 @@ pub struct FlClient {
     info: DeviceInfo,
     /// Shared with a running round; images can only be added between rounds.
     data: Rc<ClientData>,
-    sampler: Sampler,
+    sampler: DegradationSampler,
 }
 
 #[wasm_bindgen]
@@ -34,7 +34,7 @@ impl FlClient {
     /// `backend` as for `Engine.create`; `degradation` is how LR inputs are made from the photos:
     /// `mixed` (blur, noise, JPEG each with probability 1/2), `clean`, `blur`, `noise` or `jpeg`.
     pub async fn create(backend: String, degradation: String) -> Result<FlClient, JsValue> {
-        let sampler = Sampler::parse(&degradation).map_err(|e| js_error(&e))?;
+        let sampler = DegradationSampler::parse(&degradation).map_err(|e| js_error(&e))?;
         let selected = pick_device(&backend).await?;
         Ok(FlClient {
             device: selected.device,

@@ -33,6 +33,9 @@ pub use image::{Image, Upscaled};
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+    // Every browser with WebGPU, and every current one without, runs wasm SIMD (128-bit): use
+    // the GEMM's SIMD kernel for the CPU path (about 4 f32 lanes per instruction instead of 1).
+    gemm::set_wasm_simd128(true);
 }
 
 /// The websr version, so a page can tell which runtime it loaded.

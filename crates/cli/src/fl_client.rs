@@ -8,7 +8,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use ureq::Agent;
-use websr::degrade::Sampler;
+use websr::degrade::DegradationSampler;
 use websr::device::Backend;
 use websr::federated::round::{run_round_async, ClientOptions};
 use websr::federated::ClientData;
@@ -123,7 +123,7 @@ fn server_message(body: &[u8]) -> String {
 }
 
 pub fn run(args: FlClientArgs) -> Result<()> {
-    let sampler = Sampler::parse(&args.degradation)?;
+    let sampler = DegradationSampler::parse(&args.degradation)?;
     let device = Backend::parse(&args.backend)?.device()?;
     let images = TrainingSet::load_dirs(std::slice::from_ref(&args.data))
         .with_context(|| format!("loading the images of {}", args.data.display()))?;

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use websr::burn::tensor::Device;
-use websr::degrade::{evaluation_suite, Sampler};
+use websr::degrade::{evaluation_suite, DegradationSampler};
 use websr::device::Backend;
 use websr::eval::evaluate_degraded;
 use websr::federated::local::{LocalConfig, LocalTrainer};
@@ -145,7 +145,10 @@ fn build_strategy(name: &str, args: &FlSimArgs) -> Result<Box<dyn Strategy>> {
 
 fn client_data(all: &TrainingSet, share: &Share) -> Result<ClientData> {
     let indices: Vec<usize> = share.iter().map(|(i, _)| *i).collect();
-    let samplers = share.iter().map(|(_, k)| Sampler::Base(*k)).collect();
+    let samplers = share
+        .iter()
+        .map(|(_, k)| DegradationSampler::Base(*k))
+        .collect();
     Ok(ClientData::with_samplers(all.subset(&indices), samplers)?)
 }
 

@@ -6,7 +6,8 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use websr::device::Backend;
 use websr::eval::image_files;
-use websr::prune::{score_grid, Manifest, Order, Rect, ScorerInfo, SelectParams};
+use websr::image::Rect;
+use websr::prune::{score_grid, Order, ScorerInfo, SelectParams, SubsetManifest};
 use websr::weights::sha256_hex;
 use websr::zoo::{default_dir, Manifest as Zoo};
 
@@ -100,7 +101,7 @@ pub fn run(args: PruneArgs) -> Result<()> {
         sha256: scorer_sha256(&args.scorer)?,
         scale: model.scale(),
     };
-    let manifest = Manifest::build(scorer, args.sub_image, args.stride, &all, selection)?;
+    let manifest = SubsetManifest::build(scorer, args.sub_image, args.stride, &all, selection)?;
     manifest.write(&args.output)?;
     let what = match selection.order {
         Order::Des => "hardest",

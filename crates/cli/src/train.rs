@@ -185,7 +185,7 @@ fn load_training_data(args: &TrainArgs) -> Result<(TrainingSet, Option<String>)>
     if let Some(subset) = &args.subset {
         let bytes =
             std::fs::read(subset).with_context(|| format!("reading {}", subset.display()))?;
-        let manifest = websr::prune::Manifest::read(subset)?;
+        let manifest = websr::prune::SubsetManifest::read(subset)?;
         if manifest.scorer.scale != args.scale {
             eprintln!(
                 "note: the subset was scored at x{}, this run trains x{}",
