@@ -8,11 +8,12 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`config`] | the command-line flags ([`Args`]) and the strategy choice |
+//! | [`flags`] | the command-line flags ([`Args`]), turned into a [`ServerConfig`] in one place |
+//! | [`config`] | what the server runs with ([`ServerConfig`]: rounds, strategy, DP, limits), free of clap |
 //! | [`state`] | rounds, clients and tokens, deadlines, round completion ([`Server`]) |
 //! | [`protocol`] | the JSON messages of the wire protocol |
 //! | [`error`] | what the server refuses ([`Error`]) and why |
-//! | [`strategy`] | the [`Strategy`] trait and FedAvg, FedProx, FedAdam, FedYogi, median, trimmed mean, Krum as pure functions |
+//! | [`strategy`] | the [`Strategy`] trait and FedAvg, FedProx, FedAdam, FedYogi, median, trimmed mean, Krum as pure functions; [`StrategyConfig`] picks one |
 //! | [`dp`] | clipping, Gaussian noise, the RDP accountant (its maths is documented there) |
 //! | [`tensors`] | safetensors <-> named flat vectors, strict validation of client bodies |
 //! | [`store`] | atomic files in `--state-dir` (temp + fsync + rename) |
@@ -74,6 +75,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod flags;
 pub mod state;
 pub mod store;
 
@@ -82,7 +84,8 @@ pub mod store;
 pub use websr_federated::{dp, protocol, strategy, tensors};
 
 pub use api::{app, spawn_deadline_ticker, AppState};
-pub use config::{Args, StrategyKind};
+pub use config::ServerConfig;
 pub use error::Error;
+pub use flags::Args;
 pub use state::Server;
-pub use strategy::{Strategy, Update};
+pub use strategy::{Strategy, StrategyConfig, StrategyKind, Update};

@@ -26,9 +26,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let bind = args.bind;
-    let period = Duration::from_secs_f64((args.round_deadline_secs / 4.0).clamp(0.05, 1.0));
-    let state_dir = args.state_dir.clone();
-    let server = tokio::task::spawn_blocking(move || Server::open(args))
+    let config = args.server_config();
+    let period = Duration::from_secs_f64((config.round_deadline_secs / 4.0).clamp(0.05, 1.0));
+    let state_dir = config.state_dir.clone();
+    let server = tokio::task::spawn_blocking(move || Server::open(config))
         .await?
         .with_context(|| format!("opening state directory {}", state_dir.display()))?;
     let state = Arc::new(server);

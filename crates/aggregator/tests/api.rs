@@ -10,7 +10,7 @@ use websr_aggregator::tensors;
 use websr_aggregator::{app, Server};
 
 fn server(dir: &std::path::Path, extra: &[&str]) -> Arc<Server> {
-    Arc::new(Server::open(args(dir, extra)).unwrap())
+    Arc::new(Server::open(config(dir, extra)).unwrap())
 }
 
 #[tokio::test]
@@ -323,7 +323,7 @@ async fn flags_that_contradict_each_other_are_refused() {
         ),
         (&["--trim-beta", "0.5"][..], "--trim-beta"),
     ] {
-        let err = Server::open(args(dir.path(), flags))
+        let err = Server::open(config(dir.path(), flags))
             .err()
             .expect("refused");
         assert!(err.to_string().contains(needle), "{flags:?}: {err}");
@@ -381,7 +381,8 @@ async fn the_default_init_is_the_embedded_wavelr_x4() {
         "--state-dir",
         &state,
     ])
-    .unwrap();
+    .unwrap()
+    .server_config();
     assert!(!a.init.exists());
     let s = Arc::new(Server::open(a).unwrap());
     assert_eq!(s.layout().num_params(), 146_832);
@@ -436,7 +437,7 @@ async fn browsers_from_allowed_origins_only_may_call_the_api() {
     );
     assert_eq!(preflight(&open, "https://evil.example").await, None);
 
-    let bad = Server::open(args(
+    let bad = Server::open(config(
         dirs[2].path(),
         &["--allow-origin", "https://a.example\n"],
     ));

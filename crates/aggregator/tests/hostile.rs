@@ -56,7 +56,7 @@ fn meta(base: &str) -> Vec<(&str, &str)> {
 #[tokio::test]
 async fn hostile_updates_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let args = args(
+    let config = config(
         dir.path(),
         &[
             "--min-clients",
@@ -73,8 +73,8 @@ async fn hostile_updates_are_refused_and_change_nothing() {
             "3600",
         ],
     );
-    let state_dir = args.state_dir.clone();
-    let s = Arc::new(Server::open(args).unwrap());
+    let state_dir = config.state_dir.clone();
+    let s = Arc::new(Server::open(config).unwrap());
     let app = app(s.clone());
 
     // Round 1 completes, so that version 0 is stale; in round 2 t3 has already submitted
@@ -379,7 +379,7 @@ async fn hostile_updates_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn every_authenticated_route_needs_a_valid_token() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(Arc::new(Server::open(args(dir.path(), &[])).unwrap()));
+    let app = app(Arc::new(Server::open(config(dir.path(), &[])).unwrap()));
     for (method, uri) in [
         ("GET", "/v1/round"),
         ("GET", "/v1/model"),
@@ -396,7 +396,7 @@ async fn every_authenticated_route_needs_a_valid_token() {
 #[tokio::test]
 async fn a_model_file_with_nan_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let a = args(dir.path(), &[]);
+    let a = config(dir.path(), &[]);
     let mut v = initial_values();
     v[0][1] = f32::NAN;
     std::fs::write(

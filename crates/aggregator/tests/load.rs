@@ -14,7 +14,7 @@ const CLIENTS: usize = 200;
 async fn two_hundred_concurrent_submissions_are_all_handled() {
     let dir = tempfile::tempdir().unwrap();
     let n = CLIENTS.to_string();
-    let args = args(
+    let config = config(
         dir.path(),
         &[
             "--min-clients",
@@ -27,7 +27,7 @@ async fn two_hundred_concurrent_submissions_are_all_handled() {
             "3600",
         ],
     );
-    let server = Arc::new(Server::open(args).unwrap());
+    let server = Arc::new(Server::open(config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(std::future::IntoFuture::into_future(axum::serve(

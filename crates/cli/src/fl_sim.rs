@@ -26,7 +26,7 @@ use websr::federated::ClientData;
 use websr::train::data::TrainingSet;
 use websr::upscale::run_model;
 use websr::weights;
-use websr_federated::strategy::{self, OptState, Strategy, Update};
+use websr_federated::strategy::{OptState, Strategy, StrategyConfig, StrategyKind, Update};
 
 /// Arguments of `websr fl-sim`.
 #[derive(Args)]
@@ -125,22 +125,32 @@ struct SimReport {
     methods: Vec<MethodResult>,
 }
 
-fn build_strategy(name: &str, args: &FlSimArgs) -> Result<Box<dyn Strategy>> {
-    let server_lr = 1.0;
-    Ok(match name {
-        "fedavg" => Box::new(strategy::FedAvg { server_lr }),
-        "fedprox" => Box::new(strategy::FedProx {
-            mu: args.prox_mu,
-            server_lr,
-        }),
-        "median" => Box::new(strategy::Median { server_lr }),
-        "trimmed-mean" => Box::new(strategy::TrimmedMean {
-            beta: 0.25,
-            server_lr,
-        }),
-        "krum" => Box::new(strategy::Krum { f: 1, server_lr }),
-        other => bail!("unknown strategy '{other}' (fedavg, fedprox, median, trimmed-mean, krum)"),
-    })
+/// The strategies fl-sim runs. Not fedadam / fedyogi: fl-sim has no flags for their server
+/// optimizer, which wants a far smaller server step than the 1 used here.
+const SIM_STRATEGIES: [StrategyKind; 5] = [
+    StrategyKind::Fedavg,
+    StrategyKind::Fedprox,
+    StrategyKind::Median,
+    StrategyKind::TrimmedMean,
+    StrategyKind::Krum,
+];
+
+/// The strategy `name` with fl-sim's settings: the aggregator's defaults (server step 1,
+/// Krum f = 1) except `--prox-mu` and a trimmed-mean cut of 0.25 (one client at each end of
+/// the default round of 4).
+fn strategy_config(name: &str, args: &FlSimArgs) -> Result<StrategyConfig> {
+    let Some(kind) = StrategyKind::from_name(name).filter(|k| SIM_STRATEGIES.contains(k)) else {
+        let known: Vec<&str> = SIM_STRATEGIES.iter().map(|k| k.name()).collect();
+        bail!("unknown strategy '{name}' ({})", known.join(", "));
+    };
+    let config = StrategyConfig {
+        kind,
+        prox_mu: args.prox_mu,
+        trim_beta: 0.25,
+        ..StrategyConfig::DEFAULT
+    };
+    config.validate()?;
+    Ok(config)
 }
 
 fn client_data(all: &TrainingSet, share: &Share) -> Result<ClientData> {
@@ -165,7 +175,7 @@ pub fn run(args: FlSimArgs) -> Result<()> {
     let strategies = args
         .strategies
         .iter()
-        .map(|name| build_strategy(name, &args))
+        .map(|name| Ok(strategy_config(name, &args)?.build()))
         .collect::<Result<Vec<_>>>()?;
     let device = Backend::Cpu.device()?;
     let init = crate::models::resolve_bytes(&args.model)?;

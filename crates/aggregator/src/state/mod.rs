@@ -9,7 +9,7 @@
 //! silent clients' slots and gets a new deadline. Closing aggregates, applies the server step,
 //! commits version `v + 1` to disk, and opens the next round.
 
-use crate::config::Args;
+use crate::config::ServerConfig;
 use crate::dp::{self, Accountant};
 pub use crate::error::Error;
 pub use crate::protocol::*;
@@ -53,7 +53,7 @@ struct Inner {
 
 /// The aggregator. Share it as `Arc<Server>`; every method locks internally.
 pub struct Server {
-    args: Args,
+    config: ServerConfig,
     strategy: Box<dyn Strategy>,
     store: Store,
     layout: Layout,
@@ -79,18 +79,18 @@ fn random_token() -> String {
 
 impl Server {
     /// Opens `--state-dir`: resumes the saved state, or starts version 0 from `--init`.
-    pub fn open(args: Args) -> Result<Self, Error> {
-        args.validate().map_err(Error::Config)?;
-        let strategy = args.build_strategy();
-        let store = Store::open(&args.state_dir)?;
-        let rng = match args.seed {
+    pub fn open(config: ServerConfig) -> Result<Self, Error> {
+        config.validate().map_err(Error::Config)?;
+        let strategy = config.strategy.build();
+        let store = Store::open(&config.state_dir)?;
+        let rng = match config.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_rng(&mut rand::rng()),
         };
         let saved = store.read(&store.state_path())?;
         let (server, fresh) = match saved {
-            Some(json) => (Self::resume(args, strategy, store, &json, rng)?, false),
-            None => (Self::start(args, strategy, store, rng)?, true),
+            Some(json) => (Self::resume(config, strategy, store, &json, rng)?, false),
+            None => (Self::start(config, strategy, store, rng)?, true),
         };
         {
             let mut inner = server.lock();
@@ -98,7 +98,7 @@ impl Server {
                 server.persist(&inner)?;
             }
             // A crash may have happened after the last accepted update and before aggregation.
-            if inner.accepted.len() >= server.args.target_clients && !server.finished(&inner) {
+            if inner.accepted.len() >= server.config.target_clients && !server.finished(&inner) {
                 server.close_round(&mut inner, now_ms(), "target")?;
             }
         }
@@ -123,7 +123,7 @@ impl Server {
     }
 
     fn finished(&self, inner: &Inner) -> bool {
-        self.args.rounds > 0 && inner.version >= self.args.rounds
+        self.config.rounds > 0 && inner.version >= self.config.rounds
     }
 
     fn authenticate(inner: &Inner, token: Option<&str>) -> Result<ClientId, Error> {
@@ -136,7 +136,7 @@ impl Server {
     }
 
     fn deadline_ms(&self, now: u64) -> u64 {
-        now + (self.args.round_deadline_secs * 1000.0) as u64
+        now + (self.config.round_deadline_secs * 1000.0) as u64
     }
 
     /// The client a bearer token belongs to.
@@ -144,9 +144,9 @@ impl Server {
         Self::authenticate(&self.lock(), token)
     }
 
-    /// The validated flags this server runs with.
-    pub fn args(&self) -> &Args {
-        &self.args
+    /// The validated settings this server runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
     }
 
     /// Names and shapes of the model's tensors.
@@ -156,20 +156,20 @@ impl Server {
 
     /// Request body limit: `--max-body-bytes`, or twice the model file plus 64 KiB.
     pub fn max_body_bytes(&self) -> usize {
-        self.args
+        self.config
             .max_body_bytes
             .unwrap_or(2 * self.init_bytes_len + 64 * 1024)
     }
 
     /// Origins whose pages may call the API from a browser (`--allow-origin`).
     pub fn allowed_origins(&self) -> &[String] {
-        &self.args.allow_origin
+        &self.config.allow_origin
     }
 
     /// Registers a new client and returns its token.
     pub fn join(&self) -> Result<Joined, Error> {
         let mut inner = self.lock();
-        if inner.tokens.len() >= self.args.max_clients {
+        if inner.tokens.len() >= self.config.max_clients {
             return Err(Error::TooManyClients);
         }
         let token = random_token();
@@ -199,7 +199,7 @@ impl Server {
         let finished = self.finished(&inner);
         let submitted = inner.accepted.contains_key(&client);
         let mut selected = inner.selected.contains(&client);
-        if !finished && !selected && inner.selected.len() < self.args.selection_cap() {
+        if !finished && !selected && inner.selected.len() < self.config.selection_cap() {
             inner.selected.insert(client);
             if let Err(e) = self.persist(&inner) {
                 inner.selected.remove(&client);
@@ -217,16 +217,16 @@ impl Server {
             finished,
             retry_after_s: if selected { 0.0 } else { seconds_left.max(1.0) },
             deadline_unix_ms: inner.deadline_ms,
-            min_clients: self.args.min_clients,
-            target_clients: self.args.target_clients,
+            min_clients: self.config.min_clients,
+            target_clients: self.config.target_clients,
             accepted: inner.accepted.len(),
             strategy: self.strategy.name().to_string(),
             prox_mu: self.strategy.client_config().prox_mu,
-            clip_norm: self.args.clip_norm,
-            local_epochs: self.args.local_epochs,
-            client_lr: self.args.client_lr,
-            batch_size: self.args.batch_size,
-            max_examples: self.args.max_examples,
+            clip_norm: self.config.clip_norm,
+            local_epochs: self.config.local_epochs,
+            client_lr: self.config.client_lr,
+            batch_size: self.config.batch_size,
+            max_examples: self.config.max_examples,
         })
     }
 
@@ -266,13 +266,13 @@ impl Server {
         Self::authenticate(&self.lock(), token)?;
         // Parse outside the lock: the layout never changes.
         let u = tensors::parse_update(body, &self.layout)?;
-        if u.num_examples < 1 || u.num_examples > self.args.max_examples {
+        if u.num_examples < 1 || u.num_examples > self.config.max_examples {
             return Err(Error::NumExamples {
                 got: u.num_examples,
-                max: self.args.max_examples,
+                max: self.config.max_examples,
             });
         }
-        if let Some(bound) = self.args.clip_norm {
+        if let Some(bound) = self.config.clip_norm {
             if !dp::within_bound(u.norm, bound) {
                 return Err(Error::NormTooLarge {
                     norm: u.norm,
@@ -324,7 +324,7 @@ impl Server {
         inner.counters.updates_accepted += 1;
         let base_version = inner.version;
         let mut round_closed = false;
-        if inner.accepted.len() >= self.args.target_clients {
+        if inner.accepted.len() >= self.config.target_clients {
             // The update is on disk; if aggregation fails it is retried on restart or at the
             // deadline, so the client's submission still stands.
             match self.close_round(&mut inner, now, "target") {
@@ -357,7 +357,7 @@ impl Server {
         if self.finished(inner) || now < inner.deadline_ms {
             return Ok(false);
         }
-        let enough = self.args.min_clients.max(self.strategy.min_updates());
+        let enough = self.config.min_clients.max(self.strategy.min_updates());
         if inner.accepted.len() >= enough {
             self.close_round(inner, now, "deadline")?;
             return Ok(true);
@@ -387,7 +387,7 @@ impl Server {
     /// On error nothing changes.
     fn close_round(&self, inner: &mut Inner, now: u64, closed_by: &str) -> Result<(), Error> {
         let t0 = Instant::now();
-        let dp_on = self.args.noise_multiplier > 0.0;
+        let dp_on = self.config.noise_multiplier > 0.0;
         let clients: Vec<ClientId> = inner.accepted.keys().copied().collect();
         let updates: Vec<Update> = inner
             .accepted
@@ -401,8 +401,8 @@ impl Server {
         let mut next = inner.clone();
         let mut delta = self.strategy.aggregate(&updates)?;
         let delta_norm = tensors::l2_norm(&delta);
-        let noise_std = match self.args.clip_norm {
-            Some(c) if dp_on => dp::noise_std(self.args.noise_multiplier, c, updates.len()),
+        let noise_std = match self.config.clip_norm {
+            Some(c) if dp_on => dp::noise_std(self.config.noise_multiplier, c, updates.len()),
             _ => 0.0,
         };
         dp::add_gaussian_noise(&mut delta, noise_std, &mut next.rng);
@@ -415,7 +415,7 @@ impl Server {
         let version = inner.version + 1;
         let bytes = Self::encode_model(&self.layout, &next.global, &self.metadata, version)?;
         let sha = tensors::sha256_hex(&bytes);
-        let epsilon_round = next.accountant.record(self.args.noise_multiplier);
+        let epsilon_round = next.accountant.record(self.config.noise_multiplier);
         let losses: Vec<f64> = inner
             .accepted
             .values()
@@ -431,11 +431,11 @@ impl Server {
             mean_client_loss: (!losses.is_empty())
                 .then(|| losses.iter().sum::<f64>() / losses.len() as f64),
             delta_norm,
-            noise_multiplier: self.args.noise_multiplier,
+            noise_multiplier: self.config.noise_multiplier,
             noise_std,
             epsilon_round,
             epsilon_total: next.accountant.epsilon(),
-            dp_delta: self.args.dp_delta,
+            dp_delta: self.config.dp_delta,
             aggregation_ms: t0.elapsed().as_secs_f64() * 1000.0,
             completed_unix_ms: now,
             model_sha256: sha.clone(),
@@ -472,9 +472,9 @@ impl Server {
 
     fn dp_status(&self, inner: &Inner) -> DpStatus {
         DpStatus {
-            clip_norm: self.args.clip_norm,
-            noise_multiplier: self.args.noise_multiplier,
-            delta: self.args.dp_delta,
+            clip_norm: self.config.clip_norm,
+            noise_multiplier: self.config.noise_multiplier,
+            delta: self.config.dp_delta,
             epsilon_total: inner.accountant.epsilon(),
             rounds: inner.accountant.rounds(),
             accountant: "RDP of the Gaussian mechanism, no sub-sampling amplification".into(),
@@ -492,9 +492,9 @@ impl Server {
             clients: inner.tokens.len(),
             selected: inner.selected.len(),
             accepted: inner.accepted.len(),
-            min_clients: self.args.min_clients,
-            target_clients: self.args.target_clients,
-            selection_cap: self.args.selection_cap(),
+            min_clients: self.config.min_clients,
+            target_clients: self.config.target_clients,
+            selection_cap: self.config.selection_cap(),
             deadline_unix_ms: inner.deadline_ms,
             num_params: self.layout.num_params(),
             dp: self.dp_status(&inner),

@@ -3,7 +3,7 @@
 //! open round's accepted updates), and a resume from it after a crash.
 
 use super::{now_ms, AcceptedUpdate, Inner, Server};
-use crate::config::Args;
+use crate::config::ServerConfig;
 use crate::dp::Accountant;
 use crate::error::Error;
 use crate::protocol::{ClientId, Counters, RoundRecord};
@@ -36,7 +36,7 @@ pub(super) struct Persisted {
 impl Server {
     /// The server around `inner`: one constructor for a fresh start and a resume.
     fn assemble(
-        args: Args,
+        config: ServerConfig,
         strategy: Box<dyn Strategy>,
         store: Store,
         layout: Layout,
@@ -46,7 +46,7 @@ impl Server {
     ) -> Self {
         Self {
             init_bytes_len,
-            args,
+            config,
             strategy,
             store,
             layout,
@@ -56,22 +56,22 @@ impl Server {
     }
 
     pub(super) fn start(
-        args: Args,
+        config: ServerConfig,
         strategy: Box<dyn Strategy>,
         store: Store,
         rng: StdRng,
     ) -> Result<Self, Error> {
-        let init = args
+        let init = config
             .init_bytes()
-            .map_err(|e| Error::Config(format!("--init {}: {e}", args.init.display())))?;
+            .map_err(|e| Error::Config(format!("--init {}: {e}", config.init.display())))?;
         let model = tensors::read_model(&init)
-            .map_err(|e| Error::Config(format!("--init {}: {e}", args.init.display())))?;
+            .map_err(|e| Error::Config(format!("--init {}: {e}", config.init.display())))?;
         let mut metadata = model.metadata;
         metadata.remove(META_GLOBAL_VERSION);
         let bytes = Self::encode_model(&model.layout, &model.values, &metadata, 0)?;
         store.write_model(0, &bytes)?;
         let now = now_ms();
-        let deadline_ms = now + (args.round_deadline_secs * 1000.0) as u64;
+        let deadline_ms = now + (config.round_deadline_secs * 1000.0) as u64;
         let inner = Inner {
             version: 0,
             global: model.values,
@@ -85,7 +85,7 @@ impl Server {
             selected: BTreeSet::new(),
             accepted: BTreeMap::new(),
             history: Vec::new(),
-            accountant: Accountant::new(args.dp_delta),
+            accountant: Accountant::new(config.dp_delta),
             counters: Counters::default(),
             rng,
         };
@@ -93,10 +93,10 @@ impl Server {
             params = model.layout.num_params(),
             tensors = model.layout.names.len(),
             "started from {}",
-            args.init.display()
+            config.init.display()
         );
         Ok(Self::assemble(
-            args,
+            config,
             strategy,
             store,
             model.layout,
@@ -107,7 +107,7 @@ impl Server {
     }
 
     pub(super) fn resume(
-        args: Args,
+        config: ServerConfig,
         strategy: Box<dyn Strategy>,
         store: Store,
         json: &[u8],
@@ -163,7 +163,7 @@ impl Server {
                 Err(e) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
             }
         }
-        let mut accountant = Accountant::new(args.dp_delta);
+        let mut accountant = Accountant::new(config.dp_delta);
         for r in &p.history {
             accountant.record(r.noise_multiplier);
         }
@@ -194,7 +194,7 @@ impl Server {
         };
         let init_bytes_len = inner.model_bytes.len();
         Ok(Self::assemble(
-            args,
+            config,
             strategy,
             store,
             model.layout,

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use tower::ServiceExt;
 use websr_aggregator::tensors::{self, Layout};
-use websr_aggregator::Args;
+use websr_aggregator::{Args, ServerConfig};
 
 /// The tiny model: `a` [2, 2] and `b` [3].
 pub fn layout() -> Layout {
@@ -37,8 +37,9 @@ pub fn write_model(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// Flags for a server on the tiny model in `dir` (`dir/state`), plus `extra`.
-pub fn args(dir: &Path, extra: &[&str]) -> Args {
+/// The config of a server on the tiny model in `dir` (`dir/state`), from the flags `extra`
+/// parsed as the binary parses them.
+pub fn config(dir: &Path, extra: &[&str]) -> ServerConfig {
     let init = write_model(dir);
     let state = dir.join("state");
     let mut argv = vec![
@@ -51,7 +52,7 @@ pub fn args(dir: &Path, extra: &[&str]) -> Args {
         "7".into(),
     ];
     argv.extend(extra.iter().map(|s| s.to_string()));
-    Args::try_parse_from(argv).unwrap()
+    Args::try_parse_from(argv).unwrap().server_config()
 }
 
 /// A delta with every value of tensor `a` = `x` and of `b` = `y`.

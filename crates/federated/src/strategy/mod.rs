@@ -4,9 +4,13 @@
 //! (FedProx's `mu`), [`Strategy::aggregate`] combines the round's deltas into one delta (pure), and
 //! [`Strategy::apply`] moves the global model by that delta (server optimizer; its state is passed
 //! in explicitly so it can be persisted). Vectors are flat `f32` per tensor, in layout order;
-//! sums are accumulated in `f64`.
+//! sums are accumulated in `f64`. Which strategy runs, with what hyper-parameters, is a
+//! [`StrategyConfig`].
 
 use serde::{Deserialize, Serialize};
+
+mod config;
+pub use config::{StrategyConfig, StrategyConfigError, StrategyKind};
 
 /// One client's delta (`local - global`) and its weight.
 #[derive(Debug, Clone, PartialEq)]
