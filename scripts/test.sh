@@ -14,6 +14,7 @@ cargo fmt --all -- --check
 for js in www/*.mjs tests/browser/*.mjs scripts/*.mjs; do node --check "$js"; done
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --lib "${wasm_features[@]}" -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -49,7 +49,7 @@
 //!   [`SrModel::deepened`] grows without changing its output), for the wavelet models and
 //!   ([`train::diffusion`]) the diffusion models.
 //! - [`zoo`]: the shipped, trained models and their manifest, with one default model per scale.
-//! - [`bench`]: the speed table of `websr bench` and `cargo bench`.
+//! - [`bench`](mod@bench): the speed table of `websr bench` and `cargo bench`.
 //! - `web` (wasm32 only): the browser runtime behind `www/websr.mjs`, run in a Web Worker.
 
 pub mod bench;

@@ -142,7 +142,7 @@ impl Dwsr {
         up + idwt(self.tail.forward(x))
     }
 
-    /// The same function with `body_layers` body convolutions ([`deepen_body`]).
+    /// The same function with `body_layers` body convolutions (Net2DeeperNet: `layers::deepen_body`).
     pub fn deepened(self, body_layers: usize) -> Dwsr {
         Dwsr {
             body: deepen_body(self.body, body_layers),

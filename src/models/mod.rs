@@ -22,7 +22,7 @@ pub enum Arch {
     Dwsr,
     /// DWSR whose first convolution is a DWA module.
     DwsrDwa,
-    /// DWA-Direct[DWSR]: stride-2 DWA on the image instead of the input DWT.
+    /// DWA-Direct\[DWSR\]: stride-2 DWA on the image instead of the input DWT.
     DwaDirect,
     /// Our fast LR-resolution wavelet model.
     #[serde(rename = "wavelr")]
@@ -186,7 +186,7 @@ impl SrModel {
     }
 
     /// This model grown to `body_layers` body convolutions without changing its output
-    /// (Net2DeeperNet, [`layers::deepen_body`]): a warm start for a deeper model.
+    /// (Net2DeeperNet, `layers::deepen_body`): a warm start for a deeper model.
     pub fn deepened(self, body_layers: usize) -> Result<SrModel> {
         let old = self.spec.body_layers;
         if old == 0 || body_layers < old {

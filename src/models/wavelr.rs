@@ -69,7 +69,7 @@ impl WaveLr {
         up + idwt_levels(self.tail.forward(x), self.levels)
     }
 
-    /// The same function with `body_layers` body convolutions ([`deepen_body`]).
+    /// The same function with `body_layers` body convolutions (Net2DeeperNet: `layers::deepen_body`).
     pub fn deepened(self, body_layers: usize) -> WaveLr {
         WaveLr {
             body: deepen_body(self.body, body_layers),

@@ -9,6 +9,8 @@ use websr::zoo::{default_dir, read_verified, Manifest};
 use websr::{Model, SrModel};
 
 /// What a `--model` argument names.
+// One per command: the size of the model variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum Resolved {
     /// The bicubic baseline (no weights).
     Bicubic,
