@@ -1,7 +1,8 @@
 // Browser benchmark: per backend (WebGPU, CPU fallback) and model, the cold start (worker + wasm
 // + model + first 256x256 result, shader compilation included), the warm time per 256x256 input
 // tile, ms per output megapixel, and the wasm size. Prints a markdown table.
-//   node scripts/web-bench.mjs [--models wavelr-x4,wavelr-x2] [--modes webgpu,cpu] [--runs 3]
+//   node scripts/web-bench.mjs [--models wavelr-x4,wavelr-x2] [--modes webgpu,cpu,cpu-scalar] [--runs 3]
+// cpu-scalar: the CPU path with the SIMD GEMM kernel switched off (the build before SIMD).
 // Needs dist/ (scripts/web-build.sh) and Debian's Chromium.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -38,11 +39,12 @@ for (const mode of modes) {
   await page.goto(`${base}/websr.mjs`); // any same-origin page works to import the module
   for (const model of models) {
     const r = await page.evaluate(async ({ model, side, runs, mode }) => {
+      const scalar = mode === 'cpu-scalar';
       const { WebSR } = await import('/websr.mjs');
       const data = new ImageData(side, side);
       for (let i = 0; i < data.data.length; i++) data.data[i] = i % 4 === 3 ? 255 : (i * 2654435761) >>> 24;
       const t0 = performance.now();
-      const sr = await WebSR.create({ model, backend: mode });
+      const sr = await WebSR.create({ model, backend: scalar ? 'cpu' : mode, cpuSimd: !scalar });
       const tLoaded = performance.now();
       await sr.upscale(data, { tileSize: side });
       const cold = performance.now() - t0;
@@ -55,7 +57,7 @@ for (const mode of modes) {
       warm.sort((a, b) => a - b);
       const info = sr.info;
       sr.dispose();
-      return { load: tLoaded - t0, cold, warm: warm[Math.floor(warm.length / 2)], backend: info.backend, adapter: info.adapter, scale: info.scale };
+      return { load: tLoaded - t0, cold, warm: warm[Math.floor(warm.length / 2)], backend: scalar ? 'cpu, SIMD off' : info.backend, adapter: info.adapter, scale: info.scale };
     }, { model, side, runs, mode });
     const outMp = (side * r.scale) ** 2 / 1e6;
     rows.push({ mode: `${r.backend} (${r.adapter})`, model, ...r, perMp: r.warm / outMp });

@@ -1,6 +1,6 @@
 // The websr Web Worker: owns the wasm runtime, the compute device and the loaded model.
 // Protocol (all messages carry an `id`):
-//   page -> worker  {type:'load', weights:ArrayBuffer, backend}      -> {type:'result', value:info}
+//   page -> worker  {type:'load', weights:ArrayBuffer, backend, cpuSimd?} -> {type:'result', value:info}
 //                     (info.kind: 'regression' (one pass) or 'diffusion', read from the weights)
 //                   {type:'upscale', input, tile, tta, steps, seed, yoda, previewEvery}
 //                     (tile/tta for a one-pass model, the rest for a diffusion model)
@@ -14,7 +14,7 @@
 //                                                                     -> {type:'progress', done, total, loss}*
 //                                                                     -> {type:'result', value:{body:ArrayBuffer, ...}}
 //   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
-import init, { Engine, FlClient, Image } from './websr.js';
+import init, { Engine, FlClient, Image, setCpuSimd } from './websr.js';
 
 const ready = init();
 let engine = null;
@@ -59,8 +59,9 @@ function deviceInfo(runtime, use, backend, note) {
   };
 }
 
-async function load({ weights, backend }) {
+async function load({ weights, backend, cpuSimd = true }) {
   const { use, note } = await chooseBackend(backend);
+  setCpuSimd(cpuSimd !== false);
   engine?.free();
   engine = null;
   const e = await Engine.create(new Uint8Array(weights), use);

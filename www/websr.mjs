@@ -219,6 +219,7 @@ export class WebSR {
   /** Starts the worker and loads `model` (a name from the manifest).
    *  options: { model (default: the manifest's default for `scale`), scale = 4,
    *             backend = 'auto' | 'webgpu' | 'cpu', modelBase,
+   *             cpuSimd = true (false: the scalar CPU kernels, for comparisons),
    *             onDownloadProgress({loaded, total, fromCache}) } */
   static async create(options = {}) {
     const sr = new WebSR({ backend: 'auto', ...options });
@@ -240,7 +241,7 @@ export class WebSR {
   }
 
   #loadMessage(bytes) {
-    return { type: 'load', weights: bytes.buffer, backend: this.#options.backend };
+    return { type: 'load', weights: bytes.buffer, backend: this.#options.backend, cpuSimd: this.#options.cpuSimd !== false };
   }
 
   /** Upscales a File, Blob, ImageBitmap or ImageData.

@@ -38,6 +38,13 @@ pub fn start() {
     gemm::set_wasm_simd128(true);
 }
 
+/// Turns the CPU path's SIMD GEMM kernel on or off (on by default): for side-by-side benchmarks
+/// (`scripts/web-bench.mjs --modes cpu,cpu-scalar`) and for a browser whose SIMD misbehaves.
+#[wasm_bindgen(js_name = setCpuSimd)]
+pub fn set_cpu_simd(enable: bool) {
+    gemm::set_wasm_simd128(enable);
+}
+
 /// The websr version, so a page can tell which runtime it loaded.
 #[wasm_bindgen]
 pub fn version() -> String {

@@ -107,6 +107,21 @@ try {
     const t = (name, fn) => test(`[${mode}] ${name}`, fn);
     let page;
 
+    await t('the app starts on the expected backend and says why', async () => {
+      page = await openApp(browser, base);
+      const backend = await page.getAttribute('[data-testid=backend]', 'data-backend');
+      assert(backend === mode, `backend ${backend}, expected ${mode}`);
+      const note = await page.textContent('[data-testid=backend-note]');
+      const title = await page.getAttribute('[data-testid=backend]', 'title');
+      console.log(`     ${await page.textContent('[data-testid=backend]')}: ${title}`);
+      assert(Number(await page.getAttribute('[data-testid=backend]', 'data-auto-tile')) >= 16, 'an automatic tile size');
+      if (mode === 'cpu') assert(/WebGPU/.test(note), `CPU fallback must say why, got "${note}"`);
+      const cached = await page.getAttribute('[data-testid=model-status]', 'data-from-cache');
+      assert(cached === 'false', 'first visit downloads the model');
+      const selected = await page.inputValue('[data-testid=model]');
+      assert(selected === DEFAULT_X4, `the app opened on ${selected}, the x4 default is ${DEFAULT_X4}`);
+    });
+
     await t('a plain load of each page requests nothing that fails and logs no error', async () => {
       for (const [file, ready] of [['', '[data-testid=model-status]'], ['federated.html', 'body']]) {
         const p = await browser.newPage();
@@ -122,21 +137,6 @@ try {
         await p.close();
         assert(problems.length === 0, `/${file}: ${problems.join('; ')}`);
       }
-    });
-
-    await t('the app starts on the expected backend and says why', async () => {
-      page = await openApp(browser, base);
-      const backend = await page.getAttribute('[data-testid=backend]', 'data-backend');
-      assert(backend === mode, `backend ${backend}, expected ${mode}`);
-      const note = await page.textContent('[data-testid=backend-note]');
-      const title = await page.getAttribute('[data-testid=backend]', 'title');
-      console.log(`     ${await page.textContent('[data-testid=backend]')}: ${title}`);
-      assert(Number(await page.getAttribute('[data-testid=backend]', 'data-auto-tile')) >= 16, 'an automatic tile size');
-      if (mode === 'cpu') assert(/WebGPU/.test(note), `CPU fallback must say why, got "${note}"`);
-      const cached = await page.getAttribute('[data-testid=model-status]', 'data-from-cache');
-      assert(cached === 'false', 'first visit downloads the model');
-      const selected = await page.inputValue('[data-testid=model]');
-      assert(selected === DEFAULT_X4, `the app opened on ${selected}, the x4 default is ${DEFAULT_X4}`);
     });
 
     await t('an uploaded image comes back x4 and matches the native CLI (PSNR >= 45 dB)', async () => {
