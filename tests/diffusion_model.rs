@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{max_abs_diff, rewrite, synthetic};
+use common::{max_abs_diff, rewrite, synthetic, tiny_diffusion_spec as tiny};
 use websr::burn::tensor::{Device, Tensor, TensorData};
-use websr::diffusion::model::{PredictorSpec, UNetSpec, YodaSpec};
 use websr::diffusion::upscale::Upscaling;
 use websr::diffusion::{DiffusionKind, DiffusionModel, DiffusionSpec, SampleOptions};
 use websr::image::Planar;
@@ -22,27 +21,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A test-sized spec: a two-level U-Net of width 8.
-fn tiny(kind: DiffusionKind, yoda: bool) -> DiffusionSpec {
-    let mut spec = DiffusionSpec::default_for(kind, 2);
-    spec.unet = UNetSpec {
-        inner_channels: 8,
-        channel_mults: vec![1, 2],
-        res_blocks: 1,
-        norm_groups: 4,
-        dropout: 0.0,
-        attention: false,
-    };
-    if kind == DiffusionKind::DiWa {
-        spec.predictor = Some(PredictorSpec {
-            features: 8,
-            layers: 1,
-        });
-    }
-    spec.yoda = yoda.then(YodaSpec::default);
-    spec
 }
 
 fn lr_tensor(p: &Planar, device: &Device) -> Tensor<4> {

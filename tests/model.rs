@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{perturbed, synthetic};
+use common::{perturbed, synthetic, tiny_diffusion_spec};
 use websr::burn::tensor::Device;
-use websr::diffusion::model::UNetSpec;
-use websr::diffusion::{DiffusionKind, DiffusionModel, DiffusionSpec, SampleOptions};
+use websr::diffusion::{DiffusionKind, DiffusionModel, SampleOptions};
 use websr::image::{Planar, MAX_OUTPUT_PIXELS};
 use websr::models::{Arch, ModelSpec};
 use websr::upscale::{check_output_size, upscale_rgb, upscale_rgb_async, UpscaleOptions};
@@ -24,15 +23,7 @@ fn one_pass(device: &Device) -> SrModel {
 }
 
 fn diffusion(device: &Device) -> DiffusionModel {
-    let mut spec = DiffusionSpec::default_for(DiffusionKind::DiWa, 2);
-    spec.unet = UNetSpec {
-        inner_channels: 8,
-        channel_mults: vec![1, 2],
-        res_blocks: 1,
-        norm_groups: 4,
-        dropout: 0.0,
-        attention: false,
-    };
+    let spec = tiny_diffusion_spec(DiffusionKind::DiWa, false);
     DiffusionModel::init_seeded(spec, device, 4).unwrap()
 }
 

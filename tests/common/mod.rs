@@ -4,6 +4,8 @@
 
 use websr::burn::module::{Module, ModuleMapper, Param};
 use websr::burn::tensor::{Device, Distribution, Tensor};
+use websr::diffusion::model::{PredictorSpec, UNetSpec, YodaSpec};
+use websr::diffusion::{DiffusionKind, DiffusionSpec};
 use websr::image::Planar;
 use websr::models::SrModel;
 
@@ -100,4 +102,25 @@ pub fn rewrite(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value, &mut Vec<
     out.extend(h);
     out.extend(data);
     out
+}
+
+/// A test-sized spec: a two-level U-Net of width 8.
+pub fn tiny_diffusion_spec(kind: DiffusionKind, yoda: bool) -> DiffusionSpec {
+    let mut spec = DiffusionSpec::default_for(kind, 2);
+    spec.unet = UNetSpec {
+        inner_channels: 8,
+        channel_mults: vec![1, 2],
+        res_blocks: 1,
+        norm_groups: 4,
+        dropout: 0.0,
+        attention: false,
+    };
+    if kind == DiffusionKind::DiWa {
+        spec.predictor = Some(PredictorSpec {
+            features: 8,
+            layers: 1,
+        });
+    }
+    spec.yoda = yoda.then(YodaSpec::default);
+    spec
 }
