@@ -77,8 +77,17 @@ pub fn evaluate(
     scale: usize,
     upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
 ) -> Result<Report> {
+    evaluate_files(&image_files(dir)?, scale, upscale)
+}
+
+/// [`evaluate`] on a list of image files (a held-out validation slice, for example).
+pub fn evaluate_files(
+    files: &[PathBuf],
+    scale: usize,
+    upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
+) -> Result<Report> {
     evaluate_with(
-        dir,
+        files,
         scale,
         &mut |_, hr| Ok(degrade_bicubic(hr, scale)),
         upscale,
@@ -96,7 +105,7 @@ pub fn evaluate_degraded(
     upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
 ) -> Result<Report> {
     evaluate_with(
-        dir,
+        &image_files(dir)?,
         scale,
         &mut |i, hr| {
             let mut rng =
@@ -112,14 +121,17 @@ type MakeLr<'a> = dyn FnMut(usize, &Planar) -> Result<(Planar, Planar)> + 'a;
 
 /// The benchmark loop: for image `i` of `dir`, `make_lr(i, hr)` gives `(hr_cropped, lr)`.
 fn evaluate_with(
-    dir: &Path,
+    files: &[PathBuf],
     scale: usize,
     make_lr: &mut MakeLr,
     upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
 ) -> Result<Report> {
+    if files.is_empty() {
+        return Err(WebSrError::Invalid("no images to evaluate".into()));
+    }
     let mut rows = Vec::new();
-    for (i, path) in image_files(dir)?.into_iter().enumerate() {
-        let pic = load(&path)?;
+    for (i, path) in files.iter().enumerate() {
+        let pic = load(path)?;
         let (hr, lr) = make_lr(i, &pic.rgb)?;
         let sr = upscale(&lr)?;
         let name = path
@@ -146,7 +158,17 @@ pub fn evaluate_model(
     opts: &UpscaleOptions,
     device: &Device,
 ) -> Result<Report> {
-    evaluate(dir, model.scale(), &mut |lr| {
+    evaluate_model_files(&image_files(dir)?, model, opts, device)
+}
+
+/// [`evaluate_model`] on a list of image files.
+pub fn evaluate_model_files(
+    files: &[PathBuf],
+    model: &Model,
+    opts: &UpscaleOptions,
+    device: &Device,
+) -> Result<Report> {
+    evaluate_files(files, model.scale(), &mut |lr| {
         upscale_rgb(model, lr, opts, device, &mut |_, _| true)
     })
 }

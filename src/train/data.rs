@@ -302,3 +302,22 @@ fn to_sample(p: &Planar) -> Sample {
 pub fn default_dirs(data_root: &Path) -> Vec<PathBuf> {
     vec![data_root.join("t91"), data_root.join("bsd200")]
 }
+
+/// The training images of `dirs` with a validation slice held out: the last `holdout` files in
+/// folder order then name order (with the default folders, the last BSD200 images). Validating on
+/// images the model never trains on, instead of a test set, is what keeps Set5/Set14 for the final
+/// scores only. Returns `(training, held_out)`.
+pub fn split_holdout(dirs: &[PathBuf], holdout: usize) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut files = Vec::new();
+    for d in dirs {
+        files.extend(image_files(d)?);
+    }
+    if holdout >= files.len() {
+        return Err(WebSrError::Invalid(format!(
+            "cannot hold out {holdout} of {} training images and keep any to train on",
+            files.len()
+        )));
+    }
+    let held = files.split_off(files.len() - holdout);
+    Ok((files, held))
+}

@@ -9,7 +9,7 @@ use super::step::descend;
 use super::{Schedule, TrainState, TrainingRun};
 use crate::diffusion::{DiffusionModel, DiffusionSpec, SampleOptions};
 use crate::error::{Result, WebSrError};
-use crate::eval::{evaluate_model, Report};
+use crate::eval::{evaluate_model_files, Report};
 use crate::model::Model;
 use crate::upscale::UpscaleOptions;
 use burn::module::Module;
@@ -140,15 +140,15 @@ impl TrainingRun for DiffusionTrainer {
         loss_value
     }
 
-    /// Y-PSNR/SSIM of DDIM samples on a benchmark folder.
-    fn validate(&mut self, dir: &Path) -> Result<Report> {
+    /// Y-PSNR/SSIM of DDIM samples on the validation images.
+    fn validate(&mut self, files: &[PathBuf]) -> Result<Report> {
         let model = Model::Diffusion(self.inference_model());
         let device = self.device.clone().inner();
         let opts = UpscaleOptions {
             sampling: self.cfg.validation_options(),
             ..UpscaleOptions::default()
         };
-        evaluate_model(dir, &model, &opts, &device)
+        evaluate_model_files(files, &model, &opts, &device)
     }
 
     fn save_best(&self) -> Result<()> {

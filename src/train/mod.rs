@@ -13,7 +13,7 @@ pub(crate) mod step;
 pub use checkpoint::{read_json, CheckpointPaths};
 
 use crate::error::{Result, WebSrError};
-use crate::eval::{evaluate, Report};
+use crate::eval::{evaluate_files, Report};
 use crate::models::{ModelSpec, SrModel};
 use crate::upscale::run_model;
 use crate::weights;
@@ -138,8 +138,8 @@ fn cosine_lr(lr: f64, lr_min: f64, steps: usize, step: usize) -> f64 {
 pub trait TrainingRun {
     /// One optimisation step on a batch; returns the loss.
     fn step(&mut self, data: &TrainingSet) -> f64;
-    /// Y-PSNR/SSIM on a benchmark folder.
-    fn validate(&mut self, dir: &Path) -> Result<Report>;
+    /// Y-PSNR/SSIM on the validation images.
+    fn validate(&mut self, files: &[PathBuf]) -> Result<Report>;
     /// Writes the current weights as the run's best.
     fn save_best(&self) -> Result<()>;
     /// Writes the model, optimizer and state (atomically, file by file).
@@ -152,13 +152,13 @@ pub trait TrainingRun {
     fn run(
         &mut self,
         data: &TrainingSet,
-        val_dir: Option<&Path>,
+        val: Option<&[PathBuf]>,
         on_step: &mut dyn FnMut(&StepInfo) -> bool,
     ) -> Result<()>
     where
         Self: Sized,
     {
-        run_loop(self, data, val_dir, on_step)
+        run_loop(self, data, val, on_step)
     }
 }
 
@@ -166,7 +166,7 @@ pub trait TrainingRun {
 fn run_loop(
     run: &mut impl TrainingRun,
     data: &TrainingSet,
-    val_dir: Option<&Path>,
+    val: Option<&[PathBuf]>,
     on_step: &mut dyn FnMut(&StepInfo) -> bool,
 ) -> Result<()> {
     let Schedule {
@@ -180,9 +180,9 @@ fn run_loop(
         let step = run.state().step;
         let done = step == steps;
         let mut validation = None;
-        if let Some(dir) = val_dir {
+        if let Some(files) = val {
             if step.is_multiple_of(validate_every.max(1)) || done {
-                let report = run.validate(dir)?;
+                let report = run.validate(files)?;
                 let state = run.state();
                 state.history.push(ValPoint {
                     step,
@@ -306,11 +306,11 @@ impl TrainingRun for Trainer {
         loss_value
     }
 
-    /// Y-PSNR/SSIM on a benchmark folder.
-    fn validate(&mut self, dir: &Path) -> Result<Report> {
+    /// Y-PSNR/SSIM on the validation images.
+    fn validate(&mut self, files: &[PathBuf]) -> Result<Report> {
         let model = self.inference_model();
         let device = self.device.clone().inner();
-        evaluate(dir, model.scale(), &mut |lr| {
+        evaluate_files(files, model.scale(), &mut |lr| {
             Ok(run_model(&model, lr, &device))
         })
     }

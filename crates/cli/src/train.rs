@@ -11,7 +11,8 @@ use websr::device::Backend;
 use websr::diffusion::model::YodaSpec;
 use websr::diffusion::{DiffusionKind, DiffusionSpec};
 use websr::models::{Arch, ModelSpec};
-use websr::train::data::TrainingSet;
+use websr::eval::image_files;
+use websr::train::data::{split_holdout, TrainingSet};
 use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
 use websr::train::{Schedule, StepInfo, TrainConfig, Trainer, TrainingRun};
 
@@ -65,8 +66,12 @@ pub struct TrainArgs {
     /// Train only on the sub-images of this subset manifest (`websr prune`) instead of --data.
     #[arg(long, conflicts_with = "data")]
     pub subset: Option<PathBuf>,
-    /// Validation folder (skipped when missing).
-    #[arg(long, default_value = "../shared/data/set5")]
+    /// Validate on this many training images held out from training (the last ones of the last
+    /// --data folder, by name: BSD200's last by default). 0 turns validation off.
+    #[arg(long, default_value_t = 10, conflicts_with = "val")]
+    pub holdout: usize,
+    /// Validate on this folder instead of a held-out slice (never a test set you report).
+    #[arg(long)]
     pub val: Option<PathBuf>,
     /// Checkpoint folder.
     #[arg(short, long)]
@@ -160,7 +165,7 @@ fn train_diffusion(args: TrainArgs) -> Result<()> {
 }
 
 /// Runs a trainer of either kind to the end of its schedule with a progress bar, validating on
-/// `--val` when that folder exists.
+/// `--val` or the held-out slice ([`validation_files`]).
 fn drive(
     trainer: &mut impl TrainingRun,
     data: &TrainingSet,
@@ -173,8 +178,14 @@ fn drive(
         "{label} x{}: {params} parameters, starting at step {first}",
         args.scale
     );
-    let val = args.val.as_deref().filter(|p| p.is_dir());
+    let validation = validation_files(args)?;
+    match (&args.val, validation.len()) {
+        (_, 0) => eprintln!("no validation"),
+        (Some(dir), n) => eprintln!("validating on {n} images of {}", dir.display()),
+        (None, n) => eprintln!("validating on {n} held-out training images (not trained on)"),
+    }
     let (pb, mut report) = training_progress(steps, first);
+    let val = (!validation.is_empty()).then_some(&validation[..]);
     trainer.run(data, val, &mut report)?;
     pb.finish();
     Ok(())
@@ -204,9 +215,32 @@ fn load_training_data(args: &TrainArgs) -> Result<(TrainingSet, Option<String>)>
     }
     let dirs = training_dirs(&args.data, &args.data_root)?;
     eprintln!("loading training images from {dirs:?}");
-    let data = TrainingSet::load_dirs(&dirs)?;
+    let (train, _) = split_holdout(&dirs, holdout(args))?;
+    let data = TrainingSet::load_files(train)?;
     eprintln!("{} images", data.len());
     Ok((data, None))
+}
+
+/// How many training images to hold out: none when validating on `--val` instead.
+fn holdout(args: &TrainArgs) -> usize {
+    if args.val.is_some() {
+        0
+    } else {
+        args.holdout
+    }
+}
+
+/// The validation images: `--val`'s folder, or the held-out slice of the training folders
+/// (none for a subset run without `--val`: its images are chosen by the subset).
+fn validation_files(args: &TrainArgs) -> Result<Vec<PathBuf>> {
+    if let Some(dir) = &args.val {
+        return Ok(image_files(dir)?);
+    }
+    if args.subset.is_some() || args.holdout == 0 {
+        return Ok(Vec::new());
+    }
+    let dirs = training_dirs(&args.data, &args.data_root)?;
+    Ok(split_holdout(&dirs, args.holdout)?.1)
 }
 
 /// A progress bar from step `first` of `steps`, and the per-step callback that moves it: a
