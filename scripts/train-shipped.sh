@@ -4,6 +4,9 @@
 #   scripts/train-shipped.sh            # both lanes, in the background, logs in runs/*.log
 #   scripts/train-shipped.sh lane-a     # one lane in the foreground
 # Re-running resumes every run from its last checkpoint (runs/<name>/).
+# Validation is on held-out training images (websr train's default --holdout 10: the last 10 of
+# BSD200, not trained on), never on Set5/Set14. The shipped cards record their own commands, from
+# before that change (Set5 validation, all 291 images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -16,7 +19,7 @@ train() { # name arch scale steps patch validate-every [extra args]
   local name=$1 arch=$2 scale=$3 steps=$4 patch=$5 every=$6
   shift 6
   "$BIN" train --arch "$arch" --scale "$scale" --steps "$steps" --batch 16 --patch "$patch" \
-    --lr "${LR:-5e-4}" --lr-min 1e-6 --seed 1 --data-root "$DATA" --val "$DATA/set5" \
+    --lr "${LR:-5e-4}" --lr-min 1e-6 --seed 1 --data-root "$DATA" \
     --validate-every "$every" --checkpoint-every 100 --out "runs/$name" --resume "$@"
 }
 
@@ -56,7 +59,7 @@ diffuse() { # name model steps [extra args]
   local name=$1 model=$2 steps=$3
   shift 3
   "$BIN" train --model "$model" --scale 4 --steps "$steps" --batch 8 --patch 48 \
-    --lr 3e-4 --lr-min 1e-6 --seed 1 --data-root "$DATA" --val "$DATA/set5" \
+    --lr 3e-4 --lr-min 1e-6 --seed 1 --data-root "$DATA" \
     --validate-every "$steps" --val-steps 10 --checkpoint-every 100 --out "runs/$name" --resume "$@"
 }
 lane-g() {

@@ -1,10 +1,15 @@
 // Browser benchmark: per backend (WebGPU, CPU fallback) and model, the cold start (worker + wasm
-// + model + first 256x256 result, shader compilation included), the warm time per 256x256 input
-// tile, ms per output megapixel, and the wasm size. Prints a markdown table.
-//   node scripts/web-bench.mjs [--models wavelr-x4,wavelr-x2] [--modes webgpu,cpu,cpu-scalar] [--runs 3]
-// cpu-scalar: the CPU path with the SIMD GEMM kernel switched off (the build before SIMD).
+// + model + first 256x256 result, shader compilation included), the warm time per 256x256 input,
+// GMAC/s, ms per output megapixel, and the wasm size; with --native, the native CLI's rows for the
+// same models (`websr bench`) in the same run. Prints a markdown table.
+//   node scripts/web-bench.mjs [--models wavelr-deep-x4] [--modes webgpu,cpu,cpu-1,cpu-burn,cpu-scalar]
+//                              [--runs 3] [--native target/release/websr]
+// Modes: webgpu (one worker); cpu (the pool: one worker per core); cpu-1 (one worker);
+// cpu-burn (one worker, burn's im2col + GEMM convolution instead of websr's direct kernel);
+// cpu-scalar (one worker, SIMD off: the build before SIMD).
 // Needs dist/ (scripts/web-build.sh) and Debian's Chromium.
 import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,8 +21,17 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : fallback;
 };
-const models = arg('models', 'wavelr-x4,wavelr-x2').split(',');
-const modes = arg('modes', 'webgpu,cpu').split(',');
+const models = arg('models', 'wavelr-deep-x4').split(',');
+const modes = arg('modes', 'webgpu,cpu,cpu-1,cpu-burn,cpu-scalar').split(',');
+const native = arg('native', '');
+/** WebSR.create options of each mode. */
+const MODES = {
+  webgpu: { backend: 'webgpu' },
+  cpu: { backend: 'cpu' },
+  'cpu-1': { backend: 'cpu', workers: 1 },
+  'cpu-burn': { backend: 'cpu', workers: 1, directConv: false },
+  'cpu-scalar': { backend: 'cpu', workers: 1, cpuSimd: false },
+};
 const runs = Number(arg('runs', '3'));
 const dist = path.resolve(arg('dist', 'dist'));
 const side = 256;
@@ -29,6 +43,7 @@ const base = `http://127.0.0.1:${server.address().port}`;
 const rows = [];
 
 for (const mode of modes) {
+  if (!MODES[mode]) throw new Error(`unknown mode ${mode} (known: ${Object.keys(MODES).join(', ')})`);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'websr-bench-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -38,13 +53,12 @@ for (const mode of modes) {
   const page = await context.newPage();
   await page.goto(`${base}/websr.mjs`); // any same-origin page works to import the module
   for (const model of models) {
-    const r = await page.evaluate(async ({ model, side, runs, mode }) => {
-      const scalar = mode === 'cpu-scalar';
+    const r = await page.evaluate(async ({ model, side, runs, options }) => {
       const { WebSR } = await import('/websr.mjs');
       const data = new ImageData(side, side);
       for (let i = 0; i < data.data.length; i++) data.data[i] = i % 4 === 3 ? 255 : (i * 2654435761) >>> 24;
       const t0 = performance.now();
-      const sr = await WebSR.create({ model, backend: scalar ? 'cpu' : mode, cpuSimd: !scalar });
+      const sr = await WebSR.create({ model, ...options });
       const tLoaded = performance.now();
       await sr.upscale(data, { tileSize: side });
       const cold = performance.now() - t0;
@@ -56,20 +70,41 @@ for (const mode of modes) {
       }
       warm.sort((a, b) => a - b);
       const info = sr.info;
+      const workers = sr.workerCount;
       sr.dispose();
-      return { load: tLoaded - t0, cold, warm: warm[Math.floor(warm.length / 2)], backend: scalar ? 'cpu, SIMD off' : info.backend, adapter: info.adapter, scale: info.scale };
-    }, { model, side, runs, mode });
-    const outMp = (side * r.scale) ** 2 / 1e6;
-    rows.push({ mode: `${r.backend} (${r.adapter})`, model, ...r, perMp: r.warm / outMp });
-    console.error(`${mode} ${model}: cold ${r.cold.toFixed(0)} ms, warm ${r.warm.toFixed(0)} ms`);
+      return { load: tLoaded - t0, cold, warm: warm[Math.floor(warm.length / 2)], info, workers, cores: navigator.hardwareConcurrency };
+    }, { model, side, runs, options: MODES[mode] });
+    const outPx = (side * r.info.scale) ** 2;
+    const what = `${mode}: ${r.info.backend} (${r.info.adapter}), ${r.workers} worker${r.workers > 1 ? 's' : ''}`;
+    const gmacs = (r.info.macsPerOutputPixel * outPx) / r.warm / 1e6;
+    rows.push({ what, model, cold: r.cold, warm: r.warm, gmacs, perMp: r.warm / (outPx / 1e6) });
+    console.error(`${what} ${model}: cold ${r.cold.toFixed(0)} ms, warm ${r.warm.toFixed(0)} ms (${r.cores} cores)`);
   }
   await context.close();
 }
 server.close();
 
-console.log(`| backend | model | cold start (ms) | warm ms per ${side}x${side} input | ms per output MP |`);
-console.log('|---|---|---|---|---|');
-for (const r of rows) {
-  console.log(`| ${r.mode} | ${r.model} | ${r.cold.toFixed(0)} | ${r.warm.toFixed(0)} | ${r.perMp.toFixed(0)} |`);
+// The native CLI on the same machine, in the same run: burn flex (as built) and the direct kernel.
+if (native) {
+  const table = execFileSync(native, ['bench', '--size', String(side), '--no-train', '--reps', String(runs)], { encoding: 'utf8' });
+  for (const model of models) {
+    const [arch, scale] = [model.replace(/-x\d$/, ''), Number(model.slice(-1))];
+    const label = arch === 'wavelr-deep' ? `wavelr (${scale === 4 ? 16 : 12} body layers)` : arch;
+    for (const line of table.split('\n')) {
+      const cells = line.split('|').map((c) => c.trim());
+      if (!cells[1]?.startsWith(`${label} x${scale} forward`)) continue;
+      const ms = Number(cells[2]);
+      const macs = Number(cells[4]);
+      const gmacs = (macs * (side * scale) ** 2) / ms / 1e6;
+      rows.push({ what: `native: ${cells[1].includes('direct') ? 'direct conv' : 'burn flex'}`, model, cold: NaN, warm: ms, gmacs, perMp: ms / ((side * scale) ** 2 / 1e6) });
+    }
+  }
 }
-console.log(`\nwasm: ${(wasm.length / 1048576).toFixed(2)} MiB raw, ${(gz / 1048576).toFixed(2)} MiB gzip (websr_bg.wasm)`);
+
+console.log(`| backend | model | cold start (ms) | warm ms per ${side}x${side} input | GMAC/s | ms per output MP |`);
+console.log('|---|---|---|---|---|---|');
+for (const r of rows) {
+  const cold = Number.isNaN(r.cold) ? '-' : r.cold.toFixed(0);
+  console.log(`| ${r.what} | ${r.model} | ${cold} | ${r.warm.toFixed(0)} | ${r.gmacs.toFixed(1)} | ${r.perMp.toFixed(0)} |`);
+}
+console.log(`\nwasm: ${(wasm.length / 1048576).toFixed(2)} MiB raw, ${(gz / 1048576).toFixed(2)} MiB gzip (websr_bg.wasm); ${os.cpus().length} cores, ${os.cpus()[0]?.model}`);

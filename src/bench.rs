@@ -3,7 +3,7 @@
 //! in one run on one device (these machines are noisy: compare ratios, not absolute numbers).
 
 use crate::image::Planar;
-use crate::models::{Arch, ModelSpec, SrModel};
+use crate::models::{wavelr_direct, Arch, ModelSpec, SrModel, SrNet};
 use crate::upscale::run_model;
 use crate::wavelet::{dwt, idwt};
 use burn::tensor::{Device, Distribution, Tensor};
@@ -70,11 +70,24 @@ pub fn inference_rows(device: &Device, size: usize, reps: usize) -> Vec<Row> {
             });
             let out_mp = mp * (scale * scale) as f64;
             rows.push(Row {
-                what,
+                what: what.clone(),
                 ms,
                 ms_per_output_mp: Some(ms / out_mp),
                 macs_per_output_px: Some(macs),
             });
+            if let (SrNet::WaveLr(net), true) = (&model.net, *device == Device::flex()) {
+                // The browser's CPU kernel, natively (portable lanes, no wasm SIMD).
+                let ms = time_ms(reps, || {
+                    let out = pollster::block_on(wavelr_direct::forward(net, &lr, device));
+                    sync(out.expect("direct forward"));
+                });
+                rows.push(Row {
+                    what: format!("{what}, direct conv"),
+                    ms,
+                    ms_per_output_mp: Some(ms / out_mp),
+                    macs_per_output_px: Some(macs),
+                });
+            }
         }
     }
     rows

@@ -37,16 +37,48 @@ fn starts(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
 
 /// Plans tiles of at most `tile x tile` core pixels over an `h x w` image.
 pub fn plan(h: usize, w: usize, tile: usize, overlap: usize, halo: usize) -> Vec<Tile> {
-    assert!(tile > 0, "tile size must be positive");
+    plan_grid(h, w, [tile, tile], overlap, halo)
+}
+
+/// Like [`plan`], with at least `min_tiles` tiles where the image has the rows for them: when
+/// square tiles are too few (a small image, a large `tile`), horizontal strips instead. A pool
+/// of `n` workers asks for `n` tiles; strips rather than smaller squares because each tile pays
+/// for its halo, and a strip has it on two sides only.
+pub fn plan_at_least(
+    h: usize,
+    w: usize,
+    tile: usize,
+    overlap: usize,
+    halo: usize,
+    min_tiles: usize,
+) -> Vec<Tile> {
+    let squares = plan(h, w, tile, overlap, halo);
+    if squares.len() >= min_tiles {
+        return squares;
+    }
     let overlap = overlap.min(tile / 2);
+    // n strips of height t cover h when t + (n - 1) * (t - overlap) >= h.
+    let rows = (h + (min_tiles - 1) * overlap).div_ceil(min_tiles).max(8);
+    plan_grid(h, w, [rows.min(tile), tile], overlap, halo)
+}
+
+/// Plans tiles of at most `tile_h x tile_w` core pixels.
+fn plan_grid(
+    h: usize,
+    w: usize,
+    [tile_h, tile_w]: [usize; 2],
+    overlap: usize,
+    halo: usize,
+) -> Vec<Tile> {
+    assert!(tile_h > 0 && tile_w > 0, "tile size must be positive");
     let mut tiles = Vec::new();
-    for &y in &starts(h, tile, overlap) {
-        for &x in &starts(w, tile, overlap) {
+    for &y in &starts(h, tile_h, overlap.min(tile_h / 2)) {
+        for &x in &starts(w, tile_w, overlap.min(tile_w / 2)) {
             let core = Rect {
                 y,
                 x,
-                h: tile.min(h),
-                w: tile.min(w),
+                h: tile_h.min(h),
+                w: tile_w.min(w),
             };
             let iy = y.saturating_sub(halo);
             let ix = x.saturating_sub(halo);
@@ -186,6 +218,38 @@ mod tests {
             }
             assert!(covered.iter().all(|&c| c), "{h}x{w} tile {t}");
         }
+    }
+
+    #[test]
+    fn a_pool_gets_at_least_its_tiles_as_strips_and_they_cover_the_image() {
+        for &(h, w, t, o, n) in &[
+            (256, 256, 256, 8, 2),
+            (100, 40, 192, 8, 3),
+            (64, 64, 16, 4, 2),
+        ] {
+            let tiles = plan_at_least(h, w, t, o, 20, n);
+            assert!(
+                tiles.len() >= n,
+                "{h}x{w}: {} tiles for {n} workers",
+                tiles.len()
+            );
+            let mut covered = vec![false; h * w];
+            for tile in &tiles {
+                let c = tile.core;
+                for y in c.y..c.y + c.h {
+                    for x in c.x..c.x + c.w {
+                        covered[y * w + x] = true;
+                    }
+                }
+            }
+            assert!(covered.iter().all(|&c| c), "{h}x{w} for {n} workers");
+        }
+        // A small image: strips as tall as the image allows, whole width, halo on two sides.
+        let strips = plan_at_least(256, 256, 256, 8, 20, 2);
+        assert_eq!(strips.len(), 2);
+        assert!(strips.iter().all(|t| t.core.w == 256 && t.input.h < 256));
+        // Enough squares already: the plan does not change.
+        assert_eq!(plan_at_least(64, 64, 16, 4, 3, 2), plan(64, 64, 16, 4, 3));
     }
 
     #[test]

@@ -11,9 +11,9 @@ use crate::diffusion::{DiffusionModel, SampleOptions};
 use crate::error::{Result, WebSrError};
 use crate::image::{Picture, Planar, MAX_OUTPUT_PIXELS};
 use crate::model::Model;
-use crate::models::SrModel;
+use crate::models::{wavelr_direct, SrModel, SrNet};
 use crate::resize::imresize;
-use crate::tiling::{plan, Blender};
+use crate::tiling::{plan_at_least, Blender, Tile};
 use burn::tensor::Device;
 use std::future::{ready, Future};
 
@@ -28,6 +28,10 @@ pub struct UpscaleOptions {
     /// One-pass models: context around each tile; `None` uses the model's receptive field
     /// (exact tiling).
     pub halo: Option<usize>,
+    /// One-pass models: cut the image into at least this many tiles (strips when squares are
+    /// too few), one per worker of a pool; it changes the plan, so compare outputs at equal
+    /// values.
+    pub min_tiles: usize,
     /// One-pass models: x8 self-ensemble (the 8 flips/rotations averaged: 8x slower, a little
     /// sharper).
     pub tta: bool,
@@ -43,6 +47,7 @@ impl Default for UpscaleOptions {
             tile: Some(192),
             overlap: 8,
             halo: None,
+            min_tiles: 1,
             tta: false,
             sampling: SampleOptions::default(),
             preview_every: 0,
@@ -135,23 +140,106 @@ where
     F: FnMut(Progress) -> Fut,
     Fut: Future<Output = bool>,
 {
-    let tile = opts.tile.unwrap_or(usize::MAX).max(8);
-    let halo = opts.halo.unwrap_or_else(|| model.receptive_radius_lr());
-    let tiles = plan(lr.height, lr.width, tile, opts.overlap, halo);
-    let mut blender = Blender::new(3, lr.height, lr.width, model.scale(), opts.overlap);
-    for (i, t) in tiles.iter().enumerate() {
-        let input = lr.crop(t.input.y, t.input.x, t.input.h, t.input.w);
-        blender.add(t, &run_tile(model, &input, opts.tta, device).await?);
+    let mut job = TileJob::new(model, lr.clone(), opts);
+    for i in 0..job.len() {
+        let output = run_tile(model, &job.input(i), opts.tta, device).await?;
+        job.add(i, &output)?;
         let progress = Progress {
             done: i + 1,
-            total: tiles.len(),
+            total: job.len(),
             preview: None,
         };
         if !after(progress).await {
             return Err(WebSrError::Cancelled);
         }
     }
-    Ok(blender.finish())
+    job.finish()
+}
+
+/// A one-pass upscale cut into tiles that can be computed anywhere, in any order: by the loop
+/// above, or by a pool of browser workers, each with its own copy of the model. The tiles are
+/// blended in plan order whoever computed them, so the bytes never depend on the pool size.
+pub struct TileJob {
+    lr: Planar,
+    tiles: Vec<Tile>,
+    blender: Blender,
+    scale: usize,
+    /// The next tile [`TileJob::add`] accepts.
+    next: usize,
+}
+
+impl TileJob {
+    pub fn new(model: &SrModel, lr: Planar, opts: &UpscaleOptions) -> TileJob {
+        let tile = opts.tile.unwrap_or(usize::MAX).max(8);
+        let halo = opts.halo.unwrap_or_else(|| model.receptive_radius_lr());
+        let tiles = plan_at_least(
+            lr.height,
+            lr.width,
+            tile,
+            opts.overlap,
+            halo,
+            opts.min_tiles.max(1),
+        );
+        let blender = Blender::new(3, lr.height, lr.width, model.scale(), opts.overlap);
+        TileJob {
+            lr,
+            tiles,
+            blender,
+            scale: model.scale(),
+            next: 0,
+        }
+    }
+
+    /// Number of tiles.
+    pub fn len(&self) -> usize {
+        self.tiles.len()
+    }
+
+    /// Never true: every plan has at least one tile.
+    pub fn is_empty(&self) -> bool {
+        self.tiles.is_empty()
+    }
+
+    /// The model input of tile `i`: its core plus halo.
+    pub fn input(&self, i: usize) -> Planar {
+        let r = self.tiles[i].input;
+        self.lr.crop(r.y, r.x, r.h, r.w)
+    }
+
+    /// Blends the model output of tile `i`; tiles must come in order (0, 1, ...), since float
+    /// sums depend on their order.
+    pub fn add(&mut self, i: usize, output: &Planar) -> Result<()> {
+        if i != self.next || i >= self.tiles.len() {
+            return Err(WebSrError::Invalid(format!(
+                "tile {i} added out of order (expected tile {} of {})",
+                self.next,
+                self.tiles.len()
+            )));
+        }
+        let r = self.tiles[i].input;
+        let want = (3, r.h * self.scale, r.w * self.scale);
+        if (output.channels, output.height, output.width) != want {
+            return Err(WebSrError::Invalid(format!(
+                "tile {i} output is {}x{}x{}, expected {}x{}x{}",
+                output.channels, output.height, output.width, want.0, want.1, want.2
+            )));
+        }
+        self.blender.add(&self.tiles[i], output);
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The blended image, once every tile is in.
+    pub fn finish(self) -> Result<Planar> {
+        if self.next != self.tiles.len() {
+            return Err(WebSrError::Invalid(format!(
+                "only {} of {} tiles were added",
+                self.next,
+                self.tiles.len()
+            )));
+        }
+        Ok(self.blender.finish())
+    }
 }
 
 /// The diffusion step loop: one network evaluation per step, a preview every
@@ -197,13 +285,20 @@ pub fn run_model(model: &SrModel, lr: &Planar, device: &Device) -> Planar {
 }
 
 /// Runs a one-pass model on one RGB image; the read-back is awaited, which is the only way to
-/// read a WebGPU buffer in the browser.
+/// read a WebGPU buffer in the browser. WaveLR on the CPU in the browser takes the direct
+/// convolution kernel ([`wavelr_direct`]).
 pub async fn run_model_async(model: &SrModel, lr: &Planar, device: &Device) -> Result<Planar> {
-    read_planar_async(model.forward(to_tensor(lr, device))).await
+    let out = match &model.net {
+        SrNet::WaveLr(net) if wavelr_direct::applies(device) => {
+            wavelr_direct::forward(net, lr, device).await?
+        }
+        _ => model.forward(to_tensor(lr, device)),
+    };
+    read_planar_async(out).await
 }
 
 /// Runs the model on one tile, optionally as the mean over the 8 dihedral transforms.
-async fn run_tile(model: &SrModel, lr: &Planar, tta: bool, device: &Device) -> Result<Planar> {
+pub async fn run_tile(model: &SrModel, lr: &Planar, tta: bool, device: &Device) -> Result<Planar> {
     if !tta {
         return run_model_async(model, lr, device).await;
     }

@@ -1,15 +1,16 @@
-//! The models: shapes, the bicubic base, tiling == untiled, TTA, weights round trip and every
-//! kind of bad weights file.
+//! The models: shapes, the bicubic base, tiling == untiled, TTA, weights round trip, every
+//! kind of bad weights file, and WaveLR's direct-convolution CPU path against burn's.
 
 mod common;
 
 use common::{devices, max_abs_diff, perturbed, rewrite, synthetic};
 use websr::burn::module::{Module, ModuleVisitor, Param, ParamId};
 use websr::burn::tensor::Tensor;
+use websr::device::read_planar_async;
 use websr::image::{Picture, Planar};
-use websr::models::{Arch, ModelSpec, SrModel};
+use websr::models::{wavelr_direct, Arch, ModelSpec, SrModel, SrNet};
 use websr::resize::imresize;
-use websr::upscale::{run_model, upscale_picture, upscale_rgb, UpscaleOptions};
+use websr::upscale::{run_model, upscale_picture, upscale_rgb, TileJob, UpscaleOptions};
 use websr::weights;
 use websr::{Model, WebSrError};
 
@@ -161,6 +162,56 @@ fn tiled_output_equals_untiled_output() {
     }
 }
 
+/// What a pool of browser workers does: tiles computed in any order, by anyone, blended in plan
+/// order. The bytes equal the one-worker loop's, and a job refuses tiles out of order, of the
+/// wrong size, or missing.
+#[test]
+fn tiles_computed_out_of_order_blend_to_the_same_bytes() {
+    let device = websr::burn::tensor::Device::flex();
+    let model = perturbed(
+        SrModel::init(small_spec(Arch::WaveLr, 4), &device).unwrap(),
+        0.05,
+    );
+    let lr = synthetic(30, 26, 6);
+    let opts = UpscaleOptions {
+        tile: Some(64),
+        min_tiles: 3,
+        ..Default::default()
+    };
+    let one_worker = upscale_rgb(
+        &Model::from(model.clone()),
+        &lr,
+        &opts,
+        &device,
+        &mut |_, _| true,
+    )
+    .unwrap();
+    let mut job = TileJob::new(&model, lr.clone(), &opts);
+    assert_eq!(
+        job.len(),
+        3,
+        "min_tiles splits a one-tile image into strips"
+    );
+    let outputs: Vec<Planar> = (0..job.len())
+        .rev()
+        .map(|i| run_model(&model, &job.input(i), &device))
+        .collect();
+    let mut outputs: Vec<Planar> = outputs.into_iter().rev().collect();
+    assert!(job.add(1, &outputs[1]).is_err(), "tile 1 before tile 0");
+    let wrong = Planar::zeros(3, 4, 4);
+    assert!(job.add(0, &wrong).is_err(), "a tile of the wrong size");
+    job.add(0, &outputs[0]).unwrap();
+    job.add(1, &outputs[1]).unwrap();
+    let unfinished = TileJob::new(&model, lr.clone(), &opts);
+    assert!(unfinished.finish().is_err(), "a job with tiles missing");
+    job.add(2, &outputs.remove(2)).unwrap();
+    let pooled = job.finish().unwrap();
+    assert_eq!(pooled.data, one_worker.data, "same bytes as one worker");
+    // And exact tiling: strips give the untiled image up to float rounding.
+    let whole = run_model(&model, &lr, &device);
+    assert!(max_abs_diff(&whole.data, &pooled.data) < 1e-4);
+}
+
 #[test]
 fn self_ensemble_undoes_its_transforms() {
     // Bicubic is equivariant to flips and transposes, so the x8 ensemble of an untrained model
@@ -310,4 +361,45 @@ fn bad_weights_files_get_clear_errors() {
     });
     let err = weights::from_bytes(&bad_scale, &device).expect_err("scale 3 refused");
     assert!(err.to_string().contains("x3"), "{err}");
+}
+
+/// The browser's CPU path (websr-kernels' direct convolution) computes the function burn's
+/// convolution does, at x2 and x4, on sizes that are not multiples of the kernel's 4-pixel tiles.
+#[test]
+fn direct_convolution_wavelr_matches_burn() {
+    let device = websr::burn::tensor::Device::flex();
+    for (scale, body_layers, height, width) in [(4, 3, 13, 18), (2, 2, 9, 7)] {
+        let spec = ModelSpec {
+            body_layers,
+            ..ModelSpec::default_for(Arch::WaveLr, scale)
+        };
+        // Perturbed: a fresh model's zero tail would hide every convolution before it.
+        let model = perturbed(SrModel::init_seeded(spec, &device, 5).unwrap(), 0.05);
+        let SrNet::WaveLr(net) = &model.net else {
+            panic!("a WaveLR spec builds a WaveLR net")
+        };
+        let lr = synthetic(height, width, 3);
+        let burn = run_model(&model, &lr, &device);
+        let direct = pollster::block_on(async {
+            read_planar_async(wavelr_direct::forward(net, &lr, &device).await?).await
+        })
+        .unwrap();
+        assert_eq!(
+            (direct.channels, direct.height, direct.width),
+            (3, scale * height, scale * width)
+        );
+        let bicubic = run_model(
+            &SrModel::init(model.spec.clone(), &device).unwrap(),
+            &lr,
+            &device,
+        );
+        assert!(
+            max_abs_diff(&burn.data, &bicubic.data) > 0.01,
+            "the perturbed network must add detail for this test to mean anything"
+        );
+        let diff = max_abs_diff(&burn.data, &direct.data);
+        assert!(diff < 1e-4, "x{scale}: direct and burn differ by {diff}");
+    }
+    // Natively burn's convolution stays the default (its GEMM has AVX2 and threads).
+    assert!(!wavelr_direct::applies(&device));
 }

@@ -8,7 +8,7 @@ use websr::burn::tensor::Device;
 use websr::eval::score;
 use websr::models::{Arch, ModelSpec};
 use websr::resize::{degrade_bicubic, imresize};
-use websr::train::data::TrainingSet;
+use websr::train::data::{split_holdout, TrainingSet};
 use websr::train::{Schedule, TrainConfig, Trainer, TrainingRun};
 use websr::upscale::run_model;
 
@@ -146,4 +146,32 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("websr-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// The validation slice is the last files in folder-then-name order, disjoint from training,
+/// the same on every call; holding out everything is refused.
+#[test]
+fn holdout_split_is_disjoint_deterministic_and_refuses_to_hold_out_everything() {
+    let root = tempdir("holdout");
+    let (a, b) = (root.join("a"), root.join("b"));
+    for (dir, names) in [
+        (&a, ["2.png", "1.png", "notes.txt"]),
+        (&b, ["y.png", "x.png", "z.bmp"]),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+        for name in names {
+            std::fs::write(dir.join(name), b"not decoded by the split").unwrap();
+        }
+    }
+    let dirs = [a.clone(), b.clone()];
+    let (train, held) = split_holdout(&dirs, 2).unwrap();
+    assert_eq!(held, vec![b.join("y.png"), b.join("z.bmp")]);
+    assert_eq!(
+        train,
+        vec![a.join("1.png"), a.join("2.png"), b.join("x.png")]
+    );
+    assert_eq!(split_holdout(&dirs, 2).unwrap(), (train, held));
+    let err = split_holdout(&dirs, 5).unwrap_err().to_string();
+    assert!(err.contains("cannot hold out 5 of 5"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -1,12 +1,20 @@
 // The websr Web Worker: owns the wasm runtime, the compute device and the loaded model.
 // Protocol (all messages carry an `id`):
-//   page -> worker  {type:'load', weights:ArrayBuffer, backend, cpuSimd?} -> {type:'result', value:info}
+//   page -> worker  {type:'load', weights:ArrayBuffer, backend, cpuSimd?, directConv?} -> {type:'result', value:info}
 //                     (info.kind: 'regression' (one pass) or 'diffusion', read from the weights)
 //                   {type:'upscale', input, tile, tta, steps, seed, yoda, previewEvery}
 //                     (tile/tta for a one-pass model, the rest for a diffusion model)
 //                                                                     -> {type:'progress', done, total, preview?:{width,height,rgba}}*
 //                                                                     -> {type:'result', value:{width,height,rgba,png,tiles|steps}}
 //                   {type:'cancel', id}  (stops that upscale between tiles, that training between steps)
+//   a one-pass upscale shared by a pool of workers (websr.mjs): the first worker coordinates,
+//                   {type:'tiles-start', input, tile, tta, minTiles}  -> {type:'result', value:{job, inputs:[{data,height,width}]}}
+//                   {type:'tiles-add', job, index, data, height, width} (in tile order)  -> {type:'result'}
+//                   {type:'tiles-finish', job}  -> {type:'result', value:{width,height,rgba,png,tiles}}
+//                   {type:'tiles-drop', job}    (a cancelled or failed pooled upscale)
+//                 and any worker with the same model computes tiles:
+//                   {type:'tile-run', data:ArrayBuffer (planar RGB f32), height, width, tta}
+//                                                                     -> {type:'result', value:{data,height,width}}
 //   federated training (the participant's photos stay in this worker):
 //                   {type:'fl-create', backend, degradation}         -> {type:'result', value:{backend,adapter,note}}
 //                   {type:'fl-add', input, patch}                    -> {type:'result', value:{images, examples}}
@@ -14,13 +22,14 @@
 //                                                                     -> {type:'progress', done, total, loss}*
 //                                                                     -> {type:'result', value:{body:ArrayBuffer, ...}}
 //   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
-import init, { Engine, FlClient, Image, setCpuSimd } from './websr.js';
+import init, { Engine, FlClient, Image, setCpuSimd, setDirectConv } from './websr.js';
 
 const ready = init();
 let engine = null;
 let flClient = null;
 const cancelled = new Set();
 let queue = Promise.resolve(); // one job at a time: the device is shared
+const tileJobs = new Map(); // pooled upscales this worker coordinates, by the id of their tiles-start
 
 let adapterName = '';
 
@@ -59,9 +68,12 @@ function deviceInfo(runtime, use, backend, note) {
   };
 }
 
-async function load({ weights, backend, cpuSimd = true }) {
+async function load({ weights, backend, cpuSimd = true, directConv = true }) {
   const { use, note } = await chooseBackend(backend);
   setCpuSimd(cpuSimd !== false);
+  setDirectConv(directConv !== false);
+  for (const job of tileJobs.values()) job.free();
+  tileJobs.clear();
   engine?.free();
   engine = null;
   const e = await Engine.create(new Uint8Array(weights), use);
@@ -74,6 +86,7 @@ async function load({ weights, backend, cpuSimd = true }) {
     yodaTrained: e.yodaTrained,
     autoTile: e.autoTile,
     maxBufferBytes: e.maxBufferBytes,
+    macsPerOutputPixel: e.macsPerOutputPixel,
   };
 }
 
@@ -133,6 +146,48 @@ async function upscale({ id, input, tile = 0, tta = false, steps = 50, seed = 0,
   return [value, [rgba, png]];
 }
 
+function needEngine() {
+  if (!engine) throw Object.assign(new Error('no model loaded'), { name: 'ModelError' });
+  return engine;
+}
+
+async function tilesStart({ id, input, tile, tta = false, minTiles = 1 }) {
+  const job = needEngine().startTiles(await toImage(input), { tile, tta, minTiles });
+  tileJobs.set(id, job);
+  const inputs = [];
+  for (let i = 0; i < job.count; i++) {
+    const { data, height, width } = job.input(i);
+    inputs.push({ data: data.buffer, height, width });
+  }
+  return [{ job: id, inputs }, inputs.map((t) => t.data)];
+}
+
+function tileJob(id) {
+  const job = tileJobs.get(id);
+  if (!job) throw Object.assign(new Error(`no pooled upscale ${id} in this worker`), { name: 'WebSrError' });
+  return job;
+}
+
+async function tileRun({ data, height, width, tta = false }) {
+  const out = await needEngine().runTile(new Float32Array(data), height, width, tta);
+  const s = needEngine().scale;
+  return [{ data: out.buffer, height: height * s, width: width * s }, [out.buffer]];
+}
+
+function tilesFinish({ job: id }) {
+  const job = tileJob(id);
+  const tiles = job.count;
+  tileJobs.delete(id);
+  const out = job.finish();
+  job.free();
+  const rgba = out.rgba.buffer;
+  const png = out.png.buffer;
+  const value = { width: out.width, height: out.height, rgba, png, tiles };
+  out.free();
+  engine.releaseMemory();
+  return [value, [rgba, png]];
+}
+
 async function flCreate({ backend, degradation }) {
   const { use, note } = await chooseBackend(backend);
   flClient?.free();
@@ -180,6 +235,23 @@ self.onmessage = (event) => {
       } else if (msg.type === 'upscale') {
         const [value, transfer] = await upscale(msg);
         postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else if (msg.type === 'tile-run') {
+        const [value, transfer] = await tileRun(msg);
+        postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else if (msg.type === 'tiles-start') {
+        const [value, transfer] = await tilesStart(msg);
+        postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else if (msg.type === 'tiles-add') {
+        tileJob(msg.job).add(msg.index, msg.height, msg.width, new Float32Array(msg.data));
+        postMessage({ type: 'result', id: msg.id, value: null });
+      } else if (msg.type === 'tiles-finish') {
+        const [value, transfer] = tilesFinish(msg);
+        postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else if (msg.type === 'tiles-drop') {
+        tileJobs.get(msg.job)?.free();
+        tileJobs.delete(msg.job);
+        engine?.releaseMemory();
+        postMessage({ type: 'result', id: msg.id, value: null });
       } else if (msg.type === 'fl-create') {
         postMessage({ type: 'result', id: msg.id, value: await flCreate(msg) });
       } else if (msg.type === 'fl-add') {

@@ -206,8 +206,25 @@ export class WorkerChannel {
   }
 }
 
+/** How many CPU workers share a one-pass upscale: one per core the browser reports, at most 8,
+ *  and at most two per GiB of device memory where the browser tells it (each worker holds its own
+ *  wasm heap: the model plus a tile's feature maps, up to ~300 MiB for the largest tiles). */
+export function defaultWorkerCount() {
+  const cores = Math.max(1, navigator.hardwareConcurrency || 1);
+  const memoryBound = navigator.deviceMemory ? Math.max(1, Math.floor(navigator.deviceMemory * 2)) : 8;
+  return Math.min(cores, 8, memoryBound);
+}
+
+/** The largest tile side (LR pixels) a pooled CPU upscale uses: bounds each worker's memory and
+ *  gives the pool enough tiles to share on large images. */
+const POOL_MAX_TILE = 256;
+
 export class WebSR {
   #channel = new WorkerChannel();
+  /** The other workers of the CPU pool (the first worker, #channel, is the coordinator). */
+  #pool = [];
+  /** The loaded model's bytes, for pool workers started later. */
+  #modelBytes = null;
   #options;
   /** { backend, adapter, note, scale, arch, autoTile, model, fromCache } of the loaded model. */
   info = null;
@@ -220,6 +237,9 @@ export class WebSR {
    *  options: { model (default: the manifest's default for `scale`), scale = 4,
    *             backend = 'auto' | 'webgpu' | 'cpu', modelBase,
    *             cpuSimd = true (false: the scalar CPU kernels, for comparisons),
+   *             directConv = true (false: burn's im2col + GEMM convolution, for comparisons),
+   *             workers = 'auto' | n (CPU workers sharing a one-pass upscale; 'auto':
+   *               defaultWorkerCount(); WebGPU always runs one),
    *             onDownloadProgress({loaded, total, fromCache}) } */
   static async create(options = {}) {
     const sr = new WebSR({ backend: 'auto', ...options });
@@ -234,14 +254,26 @@ export class WebSR {
       modelBase: this.#options.modelBase,
       onProgress: this.#options.onDownloadProgress,
     });
+    this.#stopPool();
+    this.#modelBytes = bytes.slice();
     const info = await this.#call(this.#loadMessage(bytes), [bytes.buffer]);
     this.info = { ...info, model: entry.name, fromCache };
     this.#options.model = name;
     return this.info;
   }
 
-  #loadMessage(bytes) {
-    return { type: 'load', weights: bytes.buffer, backend: this.#options.backend, cpuSimd: this.#options.cpuSimd !== false };
+  #loadMessage(bytes, backend = this.#options.backend) {
+    return {
+      type: 'load', weights: bytes.buffer, backend,
+      cpuSimd: this.#options.cpuSimd !== false, directConv: this.#options.directConv !== false,
+    };
+  }
+
+  /** Workers a one-pass upscale is shared among (1: no pool). */
+  get workerCount() {
+    if (this.info?.kind === 'diffusion' || this.info?.backend !== 'cpu') return 1;
+    const n = this.#options.workers ?? 'auto';
+    return Math.max(1, n === 'auto' ? defaultWorkerCount() : Math.floor(n));
   }
 
   /** Upscales a File, Blob, ImageBitmap or ImageData.
@@ -273,15 +305,85 @@ export class WebSR {
       yoda: yoda ?? Boolean(this.info?.yodaTrained),
       previewEvery: Math.max(0, Math.floor(previewEvery)),
     };
-    const out = await this.#call(request, transfer, { onProgress: progress, signal });
+    const pooled = this.workerCount > 1;
+    const out = pooled
+      ? await this.#pooledUpscale(request, transfer, { onProgress: progress, signal })
+      : await this.#call(request, transfer, { onProgress: progress, signal });
     const imageData = new ImageData(new Uint8ClampedArray(out.rgba), out.width, out.height);
     const png = new Blob([out.png], { type: 'image/png' });
     return { imageData, png, width: out.width, height: out.height, tiles: out.tiles, steps: out.steps, ms: performance.now() - t0 };
   }
 
-  /** Stops the worker and frees its memory. */
+  /** Stops the workers and frees their memory. */
   dispose() {
+    this.#stopPool();
     this.#channel.terminate();
+  }
+
+  /** A one-pass upscale shared by the pool: the first worker plans the tiles and blends them in
+   *  plan order, every worker (the first too) computes tiles as it becomes free. The blend order
+   *  is fixed, so the bytes are those of one worker; progress and cancel stay per tile. */
+  async #pooledUpscale(request, transfer, { onProgress, signal }) {
+    const workers = [this.#channel, ...(await this.#startPool())];
+    const tile = request.tile === 0 ? Math.min(this.info.autoTile, POOL_MAX_TILE) : request.tile;
+    const start = { type: 'tiles-start', input: request.input, tile, tta: request.tta, minTiles: workers.length };
+    const { job, inputs } = await this.#call(start, transfer, { signal });
+    const total = inputs.length;
+    const outputs = new Map();
+    let next = 0;
+    let added = 0;
+    let blending = Promise.resolve();
+    // Blends every finished tile that is next in plan order; one blend at a time.
+    const blendReady = () => {
+      blending = blending.then(async () => {
+        while (outputs.has(added)) {
+          const o = outputs.get(added);
+          outputs.delete(added);
+          await this.#channel.call({ type: 'tiles-add', job, index: added, ...o }, [o.data]);
+          added += 1;
+          onProgress?.({ done: added, total });
+        }
+      });
+      return blending;
+    };
+    const work = async (worker) => {
+      while (next < total) {
+        signal?.throwIfAborted();
+        const index = next++;
+        const { data, height, width } = inputs[index];
+        outputs.set(index, await worker.call({ type: 'tile-run', data, height, width, tta: request.tta }, [data]));
+        await blendReady();
+      }
+    };
+    try {
+      await Promise.all(workers.map(work));
+      await blendReady();
+      signal?.throwIfAborted();
+      return await this.#channel.call({ type: 'tiles-finish', job });
+    } catch (e) {
+      next = total; // the other workers stop after their current tile
+      this.#channel.alive && this.#channel.call({ type: 'tiles-drop', job }).catch(() => {});
+      if (signal?.aborted) throw new DOMException('Cancelled', 'AbortError');
+      throw e;
+    }
+  }
+
+  /** Starts (once per model) the pool workers beyond the first, each with the model on the CPU. */
+  async #startPool() {
+    const want = this.workerCount - 1;
+    while (this.#pool.length < want) this.#pool.push(new WorkerChannel());
+    await Promise.all(this.#pool.map(async (w) => {
+      if (w.alive && w.loaded) return;
+      const bytes = this.#modelBytes.slice();
+      await w.call(this.#loadMessage(bytes, 'cpu'), [bytes.buffer]);
+      w.loaded = true;
+    }));
+    return this.#pool;
+  }
+
+  #stopPool() {
+    for (const w of this.#pool) w.terminate();
+    this.#pool = [];
   }
 
   async #call(message, transfer = [], options = {}) {

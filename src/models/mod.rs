@@ -5,6 +5,7 @@ pub mod dwa;
 pub mod dwsr;
 mod layers;
 pub mod wavelr;
+pub mod wavelr_direct;
 
 use crate::device::with_seeded_device;
 use crate::error::{Result, WebSrError};

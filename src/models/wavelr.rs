@@ -61,12 +61,11 @@ impl WaveLr {
     /// - lr: `[batch, 3, H, W]`
     /// - output: `[batch, 3, scale*H, scale*W]`
     pub fn forward(&self, lr: Tensor<4>) -> Tensor<4> {
-        let up = bicubic_upscale(lr.clone(), self.scale);
-        let mut x = relu(self.head.forward(lr));
+        let mut x = relu(self.head.forward(lr.clone()));
         for conv in &self.body {
             x = relu(conv.forward(x));
         }
-        up + idwt_levels(self.tail.forward(x), self.levels)
+        self.reconstruct(lr, self.tail.forward(x))
     }
 
     /// The same function with `body_layers` body convolutions (Net2DeeperNet: `layers::deepen_body`).
@@ -75,6 +74,19 @@ impl WaveLr {
             body: deepen_body(self.body, body_layers),
             ..self
         }
+    }
+
+    /// The convolutions in order (head, body, tail), each followed by ReLU but the last.
+    pub(crate) fn convolutions(&self) -> impl Iterator<Item = &Conv2d> {
+        std::iter::once(&self.head)
+            .chain(&self.body)
+            .chain(std::iter::once(&self.tail))
+    }
+
+    /// The output from the tail's sub-bands `[batch, 3 * 4^levels, H, W]` and the LR input:
+    /// bicubic base plus the inverse wavelet transform (shared by [`super::wavelr_direct`]).
+    pub(crate) fn reconstruct(&self, lr: Tensor<4>, bands: Tensor<4>) -> Tensor<4> {
+        bicubic_upscale(lr, self.scale) + idwt_levels(bands, self.levels)
     }
 
     /// Radius of the receptive field in LR pixels (one per conv, plus the bicubic taps).

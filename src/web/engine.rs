@@ -4,14 +4,19 @@
 //! same options and seed give the native CLI's image.
 
 use super::image::{preview_rgba, Image, Upscaled};
+use super::pool::TiledUpscale;
 use super::{call_with, js_error, pick_device};
 use crate::device::DeviceInfo;
 use crate::diffusion::SampleOptions;
+use crate::error::WebSrError;
+use crate::image::Planar;
 use crate::model::Model;
 use crate::tiling::tile_for_buffer_limit;
-use crate::upscale::{finish_picture, upscale_rgb_async, Progress, UpscaleOptions};
+use crate::upscale::{
+    check_output_size, finish_picture, run_tile, upscale_rgb_async, Progress, UpscaleOptions,
+};
 use burn::tensor::Device;
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Float32Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -40,6 +45,28 @@ fn preview_object(rgb: crate::image::Planar) -> Result<JsValue, JsValue> {
     Reflect::set(&p, &"height".into(), &(rgb.height as u32).into())?;
     Reflect::set(&p, &"rgba".into(), &preview_rgba(rgb).into())?;
     Ok(p.into())
+}
+
+impl Engine {
+    /// The options of one upscale, from the page's options object.
+    fn options(&self, options: &JsValue) -> UpscaleOptions {
+        let tile = match number(options, "tile").unwrap_or(0.0) as u32 {
+            0 => self.auto_tile(),
+            t => t,
+        };
+        UpscaleOptions {
+            tile: Some(tile.max(1) as usize),
+            tta: boolean(options, "tta").unwrap_or(false),
+            sampling: SampleOptions {
+                steps: Some(number(options, "steps").unwrap_or(50.0).max(1.0) as usize),
+                eta: 0.0,
+                seed: number(options, "seed").unwrap_or(0.0) as u32 as u64,
+                yoda: boolean(options, "yoda").unwrap_or(false),
+            },
+            preview_every: number(options, "previewEvery").unwrap_or(0.0).max(0.0) as usize,
+            ..UpscaleOptions::default()
+        }
+    }
 }
 
 #[wasm_bindgen]
@@ -98,6 +125,16 @@ impl Engine {
         self.model.yoda_trained()
     }
 
+    /// Multiply-adds per output pixel (convolutions only) of a one-pass model, 0 for diffusion:
+    /// for the GMAC/s of the benchmark.
+    #[wasm_bindgen(getter, js_name = macsPerOutputPixel)]
+    pub fn macs_per_output_pixel(&self) -> f64 {
+        match &self.model {
+            Model::OnePass(m) => m.spec.macs_per_output_pixel(),
+            Model::Diffusion(_) => 0.0,
+        }
+    }
+
     /// The device's largest buffer, which [`Engine::auto_tile`] is sized from.
     #[wasm_bindgen(getter, js_name = maxBufferBytes)]
     pub fn max_buffer_bytes(&self) -> f64 {
@@ -127,22 +164,7 @@ impl Engine {
     pub fn upscale(&self, image: Image, options: JsValue, on_progress: Function) -> Promise {
         let model = self.model.clone();
         let device = self.device.clone();
-        let tile = match number(&options, "tile").unwrap_or(0.0) as u32 {
-            0 => self.auto_tile(),
-            t => t,
-        };
-        let opts = UpscaleOptions {
-            tile: Some(tile.max(1) as usize),
-            tta: boolean(&options, "tta").unwrap_or(false),
-            sampling: SampleOptions {
-                steps: Some(number(&options, "steps").unwrap_or(50.0).max(1.0) as usize),
-                eta: 0.0,
-                seed: number(&options, "seed").unwrap_or(0.0) as u32 as u64,
-                yoda: boolean(&options, "yoda").unwrap_or(false),
-            },
-            preview_every: number(&options, "previewEvery").unwrap_or(0.0).max(0.0) as usize,
-            ..UpscaleOptions::default()
-        };
+        let opts = self.options(&options);
         future_to_promise(async move {
             let pic = image.picture;
             let after = |p: Progress| {
@@ -169,6 +191,51 @@ impl Engine {
             let out = finish_picture(rgb, &pic, model.scale());
             drop(pic);
             Ok(Upscaled::encode(out)?.into())
+        })
+    }
+
+    /// Plans an upscale of `image` (consumed) that a pool of workers computes: this worker
+    /// hands out tile inputs and blends the outputs ([`TiledUpscale`]); every worker, this one
+    /// included, runs tiles with [`Engine::run_tile`]. `options` as for [`Engine::upscale`],
+    /// plus `minTiles` (the pool size). One-pass models only.
+    #[wasm_bindgen(js_name = startTiles)]
+    pub fn start_tiles(&self, image: Image, options: JsValue) -> Result<TiledUpscale, JsValue> {
+        let Model::OnePass(model) = &self.model else {
+            return Err(js_error(&WebSrError::Invalid(
+                "a diffusion model samples the whole image: it cannot be split into tiles".into(),
+            )));
+        };
+        let pic = image.picture;
+        check_output_size(pic.width(), pic.height(), model.scale()).map_err(|e| js_error(&e))?;
+        let mut opts = self.options(&options);
+        opts.min_tiles = number(&options, "minTiles").unwrap_or(1.0).max(1.0) as usize;
+        Ok(TiledUpscale::new(model, pic, &opts))
+    }
+
+    /// Runs a one-pass model on one tile input (planar RGB, `height x width`, from
+    /// [`TiledUpscale::input`]), optionally as the x8 ensemble; resolves to the planar output.
+    #[wasm_bindgen(js_name = runTile)]
+    pub fn run_tile(&self, data: Vec<f32>, height: u32, width: u32, tta: bool) -> Promise {
+        let model = self.model.clone();
+        let device = self.device.clone();
+        future_to_promise(async move {
+            let Model::OnePass(model) = &model else {
+                return Err(js_error(&WebSrError::Invalid(
+                    "only a one-pass model runs tiles".into(),
+                )));
+            };
+            let (h, w) = (height as usize, width as usize);
+            if data.len() != 3 * h * w || h == 0 || w == 0 {
+                return Err(js_error(&WebSrError::Invalid(format!(
+                    "a tile input of {h}x{w} RGB needs {} values, got {}",
+                    3 * h * w,
+                    data.len()
+                ))));
+            }
+            let out = run_tile(model, &Planar::new(3, h, w, data), tta, &device)
+                .await
+                .map_err(|e| js_error(&e))?;
+            Ok(Float32Array::from(out.data.as_slice()).into())
         })
     }
 

@@ -25,10 +25,12 @@ mod engine;
 #[cfg(feature = "train")]
 mod federated;
 mod image;
+mod pool;
 pub use engine::Engine;
 #[cfg(feature = "train")]
 pub use federated::{FlClient, TrainedUpdate};
 pub use image::{Image, Upscaled};
+pub use pool::TiledUpscale;
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -38,11 +40,20 @@ pub fn start() {
     gemm::set_wasm_simd128(true);
 }
 
-/// Turns the CPU path's SIMD GEMM kernel on or off (on by default): for side-by-side benchmarks
-/// (`scripts/web-bench.mjs --modes cpu,cpu-scalar`) and for a browser whose SIMD misbehaves.
+/// Turns the CPU path's SIMD kernels (burn's GEMM and websr's direct convolution) on or off
+/// (on by default): for side-by-side benchmarks (`scripts/web-bench.mjs --modes cpu,cpu-scalar`)
+/// and for a browser whose SIMD misbehaves. Both settings compute the same bytes.
 #[wasm_bindgen(js_name = setCpuSimd)]
 pub fn set_cpu_simd(enable: bool) {
     gemm::set_wasm_simd128(enable);
+    websr_kernels::set_simd128(enable);
+}
+
+/// Whether WaveLR on the CPU runs through websr's direct convolution kernel (the default) or
+/// burn's im2col + GEMM convolution: for side-by-side benchmarks (`--modes cpu,cpu-burn`).
+#[wasm_bindgen(js_name = setDirectConv)]
+pub fn set_direct_conv(enable: bool) {
+    crate::models::wavelr_direct::set_enabled(enable);
 }
 
 /// The websr version, so a page can tell which runtime it loaded.

@@ -263,6 +263,37 @@ try {
       assert(r.backend === mode && r.steps >= 1 && r.wrongScale === 'ModelError', JSON.stringify(r));
     });
 
+    if (mode === 'cpu') {
+      await t('the CPU pool gives the bytes of one worker, and SIMD those of the portable kernel', async () => {
+        // Same tile plan everywhere (tileSize 24: 6 tiles, more than the pool's minimum of 2), so
+        // only who computes a tile differs: a 2-worker pool, one worker, one without SIMD.
+        const r = await page.evaluate(async () => {
+          const { WebSR } = await import('/websr.mjs');
+          const data = new ImageData(40, 52);
+          for (let i = 0; i < data.data.length; i++) data.data[i] = i % 4 === 3 ? 255 : (i * 2654435761) >>> 24;
+          const run = async (options) => {
+            const sr = await WebSR.create({ backend: 'cpu', ...options });
+            const steps = [];
+            const out = await sr.upscale(data, { tileSize: 24, onProgress: (p) => steps.push(p.done) });
+            const workers = sr.workerCount;
+            sr.dispose();
+            return { bytes: Array.from(out.imageData.data), steps, workers, tiles: out.tiles };
+          };
+          const pool = await run({ workers: 2 });
+          const one = await run({ workers: 1 });
+          const scalar = await run({ workers: 1, cpuSimd: false });
+          const differ = (a, b) => a.bytes.findIndex((v, i) => v !== b.bytes[i]);
+          return { workers: pool.workers, steps: pool.steps, tiles: pool.tiles, oneTiles: one.tiles,
+            poolVsOne: differ(pool, one), simdVsScalar: differ(one, scalar), n: one.bytes.length };
+        });
+        assert(r.workers === 2, `pool of ${r.workers}`);
+        assert(r.tiles === r.oneTiles && r.tiles >= 4, `tiles: pool ${r.tiles}, one worker ${r.oneTiles}`);
+        assert(r.steps.join() === [...Array(r.tiles).keys()].map((i) => i + 1).join(), `progress ${r.steps}`);
+        assert(r.poolVsOne === -1, `pool and one worker differ at byte ${r.poolVsOne} of ${r.n}`);
+        assert(r.simdVsScalar === -1, `SIMD and portable kernels differ at byte ${r.simdVsScalar} of ${r.n}`);
+      });
+    }
+
     await t('the second visit loads the model from the cache', async () => {
       await page.reload();
       await page.waitForFunction(() => /ready/.test(document.querySelector('[data-testid=model-status]')?.textContent),
