@@ -31,30 +31,58 @@ const cancelled = new Set();
 let queue = Promise.resolve(); // one job at a time: the device is shared
 const tileJobs = new Map(); // pooled upscales this worker coordinates, by the id of their tiles-start
 
-let adapterName = '';
+let adapterName = ''; // the WebGPU adapter's name, for the page ('' without one)
 
-// Why WebGPU is not used, or '' when it is available. Checked here so the CPU fallback can say so.
-async function webgpuProblem() {
-  if (!('gpu' in navigator)) return 'this browser has no WebGPU (navigator.gpu is missing)';
-  try {
-    const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return 'no WebGPU adapter is available on this device';
-    const info = adapter.info || {};
-    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
-    adapterName = `${name || 'GPU'}${info.isFallbackAdapter ? ' (software)' : ''}`;
-    return '';
-  } catch (e) {
-    return `WebGPU adapter request failed: ${e.message}`;
-  }
+// Renderers that run WebGPU on the CPU (Chromium's SwiftShader, Mesa's llvmpipe and lavapipe,
+// Windows' WARP "Microsoft Basic Render Driver"), matched in the adapter's info strings.
+const SOFTWARE_RENDERERS = /swiftshader|llvmpipe|lavapipe|microsoft basic render/i;
+
+/** Whether a WebGPU adapter is a software renderer: the browser says so (isFallbackAdapter), or
+ *  its vendor, architecture, device or description names one. Our models run about 10x slower
+ *  on such an adapter than on the wasm CPU path, so 'auto' does not take it. */
+function isSoftwareAdapter(info) {
+  if (!info) return false;
+  if (info.isFallbackAdapter) return true;
+  const text = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+  return SOFTWARE_RENDERERS.test(text);
 }
 
-// The backend to ask the wasm runtime for, and why it is not the requested one.
+// The browser's WebGPU adapter: { problem } (why WebGPU cannot be used) without one, else
+// { name, software }. Checked here so the CPU fallback can say why.
+async function probeWebgpu() {
+  if (!('gpu' in navigator)) return { problem: 'this browser has no WebGPU (navigator.gpu is missing)' };
+  let adapter;
+  try {
+    adapter = await navigator.gpu.requestAdapter();
+  } catch (e) {
+    return { problem: `WebGPU adapter request failed: ${e.message}` };
+  }
+  if (!adapter) return { problem: 'no WebGPU adapter is available on this device' };
+  // GPUAdapterInfo's fields are getters, so copy them; older Chromium has isFallbackAdapter on
+  // the adapter itself.
+  const raw = adapter.info || {};
+  const info = {
+    vendor: raw.vendor, architecture: raw.architecture, device: raw.device, description: raw.description,
+    isFallbackAdapter: Boolean(raw.isFallbackAdapter ?? adapter.isFallbackAdapter),
+  };
+  const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'GPU';
+  return { name, software: isSoftwareAdapter(info) };
+}
+
+// The backend to ask the wasm runtime for, and why it is not the requested one. 'auto' takes
+// WebGPU only on a hardware adapter; an explicit 'webgpu' takes any adapter, software too.
 async function chooseBackend(backend) {
   await ready;
+  adapterName = '';
   if (backend !== 'auto' && backend !== 'webgpu') return { use: backend, note: '' };
-  const problem = await webgpuProblem();
+  const { problem, name, software } = await probeWebgpu();
   if (problem && backend === 'webgpu') throw Object.assign(new Error(problem), { name: 'DeviceError' });
   if (problem) return { use: 'cpu', note: `${problem}; running on the CPU, which is slower` };
+  adapterName = `${name}${software ? ' (software)' : ''}`;
+  if (backend === 'auto' && software) {
+    const note = `WebGPU adapter "${name}" is a software renderer, slower than the CPU path here; running on the CPU`;
+    return { use: 'cpu', note };
+  }
   return { use: backend, note: '' };
 }
 

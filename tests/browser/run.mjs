@@ -33,6 +33,10 @@ const defaultModel = (scale) => MANIFEST.models.find((m) => m.default && m.scale
 const DEFAULT_X4 = defaultModel(4);
 /** The shipped diffusion model the browser is checked against the CLI with. */
 const DIFFUSION_MODEL = 'diwa-yoda-x4';
+/** A model no other test loads here, served tampered: it must not be in the cache yet. */
+const TAMPERED_MODEL = 'wavelr-x4';
+/** The note of 'auto' over a software WebGPU adapter (SwiftShader in headless Chromium). */
+const SOFTWARE_NOTE = /^WebGPU adapter ".+" is a software renderer, slower than the CPU path here; running on the CPU$/;
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'websr-browser-'));
 
@@ -81,13 +85,28 @@ function watchLoadProblems(page) {
   return problems;
 }
 
+/** Waits until the app says its model is loaded ("... ready") or could not be ("not loaded"). */
+async function waitModelStatus(page) {
+  await page.waitForFunction(() => /ready|not loaded/.test(document.querySelector('[data-testid=model-status]')?.textContent),
+    null, { timeout: LONG });
+  return page.textContent('[data-testid=model-status]');
+}
+
 async function openApp(browser, base, query = '') {
   const page = await browser.newPage();
   page.on('pageerror', (e) => console.log(`  [page error] ${e.message}`));
   await page.goto(`${base}/${query}`);
-  await page.waitForFunction(() => /ready/.test(document.querySelector('[data-testid=model-status]')?.textContent),
-    null, { timeout: LONG });
+  const status = await waitModelStatus(page);
+  assert(/ready/.test(status), `${status}: ${await page.textContent('[data-testid=message]')}`);
   return page;
+}
+
+/** The origin of a request's URL, or its scheme for data:/blob: (which reach no server). */
+function requestOrigin(url) {
+  const u = new URL(url);
+  if (u.protocol === 'data:') return 'data:';
+  if (u.protocol === 'blob:') return new URL(u.pathname).origin; // blob:ORIGIN/uuid
+  return u.origin;
 }
 
 const suite = new Suite();
@@ -105,10 +124,15 @@ try {
     });
     const browser = { newPage: () => context.newPage() };
     const t = (name, fn) => test(`[${mode}] ${name}`, fn);
+    // The backend the tests ask for: 'auto' would put the app on the CPU over SwiftShader (a
+    // software adapter), so the WebGPU run asks for WebGPU; the CPU run checks auto's fallback.
+    const BACKEND = mode === 'webgpu' ? 'webgpu' : 'auto';
+    /** The app's query string with the mode's backend added to `params`. */
+    const q = (params = {}) => `?${new URLSearchParams({ ...params, backend: BACKEND })}`;
     let page;
 
     await t('the app starts on the expected backend and says why', async () => {
-      page = await openApp(browser, base);
+      page = await openApp(browser, base, q());
       const backend = await page.getAttribute('[data-testid=backend]', 'data-backend');
       assert(backend === mode, `backend ${backend}, expected ${mode}`);
       const note = await page.textContent('[data-testid=backend-note]');
@@ -123,11 +147,11 @@ try {
     });
 
     await t('a plain load of each page requests nothing that fails and logs no error', async () => {
-      for (const [file, ready] of [['', '[data-testid=model-status]'], ['federated.html', 'body']]) {
+      for (const [file, ready] of [[q(), '[data-testid=model-status]'], ['federated.html', 'body']]) {
         const p = await browser.newPage();
         const problems = watchLoadProblems(p);
         await p.goto(`${base}/${file}`, { waitUntil: 'load' });
-        if (file === '') {
+        if (ready !== 'body') {
           await p.waitForFunction(() => /ready/.test(document.querySelector('[data-testid=model-status]')?.textContent),
             null, { timeout: LONG });
         } else {
@@ -183,7 +207,7 @@ try {
     });
 
     await t('a large image goes through tiling and still matches the native CLI', async () => {
-      const tiled = await openApp(browser, base, '?tile=48');
+      const tiled = await openApp(browser, base, q({ tile: 48 }));
       const png = syntheticPng(160, 120, { seed: 11 });
       const item = await upload(tiled, 'large.png', png);
       assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
@@ -197,7 +221,7 @@ try {
     });
 
     await t('cancel stops between tiles and the next image still works', async () => {
-      const slow = await openApp(browser, base, '?tile=16');
+      const slow = await openApp(browser, base, q({ tile: 16 }));
       const item = await upload(slow, 'big.png', syntheticPng(192, 160, { seed: 5 }));
       await slow.waitForFunction((el) => Number(el.dataset.done) >= 1, await item.elementHandle(), { timeout: LONG, polling: 50 });
       await item.locator('[data-testid=cancel]').click();
@@ -211,7 +235,7 @@ try {
     });
 
     await t('a diffusion upscale shows previews, matches the native CLI (PSNR >= 40 dB) and cancels', async () => {
-      const dpage = await openApp(browser, base, `?model=${DIFFUSION_MODEL}`);
+      const dpage = await openApp(browser, base, q({ model: DIFFUSION_MODEL }));
       assert(!(await dpage.locator('[data-testid=diffusion-controls]').isHidden()), 'diffusion controls shown');
       assert(await dpage.locator('[data-testid=yoda]').isChecked(), 'a YODA-trained model starts with YODA on');
       await dpage.fill('[data-testid=steps]', '6');
@@ -240,9 +264,9 @@ try {
     await t('the JS library upscales ImageData on its own (the README example)', async () => {
       // No model named: the library loads the manifest's default for the scale.
       const defaultX2 = defaultModel(2);
-      const r = await page.evaluate(async (mode) => {
+      const r = await page.evaluate(async ([mode, backend]) => {
         const { WebSR } = await import('/websr.mjs');
-        const sr = await WebSR.create({ scale: 2, backend: 'auto' });
+        const sr = await WebSR.create({ scale: 2, backend });
         const data = new ImageData(20, 16);
         for (let i = 0; i < data.data.length; i++) data.data[i] = (i * 37) % 256 | (i % 4 === 3 ? 255 : 0);
         const steps = [];
@@ -257,7 +281,7 @@ try {
         sr.dispose();
         return { w: out.imageData.width, h: out.imageData.height, type: out.png.type, steps: steps.length,
           backend: info.backend, model: info.model, wrongScale, mode };
-      }, mode);
+      }, [mode, BACKEND]);
       assert(r.model === defaultX2, `loaded ${r.model}, the x2 default is ${defaultX2}`);
       assert(r.w === 40 && r.h === 32 && r.type === 'image/png', JSON.stringify(r));
       assert(r.backend === mode && r.steps >= 1 && r.wrongScale === 'ModelError', JSON.stringify(r));
@@ -293,6 +317,131 @@ try {
         assert(r.simdVsScalar === -1, `SIMD and portable kernels differ at byte ${r.simdVsScalar} of ${r.n}`);
       });
     }
+
+    if (mode === 'webgpu') {
+      await t("'auto' runs on the CPU over a software WebGPU adapter and says so; 'webgpu' still takes it", async () => {
+        // No backend in the URL: the app's default, 'auto'. Headless Chromium's only adapter is
+        // SwiftShader, which is about 10x slower than the wasm CPU path for our models.
+        const p = await openApp(browser, base);
+        const backend = await p.getAttribute('[data-testid=backend]', 'data-backend');
+        const note = await p.textContent('[data-testid=backend-note]');
+        console.log(`     auto: ${backend}; "${note}"`);
+        assert(backend === 'cpu', `auto chose ${backend} over a software adapter`);
+        assert(SOFTWARE_NOTE.test(note), `note: "${note}"`);
+        assert(await p.isVisible('[data-testid=backend-note]'), 'the note is shown on the page');
+        // The library and the federated client choose the same way (one chooseBackend).
+        const r = await p.evaluate(async () => {
+          const { WebSR } = await import('/websr.mjs');
+          const { FederatedClient } = await import('/websr-federated.mjs');
+          const out = {};
+          for (const backend of ['auto', 'webgpu']) {
+            const sr = await WebSR.create({ scale: 4, backend });
+            out[`WebSR ${backend}`] = { backend: sr.info.backend, note: sr.info.note, adapter: sr.info.adapter };
+            sr.dispose();
+            const fl = await FederatedClient.create({ server: location.origin, backend });
+            out[`FederatedClient ${backend}`] = { backend: fl.info.backend, note: fl.info.note, adapter: fl.info.adapter };
+            fl.dispose();
+          }
+          return out;
+        });
+        for (const api of ['WebSR', 'FederatedClient']) {
+          const auto = r[`${api} auto`];
+          const webgpu = r[`${api} webgpu`];
+          assert(auto.backend === 'cpu' && SOFTWARE_NOTE.test(auto.note), `${api} auto: ${JSON.stringify(auto)}`);
+          assert(webgpu.backend === 'webgpu' && webgpu.note === '', `${api} webgpu: ${JSON.stringify(webgpu)}`);
+          assert(/\(software\)$/.test(webgpu.adapter), `${api} webgpu adapter: ${webgpu.adapter}`);
+        }
+        await p.close();
+        // The training page shows the same note (it stops at joining: no aggregator here).
+        const fl = await browser.newPage();
+        await fl.goto(`${base}/federated.html?server=${encodeURIComponent(base)}`);
+        await fl.setInputFiles('[data-testid=fl-files]', { name: 'a.png', mimeType: 'image/png', buffer: syntheticPng(64, 64, { seed: 1 }) });
+        await fl.click('[data-testid=fl-start]');
+        await fl.waitForSelector('[data-testid=fl-backend][data-backend]', { timeout: LONG });
+        const flBackend = await fl.getAttribute('[data-testid=fl-backend]', 'data-backend');
+        const flNote = await fl.textContent('[data-testid=fl-backend-note]');
+        assert(flBackend === 'cpu' && SOFTWARE_NOTE.test(flNote), `training page: ${flBackend}, "${flNote}"`);
+        assert(await fl.isVisible('[data-testid=fl-backend-note]'), 'the note is shown on the training page');
+        await fl.close();
+      });
+    }
+
+    await t('a tampered model download is refused with its message and nothing is cached', async () => {
+      const entry = MANIFEST.models.find((m) => m.name === TAMPERED_MODEL);
+      const url = `${base}/models/${entry.file}`;
+      // One flipped byte in the last weight: still well-formed safetensors, only the SHA-256 differs.
+      const tampered = Buffer.from(fs.readFileSync(path.join(DIST, 'models', entry.file)));
+      tampered[tampered.length - 1] ^= 0x40;
+      let served = 0;
+      const p = await browser.newPage();
+      await p.route(url, (route) => {
+        served += 1;
+        return route.fulfill({ status: 200, contentType: 'application/octet-stream', body: tampered });
+      });
+      const cachedUrls = () => p.evaluate(async () => (await (await caches.open('websr-models-v1')).keys()).map((r) => r.url));
+      await p.goto(`${base}/${q({ model: TAMPERED_MODEL })}`);
+      const status = await waitModelStatus(p);
+      const msg = await p.textContent('[data-testid=message]');
+      console.log(`     ${msg}`);
+      assert(served >= 1, 'the tampered file was not requested');
+      assert(/not loaded/.test(status), `model status: "${status}"`);
+      const expected = `${entry.file} is corrupted (SHA-256 `;
+      assert(msg.startsWith(`The model could not be loaded: ${expected}`) && msg.includes(`expected ${entry.sha256.slice(0, 12)}`),
+        `message: "${msg}"`);
+      assert(await p.isVisible('[data-testid=message]'), 'the message is shown');
+      // The library rejects with a WebSRError named ModelError, carrying the same message.
+      const api = await p.evaluate(async (model) => {
+        const { WebSR, WebSRError } = await import('/websr.mjs');
+        try {
+          await WebSR.create({ model });
+          return { loaded: true };
+        } catch (e) {
+          return { isWebSRError: e instanceof WebSRError, name: e.name, message: e.message };
+        }
+      }, TAMPERED_MODEL);
+      assert(api.isWebSRError && api.name === 'ModelError' && api.message.startsWith(expected), `library: ${JSON.stringify(api)}`);
+      assert(!(await cachedUrls()).includes(url), `${url} was cached`);
+
+      // The real file afterwards: downloaded (nothing stale in the cache), checked and cached.
+      await p.unroute(url);
+      await p.reload();
+      const after = await waitModelStatus(p);
+      assert(/ready/.test(after), `after the tamper: "${after}": ${await p.textContent('[data-testid=message]')}`);
+      const fromCache = await p.getAttribute('[data-testid=model-status]', 'data-from-cache');
+      assert(fromCache === 'false', `the untampered load came from the cache (${fromCache})`);
+      assert((await cachedUrls()).includes(url), `${url} is not cached after a good download`);
+      await p.close();
+    });
+
+    await t('loading the model and upscaling makes no request to another origin', async () => {
+      // The context sees every request: the page's, and the worker's (wasm, ...).
+      const urls = [];
+      const record = (r) => urls.push(r.url());
+      context.on('request', record);
+      const p = await browser.newPage();
+      try {
+        // An empty model cache first, so the model is downloaded while we watch.
+        await p.goto(`${base}/models/manifest.json`);
+        await p.evaluate(() => caches.delete('websr-models-v1'));
+        urls.length = 0;
+        await p.goto(`${base}/${q()}`);
+        const status = await waitModelStatus(p);
+        assert(/ready/.test(status), status);
+        assert((await p.getAttribute('[data-testid=model-status]', 'data-from-cache')) === 'false', 'the model was downloaded');
+        const item = await upload(p, 'private.png', syntheticPng(24, 20, { seed: 21 }));
+        assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
+        await p.waitForLoadState('networkidle');
+      } finally {
+        context.off('request', record);
+        await p.close();
+      }
+      const seen = (re) => urls.some((u) => re.test(u));
+      assert(seen(/\/websr_bg\.wasm$/) && seen(/\.safetensors$/) && seen(/\/models\/manifest\.json$/),
+        `the recording missed the wasm or the model: ${urls.join(' ')}`);
+      const foreign = urls.filter((u) => !['data:', base].includes(requestOrigin(u)));
+      console.log(`     ${urls.length} requests, ${foreign.length} to another origin`);
+      assert(foreign.length === 0, `requests to another origin: ${foreign.join(' ')}`);
+    });
 
     await t('the second visit loads the model from the cache', async () => {
       await page.reload();
