@@ -26,6 +26,8 @@ function explain(err, file) {
       return `${file?.name ?? 'This file'} is not an image websr can read. Try PNG, JPEG, WebP, BMP, GIF or AVIF.`;
     case 'TooLargeError':
       return `${file?.name ?? 'This image'} is too large for this device: ${err.message}`;
+    case 'UnsupportedError':
+      return `WebGPU cannot be used here (${err.message}). Choose the CPU backend, or auto.`;
     case 'DeviceError':
       return `The GPU stopped working (${err.message}). websr restarts its runtime; please try again.`;
     case 'ModelError':
@@ -68,7 +70,8 @@ async function loadSelectedModel() {
         : `downloading ${name}: ${total ? Math.round((100 * loaded) / total) + '%' : (loaded / 1e6).toFixed(1) + ' MB'}`;
     };
     if (!state.sr) {
-      state.sr = await WebSR.create({ model: name, backend: params.get('backend') || 'auto', onDownloadProgress });
+      const workers = params.get('workers') ? Number(params.get('workers')) : 'auto';
+      state.sr = await WebSR.create({ model: name, backend: params.get('backend') || 'auto', workers, onDownloadProgress });
     } else {
       await state.sr.loadModel(name);
     }
@@ -76,7 +79,9 @@ async function loadSelectedModel() {
     status.textContent = `${info.model} ready${info.fromCache ? ' (from cache)' : ''}`;
     status.dataset.fromCache = String(info.fromCache);
     const badge = $('backend');
-    badge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : 'CPU (wasm)';
+    const workers = state.sr.workerCount;
+    badge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : `CPU (wasm)${workers > 1 ? ` · ${workers} workers` : ''}`;
+    badge.dataset.workers = String(workers);
     badge.dataset.backend = info.backend;
     const diffusion = info.kind === 'diffusion';
     if (diffusion) {

@@ -76,7 +76,7 @@ async function chooseBackend(backend) {
   adapterName = '';
   if (backend !== 'auto' && backend !== 'webgpu') return { use: backend, note: '' };
   const { problem, name, software } = await probeWebgpu();
-  if (problem && backend === 'webgpu') throw Object.assign(new Error(problem), { name: 'DeviceError' });
+  if (problem && backend === 'webgpu') throw Object.assign(new Error(problem), { name: 'UnsupportedError' });
   if (problem) return { use: 'cpu', note: `${problem}; running on the CPU, which is slower` };
   adapterName = `${name}${software ? ' (software)' : ''}`;
   if (backend === 'auto' && software) {

@@ -11,8 +11,9 @@
 
 const MODEL_CACHE = 'websr-models-v1';
 
-/** An error with a `name` the page can switch on: DecodeError, TooLargeError, DeviceError,
- *  WeightsError, ModelError, AbortError, WebSrError. */
+/** An error with a `name` the page can switch on: DecodeError, TooLargeError, DeviceError (the
+ *  device failed), UnsupportedError (WebGPU asked for but not available), WeightsError,
+ *  ModelError, AbortError, WebSrError. */
 export class WebSRError extends Error {
   constructor(name, message) {
     super(message);
