@@ -14,6 +14,23 @@ use websr::upscale::{run_model, upscale_picture, upscale_rgb, TileJob, UpscaleOp
 use websr::weights;
 use websr::{Model, WebSrError};
 
+/// A whole tiled upscale with no progress callback.
+fn upscale_to_the_end(
+    model: &SrModel,
+    lr: &Planar,
+    opts: &UpscaleOptions,
+    device: &websr::burn::tensor::Device,
+) -> Planar {
+    upscale_rgb(
+        &Model::from(model.clone()),
+        lr,
+        opts,
+        device,
+        &mut |_, _| true,
+    )
+    .unwrap()
+}
+
 fn small_spec(arch: Arch, scale: usize) -> ModelSpec {
     ModelSpec {
         arch,
@@ -178,14 +195,7 @@ fn tiles_computed_out_of_order_blend_to_the_same_bytes() {
         min_tiles: 3,
         ..Default::default()
     };
-    let one_worker = upscale_rgb(
-        &Model::from(model.clone()),
-        &lr,
-        &opts,
-        &device,
-        &mut |_, _| true,
-    )
-    .unwrap();
+    let one_worker = upscale_to_the_end(&model, &lr, &opts, &device);
     let mut job = TileJob::new(&model, lr.clone(), &opts);
     assert_eq!(
         job.len(),
@@ -224,14 +234,7 @@ fn self_ensemble_undoes_its_transforms() {
         tta: true,
         ..Default::default()
     };
-    let out = upscale_rgb(
-        &Model::from(model.clone()),
-        &lr,
-        &opts,
-        &device,
-        &mut |_, _| true,
-    )
-    .unwrap();
+    let out = upscale_to_the_end(&model, &lr, &opts, &device);
     assert!(max_abs_diff(&out.data, &imresize(&lr, 2.0).data) < 1e-4);
 }
 
