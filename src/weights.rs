@@ -1,16 +1,22 @@
 //! Model weights as safetensors: the network's tensors plus, in the header metadata, the
 //! [`ModelSpec`] needed to rebuild it. Loaded from bytes (browser, network) or files (CLI).
 //!
-//! Loading is strict: a wrong format version, a missing, extra or mis-shaped tensor, a non-f32
-//! tensor, or a NaN/Inf value is an error that names the problem; the model is never partly
-//! loaded.
+//! Loading is strict: a wrong format version, a missing, extra or mis-shaped tensor, a tensor
+//! that is neither f32 nor f16, or a NaN/Inf value is an error that names the problem; the model
+//! is never partly loaded.
+//!
+//! Shipped models travel as f16 (half the download, see [`to_f16_bytes`]); loading widens them
+//! to f32, the type every backend here computes in. Training checkpoints stay f32.
 
 use crate::error::{Result, WebSrError};
 use crate::model::ModelKind;
 use crate::models::{ModelSpec, SrModel};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
+use half::f16;
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+use std::borrow::Cow;
 use std::path::Path;
 
 /// Value of the `format` metadata key.
@@ -110,22 +116,34 @@ pub fn read_spec(bytes: &[u8]) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// Every tensor must be f32 and finite.
+fn deserialize(bytes: &[u8]) -> Result<SafeTensors<'_>> {
+    SafeTensors::deserialize(bytes)
+        .map_err(|e| WebSrError::Weights(format!("not a safetensors file: {e}")))
+}
+
+fn f32_values(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    data.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn f16_values(data: &[u8]) -> impl Iterator<Item = f16> + '_ {
+    data.chunks_exact(2)
+        .map(|b| f16::from_le_bytes([b[0], b[1]]))
+}
+
+/// Every tensor must be f32 or f16, and finite.
 fn check_values(bytes: &[u8]) -> Result<()> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| WebSrError::Weights(format!("not a safetensors file: {e}")))?;
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(WebSrError::Weights(format!(
-                "tensor '{name}' is {:?}, expected F32",
-                view.dtype()
-            )));
-        }
-        let bad = view
-            .data()
-            .chunks_exact(4)
-            .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite());
-        if bad {
+    for (name, view) in deserialize(bytes)?.iter() {
+        let finite = match view.dtype() {
+            Dtype::F32 => f32_values(view.data()).all(f32::is_finite),
+            Dtype::F16 => f16_values(view.data()).all(|v| v.is_finite()),
+            other => {
+                return Err(WebSrError::Weights(format!(
+                    "tensor '{name}' is {other:?}; websr weights are F32 or F16"
+                )));
+            }
+        };
+        if !finite {
             return Err(WebSrError::Weights(format!(
                 "tensor '{name}' holds NaN or infinite values"
             )));
@@ -134,11 +152,76 @@ fn check_values(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// `bytes` with every `from` tensor rewritten as `to` by `convert` (given the tensor's name and
+/// data); the header metadata and all other tensors are kept. A file with no `from` tensor comes
+/// back unchanged, byte for byte, so converting twice is a no-op.
+fn retype(
+    bytes: &[u8],
+    from: Dtype,
+    to: Dtype,
+    convert: impl Fn(&str, &[u8]) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let st = deserialize(bytes)?;
+    if st.iter().all(|(_, view)| view.dtype() != from) {
+        return Ok(bytes.to_vec());
+    }
+    let mut tensors = Vec::new();
+    for (name, view) in st.iter() {
+        let (dtype, data) = match view.dtype() {
+            d if d == from => (to, Cow::Owned(convert(name, view.data())?)),
+            d => (d, Cow::Borrowed(view.data())),
+        };
+        tensors.push((name, dtype, view.shape().to_vec(), data));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data).map(|view| (*name, view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| WebSrError::Weights(e.to_string()))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| WebSrError::Weights(e.to_string()))?;
+    safetensors::serialize(views, meta.metadata().clone())
+        .map_err(|e| WebSrError::Weights(e.to_string()))
+}
+
+/// The weights with every f32 tensor stored as f16 (round to nearest): the shipped wire format,
+/// half the bytes. Refuses NaN/Inf and any value beyond f16's range (|x| > 65504) rather than
+/// ship an infinity; f16 tensors are kept as they are.
+pub fn to_f16_bytes(bytes: &[u8]) -> Result<Vec<u8>> {
+    check_values(bytes)?;
+    retype(bytes, Dtype::F32, Dtype::F16, |name, data| {
+        let mut out = Vec::with_capacity(data.len() / 2);
+        for v in f32_values(data) {
+            let h = f16::from_f32(v);
+            if h.is_infinite() {
+                return Err(WebSrError::Weights(format!(
+                    "tensor '{name}' holds {v}, beyond float16's range: keep this model f32"
+                )));
+            }
+            out.extend(h.to_le_bytes());
+        }
+        Ok(out)
+    })
+}
+
+/// The weights with every f16 tensor widened to f32 (exactly): what burn's store is handed, and
+/// the `--wire f32` format.
+pub fn to_f32_bytes(bytes: &[u8]) -> Result<Vec<u8>> {
+    retype(bytes, Dtype::F16, Dtype::F32, |_, data| {
+        Ok(f16_values(data)
+            .flat_map(|h| h.to_f32().to_le_bytes())
+            .collect())
+    })
+}
+
 /// Loads every tensor of `bytes` into `net`, strictly: values are checked first, and a missing,
 /// extra or mis-shaped tensor is an error.
 pub(crate) fn load_module<M: ModuleSnapshot>(net: &mut M, bytes: &[u8]) -> Result<()> {
     check_values(bytes)?;
-    let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()))
+    // The modules' parameters are f32: widen f16 here rather than rely on the store casting.
+    let mut store = SafetensorsStore::from_bytes(Some(to_f32_bytes(bytes)?))
         .skip_enum_variants(true)
         .validate(true)
         .allow_partial(false);
