@@ -33,7 +33,7 @@ pub struct ServerConfig {
     pub dp_delta: f64,
     /// Seed of the server noise; `None` = from the OS.
     pub seed: Option<u64>,
-    /// `None` = twice the model file plus 64 KiB.
+    /// `None` = twice the model as served (f32) plus 64 KiB.
     pub max_body_bytes: Option<usize>,
     pub max_clients: usize,
     pub allow_origin: Vec<String>,

@@ -92,7 +92,7 @@ pub struct Args {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// Largest request body in bytes (default: twice the model file plus 64 KiB).
+    /// Largest request body in bytes (default: twice the model as served, f32, plus 64 KiB).
     #[arg(long)]
     pub max_body_bytes: Option<usize>,
 

@@ -93,26 +93,34 @@ fn metadata(bytes: &[u8]) -> Result<HashMap<String, String>, TensorError> {
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
-/// Little-endian f32 values of a view, refusing NaN and infinities.
-fn finite_values(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, TensorError> {
-    if view.dtype() != Dtype::F32 {
-        return Err(TensorError::Dtype {
-            name: name.to_string(),
-            got: format!("{:?}", view.dtype()),
-        });
-    }
-    let values: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+/// The values of a view as f32, refusing NaN and infinities. F16 is read (widened exactly) only
+/// where `f16_ok`: a model file, since shipped models travel as f16; updates are F32.
+fn finite_values(name: &str, view: &TensorView<'_>, f16_ok: bool) -> Result<Vec<f32>, TensorError> {
+    let data = view.data();
+    let values: Vec<f32> = match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 if f16_ok => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(TensorError::Dtype {
+                name: name.to_string(),
+                got: format!("{other:?}"),
+            })
+        }
+    };
     if values.iter().any(|v| !v.is_finite()) {
         return Err(TensorError::NonFinite(name.to_string()));
     }
     Ok(values)
 }
 
-/// Reads a model file strictly: every tensor f32 and finite. Names are sorted.
+/// Reads a model file strictly: every tensor f32 (or f16, widened to f32) and finite. Names are
+/// sorted.
 pub fn read_model(bytes: &[u8]) -> Result<ModelFile, TensorError> {
     let st = deserialize(bytes)?;
     let metadata = metadata(bytes)?;
@@ -127,7 +135,7 @@ pub fn read_model(bytes: &[u8]) -> Result<ModelFile, TensorError> {
         let view = st
             .tensor(name)
             .map_err(|e| TensorError::Malformed(e.to_string()))?;
-        values.push(finite_values(name, &view)?);
+        values.push(finite_values(name, &view, true)?);
         shapes.push(view.shape().to_vec());
     }
     Ok(ModelFile {
@@ -187,7 +195,7 @@ pub fn parse_update(bytes: &[u8], layout: &Layout) -> Result<ParsedUpdate, Tenso
                 got: view.shape().to_vec(),
             });
         }
-        let values = finite_values(name, &view)?;
+        let values = finite_values(name, &view, false)?;
         sum_sq += values
             .iter()
             .map(|&v| f64::from(v) * f64::from(v))

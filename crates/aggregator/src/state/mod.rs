@@ -59,7 +59,7 @@ pub struct Server {
     layout: Layout,
     /// The initial model's metadata (format, spec...) without `global_version`.
     metadata: HashMap<String, String>,
-    init_bytes_len: usize,
+    model_bytes_len: usize,
     inner: Mutex<Inner>,
 }
 
@@ -154,11 +154,11 @@ impl Server {
         &self.layout
     }
 
-    /// Request body limit: `--max-body-bytes`, or twice the model file plus 64 KiB.
+    /// Request body limit: `--max-body-bytes`, or twice the model as served (f32) plus 64 KiB.
     pub fn max_body_bytes(&self) -> usize {
         self.config
             .max_body_bytes
-            .unwrap_or(2 * self.init_bytes_len + 64 * 1024)
+            .unwrap_or(2 * self.model_bytes_len + 64 * 1024)
     }
 
     /// Origins whose pages may call the API from a browser (`--allow-origin`).

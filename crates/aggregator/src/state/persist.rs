@@ -41,11 +41,11 @@ impl Server {
         store: Store,
         layout: Layout,
         metadata: HashMap<String, String>,
-        init_bytes_len: usize,
+        model_bytes_len: usize,
         inner: Inner,
     ) -> Self {
         Self {
-            init_bytes_len,
+            model_bytes_len,
             config,
             strategy,
             store,
@@ -70,6 +70,9 @@ impl Server {
         metadata.remove(META_GLOBAL_VERSION);
         let bytes = Self::encode_model(&model.layout, &model.values, &metadata, 0)?;
         store.write_model(0, &bytes)?;
+        // The body limit follows the f32 model as served (and as a resume measures it), not the
+        // --init file, which may be f16 and half that size.
+        let model_bytes_len = bytes.len();
         let now = now_ms();
         let deadline_ms = now + (config.round_deadline_secs * 1000.0) as u64;
         let inner = Inner {
@@ -101,7 +104,7 @@ impl Server {
             store,
             model.layout,
             metadata,
-            init.len(),
+            model_bytes_len,
             inner,
         ))
     }
@@ -192,14 +195,14 @@ impl Server {
             counters: p.counters,
             rng,
         };
-        let init_bytes_len = inner.model_bytes.len();
+        let model_bytes_len = inner.model_bytes.len();
         Ok(Self::assemble(
             config,
             strategy,
             store,
             model.layout,
             metadata,
-            init_bytes_len,
+            model_bytes_len,
             inner,
         ))
     }
