@@ -14,6 +14,7 @@ mod models;
 mod peak_alloc;
 mod progress;
 mod prune;
+mod reencode;
 mod sampling;
 mod ship;
 mod train;
@@ -64,6 +65,9 @@ enum Command {
     /// Ship a finished training run: copy its weights to the models folder, measure Set5/Set14,
     /// update models/manifest.json and write the model card.
     Ship(ship::ShipArgs),
+    /// Rewrite shipped models in another wire format (default float16) without retraining:
+    /// re-measures Set5/Set14 of the new file and updates the manifest and the model cards.
+    Reencode(reencode::ReencodeArgs),
     /// Print the speed table: DWT/IDWT, each model's forward pass, training steps.
     Bench(bench::BenchArgs),
 }
@@ -80,6 +84,7 @@ fn main() -> Result<()> {
         Command::Models => models::list(),
         Command::Figure(args) => figure::run(args),
         Command::Ship(args) => ship::run(&args),
+        Command::Reencode(args) => reencode::run(&args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,10 +1,11 @@
-//! `websr ship`: turns a finished training run into a shipped model: copies its weights into the
-//! models folder, measures Set5/Set14, writes the manifest entry and the model card. A one-pass
-//! model is measured as `websr eval` does; a diffusion model with `--steps` DDIM steps, seed 0.
+//! `websr ship`: turns a finished training run into a shipped model: writes its weights into the
+//! models folder in the wire format (`--wire`, float16 by default), measures Set5/Set14 of that
+//! file, writes the manifest entry and the model card. A one-pass model is measured as `websr
+//! eval` does; a diffusion model with `--steps` DDIM steps, seed 0.
 
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use websr::burn::tensor::Device;
 use websr::device::Backend;
 use websr::diffusion::SampleOptions;
@@ -12,7 +13,7 @@ use websr::eval::{evaluate_bicubic, evaluate_model, Report};
 use websr::train::diffusion::DiffusionTrainConfig;
 use websr::train::{read_json, CheckpointPaths, Schedule, TrainConfig, TrainState};
 use websr::upscale::UpscaleOptions;
-use websr::weights::sha256_hex;
+use websr::weights::{sha256_hex, to_f16_bytes, to_f32_bytes};
 use websr::zoo::{Manifest, ModelEntry, ModelKind};
 use websr::Model;
 
@@ -42,6 +43,36 @@ pub struct ShipArgs {
     /// Diffusion runs: the DDIM steps (eta 0, seed 0) the scores are measured with.
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// How the shipped file stores its weights (training checkpoints stay f32).
+    #[arg(long, value_enum, default_value = "f16")]
+    wire: Wire,
+}
+
+/// The number format of a shipped weights file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wire {
+    /// float16: half the download; loading widens it to float32.
+    F16,
+    /// float32, as trained.
+    F32,
+}
+
+impl Wire {
+    /// `bytes` (either format) in this one.
+    pub fn encode(self, bytes: &[u8]) -> websr::Result<Vec<u8>> {
+        match self {
+            Wire::F16 => to_f16_bytes(bytes),
+            Wire::F32 => to_f32_bytes(bytes),
+        }
+    }
+
+    /// The model card's line on the file's format.
+    pub fn card_line(self) -> &'static str {
+        match self {
+            Wire::F16 => "Weights: float16 on the wire (widened to float32 on load); the scores below are this file's.",
+            Wire::F32 => "Weights: float32.",
+        }
+    }
 }
 
 /// The scores of a shipped model and what its card says about it.
@@ -70,8 +101,10 @@ pub fn run(args: &ShipArgs) -> Result<()> {
     let device = Backend::Cpu.device()?;
     let paths = CheckpointPaths::new(&args.run);
     let state: TrainState = read_json(&paths.state)?;
-    let bytes = std::fs::read(&paths.model)
+    let checkpoint = std::fs::read(&paths.model)
         .with_context(|| format!("reading {}", paths.model.display()))?;
+    // The scores are the shipped file's, so the model is loaded from the re-encoded bytes.
+    let bytes = args.wire.encode(&checkpoint)?;
     let model = Model::from_bytes(&bytes, &device)?;
     let (steps, described) = match &model {
         Model::Diffusion(_) => {
@@ -102,16 +135,50 @@ pub fn run(args: &ShipArgs) -> Result<()> {
 
 /// Set5 and Set14 scores, as `websr eval` measures them.
 fn measure(args: &ShipArgs, model: &Model, d: Described, device: &Device) -> Result<Measured> {
-    let score = |set: &str| evaluate_model(&args.data.join(set), model, &d.opts, device);
+    let [set5, set14] = score_sets(&args.data, model, &d.opts, device)?;
     Ok(Measured {
         kind: model.kind(),
         arch: d.arch,
         scale: model.scale(),
-        set5: score("set5")?,
-        set14: score("set14")?,
+        set5,
+        set14,
         about: d.about,
         eval_command: d.eval_command,
     })
+}
+
+/// The Set5 and Set14 reports of `model` (`data` holds both folders).
+pub fn score_sets(
+    data: &Path,
+    model: &Model,
+    opts: &UpscaleOptions,
+    device: &Device,
+) -> Result<[Report; 2]> {
+    let score = |set: &str| evaluate_model(&data.join(set), model, opts, device);
+    Ok([score("set5")?, score("set14")?])
+}
+
+/// How a shipped model is scored: a one-pass model as `websr eval` runs it, a diffusion model
+/// with `steps` DDIM steps, eta 0, seed 0, and YODA sampling if it was trained with YODA.
+pub fn card_options(model: &Model, steps: usize) -> UpscaleOptions {
+    let sampling = match model.kind() {
+        ModelKind::OnePass => SampleOptions::default(),
+        ModelKind::Diffusion => SampleOptions {
+            steps: Some(steps),
+            eta: 0.0,
+            seed: 0,
+            yoda: model.yoda_trained(),
+        },
+    };
+    UpscaleOptions {
+        sampling,
+        ..UpscaleOptions::default()
+    }
+}
+
+/// A score cell of the card's table: PSNR / SSIM.
+pub fn score_cell(r: &Report) -> String {
+    format!("{:.2} / {:.4}", r.mean.psnr_y, r.mean.ssim_y)
 }
 
 fn describe_one_pass(
@@ -136,7 +203,7 @@ fn describe_one_pass(
             training_line(state, &cfg.schedule, "L1 loss"),
         ],
         eval_command: format!("websr eval --model {} --data ../shared/data/setN", args.name),
-        opts: UpscaleOptions::default(),
+        opts: card_options(model, args.steps),
     }
 }
 
@@ -147,15 +214,7 @@ fn describe_diffusion(
     state: &TrainState,
 ) -> Described {
     let scale = model.scale();
-    let opts = UpscaleOptions {
-        sampling: SampleOptions {
-            steps: Some(args.steps),
-            eta: 0.0,
-            seed: 0,
-            yoda: cfg.spec.yoda.is_some(),
-        },
-        ..UpscaleOptions::default()
-    };
+    let opts = card_options(model, args.steps);
     let spec = &cfg.spec;
     let yoda = match &spec.yoda {
         Some(y) => format!(
@@ -263,6 +322,7 @@ fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> R
     }
     writeln!(card, "- Command: `{}`", args.command)?;
     writeln!(card, "- SHA-256: `{}`", sha256_hex(bytes))?;
+    writeln!(card, "- {}", args.wire.card_line())?;
     if !args.notes.is_empty() {
         writeln!(card, "- Notes: {}", args.notes)?;
     }
@@ -279,8 +339,9 @@ fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> R
     for (set, ours, bic) in [("Set5", &m.set5, &bic5), ("Set14", &m.set14, &bic14)] {
         writeln!(
             card,
-            "| {set} | {:.2} / {:.4} | {:.2} / {:.4} |",
-            bic.mean.psnr_y, bic.mean.ssim_y, ours.mean.psnr_y, ours.mean.ssim_y
+            "| {set} | {} | {} |",
+            score_cell(bic),
+            score_cell(ours)
         )?;
     }
     if !state.history.is_empty() {

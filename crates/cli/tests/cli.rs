@@ -381,3 +381,91 @@ fn diffusion_trains_from_the_cli_and_its_samples_are_fixed_by_the_seed() {
     ]);
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("unknown diffusion model"));
 }
+
+/// `websr reencode` in a models folder holding only `name` (copied from models/); the folder.
+fn models_folder_with(dir: &Path, name: &str) -> PathBuf {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let mut manifest = websr::zoo::Manifest::load(&shipped).unwrap();
+    manifest.models.retain(|m| m.name == name);
+    manifest.save(&models).unwrap();
+    for file in [format!("{name}.safetensors"), format!("{name}.md")] {
+        std::fs::copy(shipped.join(&file), models.join(&file)).unwrap();
+    }
+    models
+}
+
+fn reencode(models: &Path, data: &Path, extra: &[&str]) -> String {
+    let out = websr(
+        &[
+            &["reencode", "--models-dir", models.to_str().unwrap()],
+            &["--data", data.to_str().unwrap()][..],
+            extra,
+        ]
+        .concat(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn reencode_rewrites_a_model_within_the_score_tolerance_only() {
+    let dir = tempdir("reencode");
+    let models = models_folder_with(&dir, "wavelr-x4");
+    // Synthetic "Set5" and "Set14": the scores are re-measured on whatever the folders hold.
+    let data = dir.join("data");
+    for (set, size) in [("set5", 40), ("set14", 48)] {
+        std::fs::create_dir_all(data.join(set)).unwrap();
+        let img = image::RgbImage::from_fn(size, size, |x, y| {
+            image::Rgb([
+                (x * 6) as u8,
+                (y * 5) as u8,
+                if (x / 4 + y / 3) % 2 == 0 { 200 } else { 40 },
+            ])
+        });
+        img.save(data.join(set).join("a.png")).unwrap();
+    }
+    let file = models.join("wavelr-x4.safetensors");
+    let is_f16 = |bytes: &[u8]| websr::weights::to_f16_bytes(bytes).unwrap() == bytes;
+    let entry = || websr::zoo::Manifest::load(&models).unwrap().models[0].clone();
+
+    // To f32 (the manifest's real-Set5 scores are far from these, so the tolerance is lifted)...
+    reencode(&models, &data, &["--wire", "f32", "--max-delta", "100"]);
+    let f32_bytes = std::fs::read(&file).unwrap();
+    assert!(!is_f16(&f32_bytes));
+    let card = std::fs::read_to_string(models.join("wavelr-x4.md")).unwrap();
+    assert!(
+        card.contains(&entry().sha256) && card.contains("- Weights: float32."),
+        "{card}"
+    );
+
+    // ...and back: within the default 0.01 dB of the f32 scores, so it is written.
+    let text = reencode(&models, &data, &[]);
+    let f16_bytes = std::fs::read(&file).unwrap();
+    assert!(is_f16(&f16_bytes), "{text}");
+    assert!(f16_bytes.len() * 10 < f32_bytes.len() * 6);
+    let e = entry();
+    assert_eq!(e.sha256, websr::weights::sha256_hex(&f16_bytes));
+    assert_eq!(e.bytes, f16_bytes.len() as u64);
+    let card = std::fs::read_to_string(models.join("wavelr-x4.md")).unwrap();
+    assert!(
+        card.contains(&e.sha256) && card.contains("- Weights: float16"),
+        "{card}"
+    );
+    assert_eq!(card.matches("- Weights: ").count(), 1, "{card}");
+    assert!(reencode(&models, &data, &[]).contains("already F16"));
+
+    // A manifest score the new file misses by more than the tolerance: left as it was.
+    let mut manifest = websr::zoo::Manifest::load(&models).unwrap();
+    manifest.models[0].set14.as_mut().unwrap()[0] += 0.5;
+    manifest.save(&models).unwrap();
+    let text = reencode(&models, &data, &["--wire", "f32"]);
+    assert!(text.contains("kept as it was"), "{text}");
+    assert_eq!(std::fs::read(&file).unwrap(), f16_bytes);
+}
