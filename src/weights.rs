@@ -187,8 +187,8 @@ fn retype(
 }
 
 /// The weights with every f32 tensor stored as f16 (round to nearest): the shipped wire format,
-/// half the bytes. Refuses NaN/Inf and any value beyond f16's range (|x| > 65504) rather than
-/// ship an infinity; f16 tensors are kept as they are.
+/// half the bytes. Refuses NaN/Inf and any value that would round to an f16 infinity (beyond its
+/// largest finite 65504) rather than ship one; f16 tensors are kept as they are.
 pub fn to_f16_bytes(bytes: &[u8]) -> Result<Vec<u8>> {
     check_values(bytes)?;
     retype(bytes, Dtype::F32, Dtype::F16, |name, data| {

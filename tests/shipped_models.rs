@@ -199,9 +199,10 @@ fn shipped_models_travel_as_f16() {
         // The manifest's SHA-256 and size are those of the file as shipped.
         let bytes = read_verified(&dir, entry).unwrap();
         assert_eq!(bytes.len() as u64, entry.bytes, "{}", entry.name);
-        let want = match KEPT_F32.contains(&entry.name.as_str()) {
-            true => Dtype::F32,
-            false => Dtype::F16,
+        let want = if KEPT_F32.contains(&entry.name.as_str()) {
+            Dtype::F32
+        } else {
+            Dtype::F16
         };
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let other: Vec<&str> = st

@@ -34,9 +34,10 @@ pub struct ReencodeArgs {
 pub fn run(args: &ReencodeArgs) -> Result<()> {
     let device = Backend::Cpu.device()?;
     let mut manifest = Manifest::load(&args.models_dir)?;
-    let names = match args.names.is_empty() {
-        true => manifest.models.iter().map(|m| m.name.clone()).collect(),
-        false => args.names.clone(),
+    let names = if args.names.is_empty() {
+        manifest.models.iter().map(|m| m.name.clone()).collect()
+    } else {
+        args.names.clone()
     };
     for name in &names {
         let entry = manifest
