@@ -222,8 +222,6 @@ fn prune_writes_a_subset_that_train_accepts() {
             "16",
             "--subset",
             &s(subset),
-            "--val",
-            &s(&dir.join("none")),
             "--out",
             &s(&run),
         ])
@@ -322,8 +320,8 @@ fn diffusion_trains_from_the_cli_and_its_samples_are_fixed_by_the_seed() {
         "32",
         "--data",
         data.to_str().unwrap(),
-        "--val",
-        "/nonexistent",
+        "--holdout",
+        "0",
         "--out",
         run.to_str().unwrap(),
     ]);
