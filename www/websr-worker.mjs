@@ -156,7 +156,7 @@ async function reported(id, message, transfer = []) {
 }
 
 async function upscale({ id, input, tile = 0, tta = false, steps = 50, seed = 0, yoda = false, previewEvery = 0 }) {
-  if (!engine) throw Object.assign(new Error('no model loaded'), { name: 'ModelError' });
+  needEngine();
   const image = await toImage(input);
   let count = 0;
   const options = { tile, tta, steps, seed: seed >>> 0, yoda, previewEvery };
@@ -166,9 +166,15 @@ async function upscale({ id, input, tile = 0, tta = false, steps = 50, seed = 0,
     const p = { width: preview.width, height: preview.height, rgba: preview.rgba.buffer };
     return reported(id, { done, total, preview: p }, [p.rgba]);
   });
+  return upscaledMessage(out, { [engine.kind === 'diffusion' ? 'steps' : 'tiles']: count });
+}
+
+// The page's copy of an `Upscaled` (freed here) plus `extra`, and its transfer list; the device
+// memory of the finished upscale is released.
+function upscaledMessage(out, extra) {
   const rgba = out.rgba.buffer;
   const png = out.png.buffer;
-  const value = { width: out.width, height: out.height, rgba, png, [engine.kind === 'diffusion' ? 'steps' : 'tiles']: count };
+  const value = { width: out.width, height: out.height, rgba, png, ...extra };
   out.free();
   engine.releaseMemory();
   return [value, [rgba, png]];
@@ -197,9 +203,9 @@ function tileJob(id) {
 }
 
 async function tileRun({ data, height, width, tta = false }) {
-  const out = await needEngine().runTile(new Float32Array(data), height, width, tta);
-  const s = needEngine().scale;
-  return [{ data: out.buffer, height: height * s, width: width * s }, [out.buffer]];
+  const e = needEngine();
+  const out = await e.runTile(new Float32Array(data), height, width, tta);
+  return [{ data: out.buffer, height: height * e.scale, width: width * e.scale }, [out.buffer]];
 }
 
 function tilesFinish({ job: id }) {
@@ -208,12 +214,7 @@ function tilesFinish({ job: id }) {
   tileJobs.delete(id);
   const out = job.finish();
   job.free();
-  const rgba = out.rgba.buffer;
-  const png = out.png.buffer;
-  const value = { width: out.width, height: out.height, rgba, png, tiles };
-  out.free();
-  engine.releaseMemory();
-  return [value, [rgba, png]];
+  return upscaledMessage(out, { tiles });
 }
 
 async function flCreate({ backend, degradation }) {

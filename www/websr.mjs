@@ -388,7 +388,8 @@ export class WebSR {
   }
 
   async #call(message, transfer = [], options = {}) {
-    if (!this.#channel.alive && message.type === 'upscale' && this.info) {
+    // An upscale of either kind, pooled ('tiles-start') or not, needs the model in the first worker.
+    if (!this.#channel.alive && ['upscale', 'tiles-start'].includes(message.type) && this.info) {
       // The previous worker died: bring the model back before running.
       const { bytes } = await fetchModel(this.#options.model, { modelBase: this.#options.modelBase });
       await this.#channel.call(this.#loadMessage(bytes), [bytes.buffer]);

@@ -1,6 +1,6 @@
 //! WaveLR's convolutions through `websr_kernels`' direct 3x3 convolution instead of burn's
 //! im2col + GEMM: the CPU path of the browser, where it runs about 3x faster (the README's
-//! browser table). The same function up to float rounding (tests/direct_conv.rs); burn still
+//! browser table). The same function up to float rounding (`direct_convolution_wavelr_matches_burn` in tests/models.rs); burn still
 //! does the cheap parts, the bicubic base and the inverse wavelet transform.
 
 use super::wavelr::WaveLr;
