@@ -22,7 +22,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 
 /// Shared state of the router.
 pub type AppState = Arc<Server>;
@@ -37,6 +39,8 @@ pub const HEADER_SHA256: &str = "x-websr-model-sha256";
 pub struct AppError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after_s: Option<f64>,
 }
 
 impl AppError {
@@ -44,6 +48,7 @@ impl AppError {
         Self {
             status,
             message: message.into(),
+            retry_after_s: None,
         }
     }
 }
@@ -60,6 +65,13 @@ impl From<Error> for AppError {
             | Error::Finished(_) => StatusCode::CONFLICT,
             Error::NotSelected { .. } => StatusCode::FORBIDDEN,
             Error::TooManyClients => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyJoins { retry_after_s } => {
+                return Self {
+                    retry_after_s: Some(*retry_after_s),
+                    ..Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                }
+            }
+            Error::TokenExpired => StatusCode::UNAUTHORIZED,
             Error::Config(_) | Error::Corrupt(_) | Error::Store(_) | Error::Strategy(_) => {
                 tracing::error!("internal error: {e}");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
@@ -83,7 +95,15 @@ impl From<BytesRejection> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut res = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(s) = self.retry_after_s {
+            // Whole seconds, rounded up, as HTTP wants.
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(s.ceil().max(1.0) as u64),
+            );
+        }
+        res
     }
 }
 
@@ -119,6 +139,10 @@ async fn blocking<T: Send + 'static>(
 pub fn app(state: AppState) -> Router {
     let limit = state.max_body_bytes();
     let cors = cors_layer(state.allowed_origins());
+    let timeout = TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs_f64(state.config().request_timeout_secs),
+    );
     Router::new()
         .route("/v1/join", post(join))
         .route("/v1/round", get(round))
@@ -129,6 +153,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(timeout)
         .layer(cors)
         .with_state(state)
 }

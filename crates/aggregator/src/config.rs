@@ -37,6 +37,14 @@ pub struct ServerConfig {
     pub max_body_bytes: Option<usize>,
     pub max_clients: usize,
     pub allow_origin: Vec<String>,
+    /// A client's FedAvg weight is capped at this many times the round's median claim.
+    pub max_weight_ratio: f64,
+    /// Tokens stop working this long after they were issued.
+    pub token_ttl_secs: f64,
+    /// `POST /v1/join` budget (a token bucket of this size, refilled over a minute).
+    pub max_joins_per_minute: u32,
+    /// Longest a request (body included) may take before `408`.
+    pub request_timeout_secs: f64,
 }
 
 impl ServerConfig {
@@ -76,7 +84,9 @@ impl ServerConfig {
         }
         if self.noise_multiplier > 0.0 {
             if self.clip_norm.is_none() {
-                return Err("--noise-multiplier needs --clip-norm".into());
+                return Err(
+                    "--noise-multiplier needs clipping (--clip-norm, not --no-clip)".into(),
+                );
             }
             if !self.strategy.kind.aggregates_by_mean() {
                 return Err(format!(
@@ -90,6 +100,18 @@ impl ServerConfig {
         }
         if self.max_examples < 1 {
             return Err("--max-examples must be >= 1".into());
+        }
+        if !(self.max_weight_ratio >= 1.0 && self.max_weight_ratio.is_finite()) {
+            return Err("--max-weight-ratio must be >= 1".into());
+        }
+        if !(self.token_ttl_secs > 0.0 && self.token_ttl_secs.is_finite()) {
+            return Err("--token-ttl-secs must be > 0".into());
+        }
+        if self.max_joins_per_minute < 1 {
+            return Err("--max-joins-per-minute must be >= 1".into());
+        }
+        if !(self.request_timeout_secs > 0.0 && self.request_timeout_secs.is_finite()) {
+            return Err("--request-timeout-secs must be > 0".into());
         }
         Ok(())
     }

@@ -28,6 +28,10 @@ pub enum Error {
     Finished(u64),
     #[error("the server has reached its client limit")]
     TooManyClients,
+    #[error("too many joins right now; try again in {retry_after_s:.1} s")]
+    TooManyJoins { retry_after_s: f64 },
+    #[error("the client token has expired: POST /v1/join for a new one")]
+    TokenExpired,
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("state directory: {0}")]
@@ -54,6 +58,8 @@ impl Error {
             Error::NotSelected { .. } => "not_selected",
             Error::Finished(_) => "finished",
             Error::TooManyClients => "client_limit",
+            Error::TooManyJoins { .. } => "join_rate",
+            Error::TokenExpired => "token_expired",
             Error::Config(_) | Error::Corrupt(_) | Error::Store(_) | Error::Strategy(_) => {
                 "internal"
             }

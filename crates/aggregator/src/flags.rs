@@ -75,12 +75,17 @@ pub struct Args {
     pub max_examples: u64,
 
     /// L2 clipping bound C on a client's whole delta: clients clip to it, the server refuses
-    /// larger updates. Required by --noise-multiplier.
-    #[arg(long)]
-    pub clip_norm: Option<f64>,
+    /// larger updates. On by default, so that one client cannot drag the model anywhere.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip_norm: f64,
 
-    /// Gaussian noise multiplier z: the server adds N(0, (z C / n)^2) to the mean of n updates
-    /// (and then weights clients equally). 0 = no noise, no DP guarantee.
+    /// Accept updates of any norm (no clipping). Refused with --noise-multiplier.
+    #[arg(long, conflicts_with = "clip_norm")]
+    pub no_clip: bool,
+
+    /// Gaussian noise multiplier z: the server adds N(0, (2 z C / n)^2) to the mean of n updates
+    /// (and then weights clients equally): z is the noise over the replace-one sensitivity 2C/n.
+    /// 0 = no noise, no DP guarantee.
     #[arg(long, default_value_t = 0.0)]
     pub noise_multiplier: f64,
 
@@ -88,7 +93,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1e-5)]
     pub dp_delta: f64,
 
-    /// Seed of the server noise (default: from the OS).
+    /// Seed of the server noise (default: from the OS). For tests: whoever knows the seed can
+    /// remove the noise. Each round draws from its own stream (seed, version), so a restart
+    /// never replays a committed round's noise.
     #[arg(long)]
     pub seed: Option<u64>,
 
@@ -106,6 +113,24 @@ pub struct Args {
     /// (only same-origin pages and native clients).
     #[arg(long)]
     pub allow_origin: Vec<String>,
+
+    /// FedAvg weight cap: a client's self-reported num_examples counts at most this many times
+    /// the round's median claim.
+    #[arg(long, default_value_t = 4.0)]
+    pub max_weight_ratio: f64,
+
+    /// Client tokens expire this many seconds after they were issued (default 30 days).
+    #[arg(long, default_value_t = 2_592_000.0)]
+    pub token_ttl_secs: f64,
+
+    /// Most joins per minute (bursts up to the same number); more get 429 with Retry-After.
+    #[arg(long, default_value_t = 600)]
+    pub max_joins_per_minute: u32,
+
+    /// Longest a request may take, body upload included, before 408 (slow clients cannot hold
+    /// connections and memory forever).
+    #[arg(long, default_value_t = 120.0)]
+    pub request_timeout_secs: f64,
 }
 
 /// The strategy flags (`--strategy` to `--krum-f`), flattened into [`Args`]; they convert into a
@@ -177,13 +202,17 @@ impl Args {
             client_lr: self.client_lr,
             batch_size: self.batch_size,
             max_examples: self.max_examples,
-            clip_norm: self.clip_norm,
+            clip_norm: (!self.no_clip).then_some(self.clip_norm),
             noise_multiplier: self.noise_multiplier,
             dp_delta: self.dp_delta,
             seed: self.seed,
             max_body_bytes: self.max_body_bytes,
             max_clients: self.max_clients,
             allow_origin: self.allow_origin.clone(),
+            max_weight_ratio: self.max_weight_ratio,
+            token_ttl_secs: self.token_ttl_secs,
+            max_joins_per_minute: self.max_joins_per_minute,
+            request_timeout_secs: self.request_timeout_secs,
         }
     }
 }

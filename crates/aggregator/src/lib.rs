@@ -16,7 +16,8 @@
 //! | [`strategy`] | the [`Strategy`] trait and FedAvg, FedProx, FedAdam, FedYogi, median, trimmed mean, Krum as pure functions; [`StrategyConfig`] picks one |
 //! | [`dp`] | clipping, Gaussian noise, the RDP accountant (its maths is documented there) |
 //! | [`tensors`] | safetensors <-> named flat vectors, strict validation of client bodies |
-//! | [`store`] | atomic files in `--state-dir` (temp + fsync + rename) |
+//! | [`store`] | atomic files in `--state-dir` (temp + fsync + rename), the append-only client log |
+//! | [`update_log`] | the open round's accepted updates, group-committed (one fsync per batch) |
 //! | [`api`] | the axum router [`app`] and the JSON errors |
 //!
 //! # Wire protocol (version 1)
@@ -78,6 +79,7 @@ pub mod error;
 pub mod flags;
 pub mod state;
 pub mod store;
+pub mod update_log;
 
 // The wire format, clipping and aggregation rules live in `websr-federated`, shared with the
 // clients; re-exported so that `websr_aggregator::tensors` etc. keep naming them.

@@ -5,11 +5,18 @@
 //! Layout of the state directory:
 //!
 //! ```text
-//! state.json                      the commit point: version, round, clients, history
+//! state.json                      the commit point: version, round, selection, history
+//! clients.log                     one line per join: id, SHA-256 of the token, issue time
 //! models/v000042.safetensors      every global model ever committed
 //! optimizer/v000042.safetensors   FedAdam/FedYogi moments belonging to that version
-//! updates/v000042/c000007.safetensors   accepted updates of the open round (base version 42)
+//! updates/v000042.log             accepted updates of the open round (base version 42),
+//!                                 group-committed ([`crate::update_log`])
+//! quarantine/v000042-<ms>.log     a round whose aggregate was not finite, set aside
 //! ```
+//!
+//! Nothing is rewritten in proportion to the number of clients: a join appends one line, an
+//! update one record. (Servers before the log kept clients in `state.json` and each update in
+//! `updates/v000042/c000007.safetensors`; both are still read.)
 //!
 //! A round commits by writing the new model (and optimizer state), then `state.json`. A crash
 //! before `state.json` leaves the old version current and its accepted updates on disk, so the
@@ -62,7 +69,7 @@ impl Store {
     /// Opens (creating if needed) a state directory and removes half-written temporary files.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
-        for sub in ["models", "optimizer", "updates"] {
+        for sub in ["models", "optimizer", "updates", "quarantine"] {
             let p = dir.join(sub);
             io(&p, fs::create_dir_all(&p))?;
         }
@@ -111,6 +118,83 @@ impl Store {
         self.dir.join("updates").join(format!("v{version:06}"))
     }
 
+    /// The group-committed log of the round on `base_version`.
+    pub fn update_log_path(&self, base_version: u64) -> PathBuf {
+        self.dir
+            .join("updates")
+            .join(format!("v{base_version:06}.log"))
+    }
+
+    fn clients_path(&self) -> PathBuf {
+        self.dir.join("clients.log")
+    }
+
+    /// Records a join durably: one appended line, one `fdatasync`.
+    pub fn append_client(
+        &self,
+        id: u64,
+        token_sha256: &str,
+        issued_ms: u64,
+    ) -> Result<(), StoreError> {
+        let path = self.clients_path();
+        let existed = path.exists();
+        let mut f = io(
+            &path,
+            fs::OpenOptions::new().append(true).create(true).open(&path),
+        )?;
+        io(
+            &path,
+            f.write_all(format!("{id} {token_sha256} {issued_ms}\n").as_bytes()),
+        )?;
+        io(&path, f.sync_data())?;
+        if !existed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Every joined client as `(id, token SHA-256, issued ms)`. A torn last line (a crash during
+    /// a join that was never answered) is skipped.
+    pub fn read_clients(&self) -> Result<Vec<(u64, String, u64)>, StoreError> {
+        let path = self.clients_path();
+        let Some(bytes) = self.read(&path)? else {
+            return Ok(Vec::new());
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(text
+            .split_terminator('\n')
+            .filter_map(|line| {
+                let mut parts = line.split(' ');
+                let id = parts.next()?.parse().ok()?;
+                let hash = parts.next().filter(|h| h.len() == 64)?.to_string();
+                let issued = parts.next()?.parse().ok()?;
+                parts.next().is_none().then_some((id, hash, issued))
+            })
+            .collect())
+    }
+
+    /// Moves the round's updates aside (its aggregate was not finite), keeping them for a look.
+    pub fn quarantine_updates(&self, base_version: u64, now_ms: u64) -> Result<(), StoreError> {
+        let log = self.update_log_path(base_version);
+        if log.exists() {
+            let to = self
+                .dir
+                .join("quarantine")
+                .join(format!("v{base_version:06}-{now_ms}.log"));
+            io(&log, fs::rename(&log, &to))?;
+        }
+        let dir = self.updates_dir(base_version);
+        if dir.exists() {
+            let to = self
+                .dir
+                .join("quarantine")
+                .join(format!("v{base_version:06}-{now_ms}"));
+            io(&dir, fs::rename(&dir, &to))?;
+        }
+        sync_dir(&self.dir.join("updates"))?;
+        sync_dir(&self.dir.join("quarantine"))
+    }
+
     pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
         match fs::read(path) {
             Ok(b) => Ok(Some(b)),
@@ -142,10 +226,11 @@ impl Store {
         write_atomic(&dir.join(format!("c{client:06}.safetensors")), bytes)
     }
 
-    /// The accepted updates of the round on `base_version`, as `(client id, bytes)`.
+    /// The accepted updates of the round on `base_version`, as `(client id, bytes)`: the
+    /// round's log, and the one-file-per-update folder of older servers.
     pub fn load_updates(&self, base_version: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = crate::update_log::read_log(&self.update_log_path(base_version))?;
         let dir = self.updates_dir(base_version);
-        let mut out = Vec::new();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -176,9 +261,14 @@ impl Store {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_prefix('v'))
+                .map(|n| n.strip_suffix(".log").unwrap_or(n))
                 .and_then(|n| n.parse::<u64>().ok());
             if v.is_some_and(|v| v < version) {
-                io(&path, fs::remove_dir_all(&path))?;
+                if path.is_dir() {
+                    io(&path, fs::remove_dir_all(&path))?;
+                } else {
+                    io(&path, fs::remove_file(&path))?;
+                }
             }
         }
         Ok(())

@@ -289,7 +289,14 @@ async fn dp_noise_and_accountant_are_reported_per_round() {
         1e-3,
     );
     let rec = &s.metrics().history[0];
-    assert!((rec.noise_std - 1e-6 * 10.0 / 2.0).abs() < 1e-15);
+    // Replace-one sensitivity of the mean: 2C/n.
+    assert!((rec.noise_std - 1e-6 * 2.0 * 10.0 / 2.0).abs() < 1e-15);
+    // Nothing computed from the updates before the noise is published.
+    let (_, b) = call(&app, "GET", "/v1/metrics", None, vec![]).await;
+    let published = &json(&b)["history"][0];
+    for field in ["delta_norm", "mean_client_loss", "examples"] {
+        assert!(published[field].is_null(), "{field}: {published}");
+    }
     let eps = websr_aggregator::dp::epsilon(websr_aggregator::dp::rdp_rho(1e-6), 1e-5).unwrap();
     assert_eq!(rec.epsilon_round, Some(eps));
     assert_eq!(rec.epsilon_total, Some(eps));

@@ -194,7 +194,18 @@ fn clipping_scales_to_the_bound() {
     close(&d, &[vec![0.6, 0.0], vec![0.8]], 1e-7);
     assert!(dp::within_bound(1.0 + 1e-5, 1.0));
     assert!(!dp::within_bound(1.001, 1.0));
-    assert_eq!(dp::noise_std(1.1, 2.0, 4), 0.55);
+    // z * 2C / n: the replace-one sensitivity of the mean of n clipped updates.
+    assert_eq!(dp::mean_sensitivity(2.0, 4), 1.0);
+    assert_eq!(dp::noise_std(1.1, 2.0, 4), 1.1);
+}
+
+#[test]
+fn client_weights_are_capped_at_a_multiple_of_the_median_claim() {
+    assert_eq!(capped_weights(&[10, 10, 1_000_000], 4.0), [10, 10, 40]);
+    assert_eq!(capped_weights(&[5, 7, 9], 4.0), [5, 7, 9]);
+    // Median of an even count: the lower middle claim; a ratio below 1 acts as 1.
+    assert_eq!(capped_weights(&[1, 2, 100, 100], 0.5), [1, 2, 2, 2]);
+    assert!(capped_weights(&[], 4.0).is_empty());
 }
 
 #[test]

@@ -6,9 +6,21 @@
 //! Each client clips its whole delta to L2 norm `C` (`clip_norm` in the round config) before
 //! sending it; the server refuses any update whose norm exceeds `C` (with a relative slack of
 //! [`NORM_TOLERANCE`] for float rounding). When `noise_multiplier` `z > 0` the server averages the
-//! round's `n` deltas with equal weights (`num_examples` is ignored, so one client moves the mean
-//! by at most `C / n`) and adds `N(0, (z C / n)^2)` to every coordinate of the mean, before the
-//! server optimizer step (FedAdam/FedYogi only post-process the noised mean).
+//! round's `n` deltas with equal weights (`num_examples` is ignored) and adds
+//! `N(0, (2 z C / n)^2)` to every coordinate of the mean ([`noise_std`]), before the server
+//! optimizer step (FedAdam/FedYogi only post-process the noised mean).
+//!
+//! # Neighbouring rounds (what the guarantee is about)
+//!
+//! User-level, **replace-one**: two rounds are neighbours when they have the same participants
+//! (who took part, and so `n`, is public: `/v1/status` counts them and the round records list
+//! them) and one participant's update is replaced by any other update of norm at most `C`. The
+//! mean of `n` clipped updates then moves by at most `2C / n` in L2 (`C / n` would hold only
+//! for add/remove-one with a fixed, data-independent denominator), so noise of standard deviation
+//! `2 z C / n` makes each round a Gaussian mechanism with noise multiplier `z`.
+//! What is released un-noised while `z > 0` is only what this relation treats as public: the
+//! participants and their count. The pre-noise delta norm, the clients' self-reported losses
+//! and example counts are not recorded (see the aggregator's round records).
 //!
 //! # Accounting (conservative)
 //!
@@ -46,9 +58,16 @@ pub fn within_bound(norm: f64, bound: f64) -> bool {
     norm <= bound * (1.0 + NORM_TOLERANCE)
 }
 
-/// Standard deviation of the server noise on the mean of `n` clipped deltas: `z C / n`.
+/// L2 sensitivity of the mean of `n` updates clipped to `clip_norm` under replace-one
+/// neighbours: `2 C / n` (see the module docs).
+pub fn mean_sensitivity(clip_norm: f64, n: usize) -> f64 {
+    2.0 * clip_norm / n.max(1) as f64
+}
+
+/// Standard deviation of the server noise on the mean of `n` clipped deltas:
+/// `z * 2C / n`, the noise multiplier times [`mean_sensitivity`].
 pub fn noise_std(noise_multiplier: f64, clip_norm: f64, n: usize) -> f64 {
-    noise_multiplier * clip_norm / n.max(1) as f64
+    noise_multiplier * mean_sensitivity(clip_norm, n)
 }
 
 /// One standard normal sample (Box-Muller; `rand` alone has no normal distribution).

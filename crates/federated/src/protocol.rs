@@ -12,6 +12,9 @@ pub struct Joined {
     pub client_id: ClientId,
     /// Bearer token for every other call. Only its SHA-256 is stored.
     pub token: String,
+    /// When the token stops working (then join again); 0 from servers before expiry.
+    #[serde(default)]
+    pub expires_unix_ms: u64,
 }
 
 /// Answer of `GET /v1/round`: what the client must do this round.
@@ -62,12 +65,15 @@ pub struct RoundRecord {
     pub round: u64,
     pub base_version: u64,
     pub clients: Vec<ClientId>,
-    pub examples: u64,
+    /// Sum of the clients' self-reported example counts; `None` while DP noise is on (it is
+    /// not noised, so it is not released).
+    pub examples: Option<u64>,
     pub stragglers_dropped: usize,
     pub closed_by: String,
+    /// `None` while DP noise is on (self-reported and un-noised), or when no client sent one.
     pub mean_client_loss: Option<f64>,
-    /// L2 norm of the aggregated delta before noise.
-    pub delta_norm: f64,
+    /// L2 norm of the aggregated delta before noise; `None` while DP noise is on.
+    pub delta_norm: Option<f64>,
     pub noise_multiplier: f64,
     pub noise_std: f64,
     /// (epsilon, delta) of this round alone and of all rounds so far; None = no guarantee.
@@ -87,6 +93,10 @@ pub struct Counters {
     pub updates_rejected: BTreeMap<String, u64>,
     pub rounds_completed: u64,
     pub deadline_extensions: u64,
+    /// Rounds whose aggregate was not finite: their updates were set aside and the round
+    /// started over on the same version.
+    #[serde(default)]
+    pub rounds_quarantined: u64,
 }
 
 /// Answer of `GET /v1/status`.

@@ -14,8 +14,9 @@ use crate::dp::{self, Accountant};
 pub use crate::error::Error;
 pub use crate::protocol::*;
 use crate::store::Store;
-use crate::strategy::{OptState, Strategy, Update};
+use crate::strategy::{capped_weights, OptState, Strategy, Update};
 use crate::tensors::{self, Layout, META_GLOBAL_VERSION};
+use crate::update_log::UpdateLog;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -32,6 +33,14 @@ struct AcceptedUpdate {
     client_loss: Option<f64>,
 }
 
+/// A joined client: its id and when its token was issued (tokens expire `--token-ttl-secs`
+/// after that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClientEntry {
+    id: ClientId,
+    issued_ms: u64,
+}
+
 #[derive(Debug, Clone)]
 struct Inner {
     version: u64,
@@ -39,16 +48,50 @@ struct Inner {
     model_bytes: Arc<Vec<u8>>,
     model_sha256: String,
     opt: OptState,
-    tokens: HashMap<String, ClientId>,
+    /// SHA-256 of a token -> its client. Also in `clients.log` (append-only).
+    tokens: HashMap<String, ClientEntry>,
     next_client: ClientId,
     started_ms: u64,
     deadline_ms: u64,
     selected: BTreeSet<ClientId>,
     accepted: BTreeMap<ClientId, AcceptedUpdate>,
+    /// Updates checked and being written (group commit); they count once durable.
+    storing: BTreeSet<ClientId>,
     history: Vec<RoundRecord>,
     accountant: Accountant,
     counters: Counters,
-    rng: StdRng,
+    joins: JoinLimiter,
+}
+
+/// A token bucket over `POST /v1/join`: `per_minute` joins a minute, bursts up to that many.
+/// Memory only: a restart refills it.
+#[derive(Debug, Clone)]
+struct JoinLimiter {
+    available: f64,
+    last_ms: u64,
+}
+
+impl JoinLimiter {
+    fn full(per_minute: u32, now: u64) -> Self {
+        Self {
+            available: f64::from(per_minute),
+            last_ms: now,
+        }
+    }
+
+    /// Takes one join if available; otherwise the seconds until one is.
+    fn take(&mut self, per_minute: u32, now: u64) -> Result<(), f64> {
+        let rate = f64::from(per_minute) / 60_000.0;
+        let elapsed = now.saturating_sub(self.last_ms) as f64;
+        self.available = (self.available + elapsed * rate).min(f64::from(per_minute));
+        self.last_ms = now.max(self.last_ms);
+        if self.available >= 1.0 {
+            self.available -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - self.available) / rate / 1000.0).max(0.001))
+        }
+    }
 }
 
 /// The aggregator. Share it as `Arc<Server>`; every method locks internally.
@@ -60,6 +103,7 @@ pub struct Server {
     /// The initial model's metadata (format, spec...) without `global_version`.
     metadata: HashMap<String, String>,
     model_bytes_len: usize,
+    updates: UpdateLog,
     inner: Mutex<Inner>,
 }
 
@@ -83,14 +127,10 @@ impl Server {
         config.validate().map_err(Error::Config)?;
         let strategy = config.strategy.build();
         let store = Store::open(&config.state_dir)?;
-        let rng = match config.seed {
-            Some(s) => StdRng::seed_from_u64(s),
-            None => StdRng::from_rng(&mut rand::rng()),
-        };
         let saved = store.read(&store.state_path())?;
         let (server, fresh) = match saved {
-            Some(json) => (Self::resume(config, strategy, store, &json, rng)?, false),
-            None => (Self::start(config, strategy, store, rng)?, true),
+            Some(json) => (Self::resume(config, strategy, store, &json)?, false),
+            None => (Self::start(config, strategy, store)?, true),
         };
         {
             let mut inner = server.lock();
@@ -101,6 +141,7 @@ impl Server {
             if inner.accepted.len() >= server.config.target_clients && !server.finished(&inner) {
                 server.close_round(&mut inner, now_ms(), "target")?;
             }
+            drop(inner);
         }
         Ok(server)
     }
@@ -126,13 +167,38 @@ impl Server {
         self.config.rounds > 0 && inner.version >= self.config.rounds
     }
 
-    fn authenticate(inner: &Inner, token: Option<&str>) -> Result<ClientId, Error> {
+    fn authenticate(&self, inner: &Inner, token: Option<&str>) -> Result<ClientId, Error> {
+        self.authenticate_at(inner, token, now_ms())
+    }
+
+    fn authenticate_at(
+        &self,
+        inner: &Inner,
+        token: Option<&str>,
+        now: u64,
+    ) -> Result<ClientId, Error> {
         let token = token.ok_or(Error::Unauthorized)?;
-        inner
+        let entry = inner
             .tokens
             .get(&tensors::sha256_hex(token.as_bytes()))
-            .copied()
-            .ok_or(Error::Unauthorized)
+            .ok_or(Error::Unauthorized)?;
+        if self.expired(entry, now) {
+            return Err(Error::TokenExpired);
+        }
+        Ok(entry.id)
+    }
+
+    fn expired(&self, entry: &ClientEntry, now: u64) -> bool {
+        now.saturating_sub(entry.issued_ms) as f64 >= self.config.token_ttl_secs * 1000.0
+    }
+
+    /// The noise of the round that produces `version`. Seeded (`--seed`): a stream per version,
+    /// so a restarted server never reuses a committed round's noise on a different model.
+    fn noise_rng(&self, version: u64) -> StdRng {
+        match self.config.seed {
+            Some(s) => StdRng::seed_from_u64(s ^ version.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            None => StdRng::from_rng(&mut rand::rng()),
+        }
     }
 
     fn deadline_ms(&self, now: u64) -> u64 {
@@ -141,7 +207,7 @@ impl Server {
 
     /// The client a bearer token belongs to.
     pub fn client_id(&self, token: Option<&str>) -> Result<ClientId, Error> {
-        Self::authenticate(&self.lock(), token)
+        self.authenticate(&self.lock(), token)
     }
 
     /// The validated settings this server runs with.
@@ -166,25 +232,47 @@ impl Server {
         &self.config.allow_origin
     }
 
-    /// Registers a new client and returns its token.
+    /// Registers a new client and returns its token. One line appended to `clients.log`
+    /// (not a rewrite of the state), at most `--max-joins-per-minute`.
     pub fn join(&self) -> Result<Joined, Error> {
+        self.join_at(now_ms())
+    }
+
+    /// [`Server::join`] at an explicit time (milliseconds since the epoch), for tests.
+    pub fn join_at(&self, now: u64) -> Result<Joined, Error> {
         let mut inner = self.lock();
+        let per_minute = self.config.max_joins_per_minute;
+        if let Err(retry_after_s) = inner.joins.take(per_minute, now) {
+            return Err(Error::TooManyJoins { retry_after_s });
+        }
         if inner.tokens.len() >= self.config.max_clients {
-            return Err(Error::TooManyClients);
+            // Expired tokens make room (they stay in the log, and are skipped on resume).
+            let live: HashMap<String, ClientEntry> = inner
+                .tokens
+                .iter()
+                .filter(|(_, e)| !self.expired(e, now))
+                .map(|(h, e)| (h.clone(), *e))
+                .collect();
+            inner.tokens = live;
+            if inner.tokens.len() >= self.config.max_clients {
+                return Err(Error::TooManyClients);
+            }
         }
         let token = random_token();
         let hash = tensors::sha256_hex(token.as_bytes());
-        let client_id = inner.next_client;
-        inner.tokens.insert(hash.clone(), client_id);
+        let entry = ClientEntry {
+            id: inner.next_client,
+            issued_ms: now,
+        };
+        self.store.append_client(entry.id, &hash, entry.issued_ms)?;
+        inner.tokens.insert(hash, entry);
         inner.next_client += 1;
         inner.counters.joins += 1;
-        if let Err(e) = self.persist(&inner) {
-            inner.tokens.remove(&hash);
-            inner.next_client -= 1;
-            inner.counters.joins -= 1;
-            return Err(e.into());
-        }
-        Ok(Joined { client_id, token })
+        Ok(Joined {
+            client_id: entry.id,
+            token,
+            expires_unix_ms: now + (self.config.token_ttl_secs * 1000.0) as u64,
+        })
     }
 
     /// The open round's config for this client; selects it if a slot is free.
@@ -194,7 +282,7 @@ impl Server {
 
     pub fn round_config_at(&self, token: Option<&str>, now: u64) -> Result<RoundConfig, Error> {
         let mut inner = self.lock();
-        let client = Self::authenticate(&inner, token)?;
+        let client = self.authenticate_at(&inner, token, now)?;
         self.tick_locked(&mut inner, now)?;
         let finished = self.finished(&inner);
         let submitted = inner.accepted.contains_key(&client);
@@ -233,7 +321,7 @@ impl Server {
     /// The current global model: (version, SHA-256, safetensors bytes).
     pub fn model(&self, token: Option<&str>) -> Result<(u64, String, Arc<Vec<u8>>), Error> {
         let inner = self.lock();
-        Self::authenticate(&inner, token)?;
+        self.authenticate(&inner, token)?;
         Ok((
             inner.version,
             inner.model_sha256.clone(),
@@ -263,7 +351,7 @@ impl Server {
     }
 
     fn submit_inner(&self, token: Option<&str>, body: &[u8]) -> Result<Accepted, Error> {
-        Self::authenticate(&self.lock(), token)?;
+        self.authenticate(&self.lock(), token)?;
         // Parse outside the lock: the layout never changes.
         let u = tensors::parse_update(body, &self.layout)?;
         if u.num_examples < 1 || u.num_examples > self.config.max_examples {
@@ -280,26 +368,75 @@ impl Server {
                 });
             }
         }
+        let (client, version) = self.admit(token, u.base_version)?;
+        // Durable before it counts: written (group-committed with other submissions) outside the
+        // lock; a crash after this line keeps the update.
+        let stored = self
+            .updates
+            .append(&self.store.update_log_path(version), client, body);
         let now = now_ms();
         let mut inner = self.lock();
-        let client = Self::authenticate(&inner, token)?;
+        inner.storing.remove(&client);
+        stored?;
+        if inner.version != version {
+            // The round closed at its deadline while this update was being written.
+            return Err(Error::Stale {
+                got: version,
+                current: inner.version,
+            });
+        }
+        inner.accepted.insert(
+            client,
+            AcceptedUpdate {
+                tensors: u.tensors,
+                num_examples: u.num_examples,
+                client_loss: u.client_loss,
+            },
+        );
+        inner.counters.updates_accepted += 1;
+        let mut round_closed = false;
+        if inner.accepted.len() >= self.config.target_clients {
+            // The update is on disk; if aggregation fails it is retried on restart or at the
+            // deadline, so the client's submission still stands.
+            match self.close_round(&mut inner, now, "target") {
+                Ok(committed) => round_closed = committed,
+                Err(e) => tracing::error!("aggregation failed, will retry at the deadline: {e}"),
+            }
+        }
+        Ok(Accepted {
+            accepted: true,
+            client_id: client,
+            base_version: version,
+            global_version: inner.version,
+            round_closed,
+            norm: u.norm,
+        })
+    }
+
+    /// The round's checks on a parsed update of `client` trained from `base_version`; marks
+    /// the client as storing so that a second submission is refused while the first is
+    /// written. Returns the client and the round's version.
+    fn admit(&self, token: Option<&str>, base_version: u64) -> Result<(ClientId, u64), Error> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let client = self.authenticate_at(&inner, token, now)?;
         self.tick_locked(&mut inner, now)?;
         if self.finished(&inner) {
             return Err(Error::Finished(inner.version));
         }
-        if u.base_version < inner.version {
+        if base_version < inner.version {
             return Err(Error::Stale {
-                got: u.base_version,
+                got: base_version,
                 current: inner.version,
             });
         }
-        if u.base_version > inner.version {
+        if base_version > inner.version {
             return Err(Error::FutureVersion {
-                got: u.base_version,
+                got: base_version,
                 current: inner.version,
             });
         }
-        if inner.accepted.contains_key(&client) {
+        if inner.accepted.contains_key(&client) || inner.storing.contains(&client) {
             return Err(Error::Duplicate {
                 client,
                 version: inner.version,
@@ -311,35 +448,8 @@ impl Server {
                 version: inner.version,
             });
         }
-        // Durable before it counts: a crash after this line keeps the update.
-        self.store.save_update(inner.version, client, body)?;
-        inner.accepted.insert(
-            client,
-            AcceptedUpdate {
-                tensors: u.tensors,
-                num_examples: u.num_examples,
-                client_loss: u.client_loss,
-            },
-        );
-        inner.counters.updates_accepted += 1;
-        let base_version = inner.version;
-        let mut round_closed = false;
-        if inner.accepted.len() >= self.config.target_clients {
-            // The update is on disk; if aggregation fails it is retried on restart or at the
-            // deadline, so the client's submission still stands.
-            match self.close_round(&mut inner, now, "target") {
-                Ok(()) => round_closed = true,
-                Err(e) => tracing::error!("aggregation failed, will retry at the deadline: {e}"),
-            }
-        }
-        Ok(Accepted {
-            accepted: true,
-            client_id: client,
-            base_version,
-            global_version: inner.version,
-            round_closed,
-            norm: u.norm,
-        })
+        inner.storing.insert(client);
+        Ok((client, inner.version))
     }
 
     /// Applies the deadline rule at the current time. Returns whether a round closed.
@@ -359,8 +469,7 @@ impl Server {
         }
         let enough = self.config.min_clients.max(self.strategy.min_updates());
         if inner.accepted.len() >= enough {
-            self.close_round(inner, now, "deadline")?;
-            return Ok(true);
+            return self.close_round(inner, now, "deadline");
         }
         // Too few: keep the accepted updates, free the silent clients' slots, extend.
         let old_selected = inner.selected.clone();
@@ -383,19 +492,29 @@ impl Server {
         Ok(false)
     }
 
-    /// Aggregates the open round, commits the next version, and opens the next round.
-    /// On error nothing changes.
-    fn close_round(&self, inner: &mut Inner, now: u64, closed_by: &str) -> Result<(), Error> {
+    /// Aggregates the open round, commits the next version, and opens the next round; returns
+    /// `true`. A non-finite aggregate is quarantined instead ([`Server::quarantine_round`]):
+    /// returns `false` and the server keeps serving the current version. On error nothing
+    /// changes.
+    fn close_round(&self, inner: &mut Inner, now: u64, closed_by: &str) -> Result<bool, Error> {
         let t0 = Instant::now();
         let dp_on = self.config.noise_multiplier > 0.0;
         let clients: Vec<ClientId> = inner.accepted.keys().copied().collect();
+        let claimed: Vec<u64> = inner.accepted.values().map(|a| a.num_examples).collect();
+        // With DP noise the mean is unweighted (the noise is calibrated for it); otherwise no
+        // client weighs more than --max-weight-ratio times the median claim.
+        let weights = if dp_on {
+            vec![1; claimed.len()]
+        } else {
+            capped_weights(&claimed, self.config.max_weight_ratio)
+        };
         let updates: Vec<Update> = inner
             .accepted
             .values()
-            .map(|a| Update {
+            .zip(weights)
+            .map(|(a, w)| Update {
                 tensors: a.tensors.clone(),
-                // With DP noise the mean is unweighted so one client's influence is <= C/n.
-                num_examples: if dp_on { 1 } else { a.num_examples },
+                num_examples: w,
             })
             .collect();
         let mut next = inner.clone();
@@ -405,14 +524,13 @@ impl Server {
             Some(c) if dp_on => dp::noise_std(self.config.noise_multiplier, c, updates.len()),
             _ => 0.0,
         };
-        dp::add_gaussian_noise(&mut delta, noise_std, &mut next.rng);
+        let version = inner.version + 1;
+        dp::add_gaussian_noise(&mut delta, noise_std, &mut self.noise_rng(version));
         self.strategy.apply(&mut next.global, &delta, &mut next.opt);
         if next.global.iter().flatten().any(|v| !v.is_finite()) {
-            return Err(Error::Corrupt(
-                "the aggregated model is not finite; round kept open".into(),
-            ));
+            self.quarantine_round(inner, now)?;
+            return Ok(false);
         }
-        let version = inner.version + 1;
         let bytes = Self::encode_model(&self.layout, &next.global, &self.metadata, version)?;
         let sha = tensors::sha256_hex(&bytes);
         let epsilon_round = next.accountant.record(self.config.noise_multiplier);
@@ -421,16 +539,18 @@ impl Server {
             .values()
             .filter_map(|a| a.client_loss)
             .collect();
+        // While noise is on, nothing computed from the updates before the noise is released:
+        // the pre-noise norm, the self-reported losses and example counts are not recorded.
         let record = RoundRecord {
             round: version,
             base_version: inner.version,
             stragglers_dropped: inner.selected.len().saturating_sub(clients.len()),
             clients,
-            examples: inner.accepted.values().map(|a| a.num_examples).sum(),
+            examples: (!dp_on).then(|| claimed.iter().sum()),
             closed_by: closed_by.to_string(),
-            mean_client_loss: (!losses.is_empty())
+            mean_client_loss: (!dp_on && !losses.is_empty())
                 .then(|| losses.iter().sum::<f64>() / losses.len() as f64),
-            delta_norm,
+            delta_norm: (!dp_on).then_some(delta_norm),
             noise_multiplier: self.config.noise_multiplier,
             noise_std,
             epsilon_round,
@@ -464,9 +584,28 @@ impl Server {
         next.history.push(record);
         self.persist(&next)?;
         *inner = next;
+        self.updates.close();
         if let Err(e) = self.store.prune_updates(version) {
             tracing::warn!("could not delete old updates: {e}");
         }
+        Ok(true)
+    }
+
+    /// A round whose aggregate is not finite: its updates are moved to `quarantine/`, the round
+    /// starts over on the same version with a new deadline, and the server keeps serving.
+    fn quarantine_round(&self, inner: &mut Inner, now: u64) -> Result<(), Error> {
+        tracing::error!(
+            version = inner.version,
+            updates = inner.accepted.len(),
+            "the aggregated model is not finite; the round's updates are quarantined"
+        );
+        self.updates.close();
+        self.store.quarantine_updates(inner.version, now)?;
+        inner.accepted.clear();
+        inner.selected.clear();
+        inner.deadline_ms = self.deadline_ms(now);
+        inner.counters.rounds_quarantined += 1;
+        self.persist(inner)?;
         Ok(())
     }
 

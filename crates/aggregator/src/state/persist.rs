@@ -2,7 +2,7 @@
 //! saved state (`state.json`, the model of every version, the server optimizer's moments, the
 //! open round's accepted updates), and a resume from it after a crash.
 
-use super::{now_ms, AcceptedUpdate, Inner, Server};
+use super::{now_ms, AcceptedUpdate, ClientEntry, Inner, JoinLimiter, Server};
 use crate::config::ServerConfig;
 use crate::dp::Accountant;
 use crate::error::Error;
@@ -10,12 +10,13 @@ use crate::protocol::{ClientId, Counters, RoundRecord};
 use crate::store::{Store, StoreError};
 use crate::strategy::{OptState, Strategy};
 use crate::tensors::{self, Layout, META_GLOBAL_VERSION};
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-const SCHEMA: u32 = 1;
+/// 2: clients moved to the append-only `clients.log`. Schema 1 (clients inside `state.json`)
+/// is still read, and its clients carried into the log on the first resume.
+const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Persisted {
@@ -27,7 +28,8 @@ pub(super) struct Persisted {
     deadline_ms: u64,
     selected: Vec<ClientId>,
     next_client: ClientId,
-    /// (client id, SHA-256 of its token)
+    /// Schema 1 only: (client id, SHA-256 of its token). Schema 2 keeps them in `clients.log`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     clients: Vec<(ClientId, String)>,
     history: Vec<RoundRecord>,
     counters: Counters,
@@ -46,6 +48,7 @@ impl Server {
     ) -> Self {
         Self {
             model_bytes_len,
+            updates: Default::default(),
             config,
             strategy,
             store,
@@ -59,7 +62,6 @@ impl Server {
         config: ServerConfig,
         strategy: Box<dyn Strategy>,
         store: Store,
-        rng: StdRng,
     ) -> Result<Self, Error> {
         let init = config
             .init_bytes()
@@ -87,10 +89,11 @@ impl Server {
             deadline_ms,
             selected: BTreeSet::new(),
             accepted: BTreeMap::new(),
+            storing: BTreeSet::new(),
             history: Vec::new(),
             accountant: Accountant::new(config.dp_delta),
             counters: Counters::default(),
-            rng,
+            joins: JoinLimiter::full(config.max_joins_per_minute, now),
         };
         tracing::info!(
             params = model.layout.num_params(),
@@ -114,11 +117,10 @@ impl Server {
         strategy: Box<dyn Strategy>,
         store: Store,
         json: &[u8],
-        rng: StdRng,
     ) -> Result<Self, Error> {
         let p: Persisted =
             serde_json::from_slice(json).map_err(|e| Error::Corrupt(format!("state.json: {e}")))?;
-        if p.schema != SCHEMA {
+        if p.schema != SCHEMA && p.schema != 1 {
             return Err(Error::Corrupt(format!(
                 "state.json schema {} (this build reads {SCHEMA})",
                 p.schema
@@ -170,6 +172,14 @@ impl Server {
         for r in &p.history {
             accountant.record(r.noise_multiplier);
         }
+        let now = now_ms();
+        let tokens = resume_clients(&store, &p.clients)?;
+        let next_client = tokens
+            .values()
+            .map(|e| e.id + 1)
+            .max()
+            .unwrap_or(1)
+            .max(p.next_client);
         let mut selected: BTreeSet<ClientId> = p.selected.into_iter().collect();
         selected.extend(accepted.keys().copied());
         tracing::info!(
@@ -184,16 +194,17 @@ impl Server {
             model_sha256: p.model_sha256,
             model_bytes: Arc::new(bytes),
             opt,
-            tokens: p.clients.into_iter().map(|(id, h)| (h, id)).collect(),
-            next_client: p.next_client,
+            tokens,
+            next_client,
             started_ms: p.started_ms,
             deadline_ms: p.deadline_ms,
             selected,
             accepted,
+            storing: BTreeSet::new(),
             history: p.history,
             accountant,
             counters: p.counters,
-            rng,
+            joins: JoinLimiter::full(config.max_joins_per_minute, now),
         };
         let model_bytes_len = inner.model_bytes.len();
         Ok(Self::assemble(
@@ -207,13 +218,8 @@ impl Server {
         ))
     }
 
+    /// Writes `state.json` (the commit point). Its size follows the rounds, not the clients.
     pub(super) fn persist(&self, inner: &Inner) -> Result<(), StoreError> {
-        let mut clients: Vec<(ClientId, String)> = inner
-            .tokens
-            .iter()
-            .map(|(h, id)| (*id, h.clone()))
-            .collect();
-        clients.sort();
         let p = Persisted {
             schema: SCHEMA,
             version: inner.version,
@@ -223,13 +229,41 @@ impl Server {
             deadline_ms: inner.deadline_ms,
             selected: inner.selected.iter().copied().collect(),
             next_client: inner.next_client,
-            clients,
+            clients: Vec::new(),
             history: inner.history.clone(),
             counters: inner.counters.clone(),
         };
         let json = serde_json::to_vec_pretty(&p).expect("state serialises");
         crate::store::write_atomic(&self.store.state_path(), &json)
     }
+}
+
+/// The clients of `clients.log`, plus those of a schema-1 `state.json` (appended to the log
+/// once, so that the next `state.json` can leave them out). Their tokens' issue time is
+/// unknown: the resume counts as issued.
+fn resume_clients(
+    store: &Store,
+    from_state: &[(ClientId, String)],
+) -> Result<HashMap<String, ClientEntry>, Error> {
+    let mut tokens: HashMap<String, ClientEntry> = store
+        .read_clients()?
+        .into_iter()
+        .map(|(id, hash, issued_ms)| (hash, ClientEntry { id, issued_ms }))
+        .collect();
+    let now = now_ms();
+    for (id, hash) in from_state {
+        if !tokens.contains_key(hash) {
+            store.append_client(*id, hash, now)?;
+            tokens.insert(
+                hash.clone(),
+                ClientEntry {
+                    id: *id,
+                    issued_ms: now,
+                },
+            );
+        }
+    }
+    Ok(tokens)
 }
 
 fn opt_layout(layout: &Layout) -> Layout {

@@ -99,6 +99,24 @@ fn per_coordinate(updates: &[Update], mut f: impl FnMut(&mut [f32]) -> f32) -> V
         .collect()
 }
 
+/// FedAvg weights with each client's self-reported `num_examples` capped at `ratio` times the
+/// round's median claim (rounded up): one client claiming a million examples among clients
+/// claiming a hundred weighs at most `ratio` of them, not nearly all of the round. `ratio`
+/// below 1 is treated as 1 (every client at the median weight).
+pub fn capped_weights(num_examples: &[u64], ratio: f64) -> Vec<u64> {
+    if num_examples.is_empty() {
+        return Vec::new();
+    }
+    let mut sorted = num_examples.to_vec();
+    sorted.sort_unstable();
+    let median = sorted[(sorted.len() - 1) / 2] as f64;
+    let cap = (median * ratio.max(1.0)).ceil().max(1.0);
+    num_examples
+        .iter()
+        .map(|&n| (n as f64).min(cap) as u64)
+        .collect()
+}
+
 /// FedAvg: the mean of the deltas weighted by `num_examples` (McMahan et al. 2017).
 pub fn fedavg(updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
     check(updates, "fedavg", 1)?;
