@@ -196,10 +196,7 @@ pub fn parse_update(bytes: &[u8], layout: &Layout) -> Result<ParsedUpdate, Tenso
             });
         }
         let values = finite_values(name, &view, false)?;
-        sum_sq += values
-            .iter()
-            .map(|&v| f64::from(v) * f64::from(v))
-            .sum::<f64>();
+        sum_sq += sum_of_squares(&values);
         tensors.push(values);
     }
     Ok(ParsedUpdate {
@@ -258,10 +255,25 @@ pub fn encode_update(
 pub fn l2_norm(tensors: &[Vec<f32>]) -> f64 {
     tensors
         .iter()
-        .flatten()
-        .map(|&v| f64::from(v) * f64::from(v))
+        .map(|t| sum_of_squares(t))
         .sum::<f64>()
         .sqrt()
+}
+
+/// Sum of squares in f64 with eight independent partial sums: one running sum is a chain of
+/// dependent additions (latency-bound, most of an update's validation time); eight lanes let
+/// the compiler vectorise it. Changes the rounding by at most a few ulps.
+pub fn sum_of_squares(values: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f64::from(v) * f64::from(v);
+        }
+    }
+    let tail: f64 = tail.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// Lowercase hex SHA-256.

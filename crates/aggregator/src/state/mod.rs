@@ -26,6 +26,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod persist;
 use persist::encode_opt;
 
+/// What a round's record needs from its updates, taken before they go to the strategy.
+struct RoundInputs {
+    clients: Vec<ClientId>,
+    claimed: Vec<u64>,
+    losses: Vec<f64>,
+    dp_on: bool,
+}
+
 #[derive(Debug, Clone)]
 struct AcceptedUpdate {
     tensors: Vec<Vec<f32>>,
@@ -497,10 +505,13 @@ impl Server {
     /// returns `false` and the server keeps serving the current version. On error nothing
     /// changes.
     fn close_round(&self, inner: &mut Inner, now: u64, closed_by: &str) -> Result<bool, Error> {
-        let t0 = Instant::now();
+        // Neither the round's updates nor the clients' tokens are copied for the next state
+        // (together they can be hundreds of megabytes): they are moved out, and back where they
+        // still belong.
+        let tokens = std::mem::take(&mut inner.tokens);
+        let mut accepted = std::mem::take(&mut inner.accepted);
         let dp_on = self.config.noise_multiplier > 0.0;
-        let clients: Vec<ClientId> = inner.accepted.keys().copied().collect();
-        let claimed: Vec<u64> = inner.accepted.values().map(|a| a.num_examples).collect();
+        let claimed: Vec<u64> = accepted.values().map(|a| a.num_examples).collect();
         // With DP noise the mean is unweighted (the noise is calibrated for it); otherwise no
         // client weighs more than --max-weight-ratio times the median claim.
         let weights = if dp_on {
@@ -508,17 +519,49 @@ impl Server {
         } else {
             capped_weights(&claimed, self.config.max_weight_ratio)
         };
-        let updates: Vec<Update> = inner
-            .accepted
-            .values()
+        let updates: Vec<Update> = accepted
+            .values_mut()
             .zip(weights)
             .map(|(a, w)| Update {
-                tensors: a.tensors.clone(),
+                tensors: std::mem::take(&mut a.tensors),
                 num_examples: w,
             })
             .collect();
+        let round = RoundInputs {
+            clients: accepted.keys().copied().collect(),
+            claimed,
+            losses: accepted.values().filter_map(|a| a.client_loss).collect(),
+            dp_on,
+        };
+        let result = self.commit_round(inner, &updates, round, now, closed_by);
+        inner.tokens = tokens;
+        if result.is_err() {
+            for (a, u) in accepted.values_mut().zip(updates) {
+                a.tensors = u.tensors;
+            }
+            inner.accepted = accepted;
+        }
+        result
+    }
+
+    /// [`Server::close_round`] once the updates are out of `inner`.
+    fn commit_round(
+        &self,
+        inner: &mut Inner,
+        updates: &[Update],
+        round: RoundInputs,
+        now: u64,
+        closed_by: &str,
+    ) -> Result<bool, Error> {
+        let t0 = Instant::now();
+        let RoundInputs {
+            clients,
+            claimed,
+            losses,
+            dp_on,
+        } = round;
         let mut next = inner.clone();
-        let mut delta = self.strategy.aggregate(&updates)?;
+        let mut delta = self.strategy.aggregate(updates)?;
         let delta_norm = tensors::l2_norm(&delta);
         let noise_std = match self.config.clip_norm {
             Some(c) if dp_on => dp::noise_std(self.config.noise_multiplier, c, updates.len()),
@@ -534,11 +577,6 @@ impl Server {
         let bytes = Self::encode_model(&self.layout, &next.global, &self.metadata, version)?;
         let sha = tensors::sha256_hex(&bytes);
         let epsilon_round = next.accountant.record(self.config.noise_multiplier);
-        let losses: Vec<f64> = inner
-            .accepted
-            .values()
-            .filter_map(|a| a.client_loss)
-            .collect();
         // While noise is on, nothing computed from the updates before the noise is released:
         // the pre-noise norm, the self-reported losses and example counts are not recorded.
         let record = RoundRecord {

@@ -82,19 +82,51 @@ fn check(updates: &[Update], strategy: &'static str, need: usize) -> Result<(), 
     }
 }
 
+/// Coordinates gathered per block: a block's columns (`BLOCK x n` values) stay in cache.
+const BLOCK: usize = 256;
+
 /// Maps every coordinate's column of client values through `f` (the coordinate-wise rules).
-fn per_coordinate(updates: &[Update], mut f: impl FnMut(&mut [f32]) -> f32) -> Vec<Vec<f32>> {
-    let mut column = vec![0.0f32; updates.len()];
+///
+/// Columns are gathered a block of coordinates at a time (contiguous reads from each update,
+/// one transpose into a scratch buffer) instead of one strided gather per coordinate, and the
+/// blocks of each tensor are shared among the available cores (one thread where there are no
+/// threads, as in the browser).
+fn per_coordinate(updates: &[Update], f: impl Fn(&mut [f32]) -> f32 + Sync) -> Vec<Vec<f32>> {
+    let n = updates.len();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     (0..updates[0].tensors.len())
         .map(|t| {
-            (0..updates[0].tensors[t].len())
-                .map(|i| {
-                    for (c, u) in column.iter_mut().zip(updates) {
-                        *c = u.tensors[t][i];
+            let len = updates[0].tensors[t].len();
+            let mut out = vec![0.0f32; len];
+            let run = |start: usize, out: &mut [f32]| {
+                let mut columns = vec![0.0f32; BLOCK * n];
+                for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+                    let first = start + b * BLOCK;
+                    let width = out.len();
+                    for (c, u) in updates.iter().enumerate() {
+                        for (i, &v) in u.tensors[t][first..first + width].iter().enumerate() {
+                            columns[i * n + c] = v;
+                        }
                     }
-                    f(&mut column)
-                })
-                .collect()
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = f(&mut columns[i * n..(i + 1) * n]);
+                    }
+                }
+            };
+            // Split only work worth a thread: at least 64 blocks each.
+            let parts = threads.min(len.div_ceil(64 * BLOCK)).max(1);
+            if parts == 1 {
+                run(0, &mut out);
+            } else {
+                let per = len.div_ceil(parts).div_ceil(BLOCK) * BLOCK;
+                std::thread::scope(|s| {
+                    for (p, chunk) in out.chunks_mut(per).enumerate() {
+                        let run = &run;
+                        s.spawn(move || run(p * per, chunk));
+                    }
+                });
+            }
+            out
         })
         .collect()
 }
