@@ -731,3 +731,33 @@ fn calls_out_of_order_are_refused_without_losing_state() {
         }
     );
 }
+
+#[test]
+fn a_bad_share_fails_the_round_instead_of_giving_a_wrong_sum() {
+    let (n, dim) = (5u64, 20);
+    let f = FixedPoint::for_clip_norm(1.0, 8).unwrap();
+    let ids = ids(n);
+    let (inputs, _) = encoded_inputs(&ids, dim, &f, 1.0, 10);
+    let cfg = config(3, 3, None, dim, f);
+    for (dropped, tamper_key) in [(vec![], false), (vec![ids[4]], true)] {
+        let (mut clients, mut server, req) = up_to_unmask(&cfg, &inputs, &dropped);
+        for &id in &req.survivors {
+            let mut resp = clients.get_mut(&id).unwrap().unmask(&req).unwrap();
+            if id == ids[0] {
+                let list = if tamper_key {
+                    &mut resp.key_shares
+                } else {
+                    &mut resp.self_mask_shares
+                };
+                list[0].share.y[5] ^= 0x40;
+            }
+            server.receive_unmask(resp).unwrap();
+        }
+        let err = server.finish().unwrap_err();
+        assert!(
+            matches!(&err, SecAggError::Shamir(m) if m.contains("does not match")),
+            "{err}"
+        );
+        assert!(matches!(server.finish(), Err(SecAggError::Aborted(_))));
+    }
+}

@@ -213,6 +213,7 @@ impl Client {
             round: c.round,
             client: self.id,
             shares: out,
+            self_mask_commitment: keys::commit_self_mask(&self_seed, c.round, self.id),
         };
         let shared = Shared {
             cipher,

@@ -120,6 +120,19 @@ pub fn self_mask_seed(b: &[u8; 32], round: u64, owner: ClientId) -> Secret32 {
     hkdf(b, LABEL_SELF, round, owner, owner)
 }
 
+/// A commitment to `owner`'s self-mask seed `b`, sent with its shares: the server checks the seed it
+/// rebuilds against it, so that a bad share makes the round fail instead of giving a wrong sum.
+/// (SHA-256 of a uniform 32-byte secret with a label: hiding as far as SHA-256 is a random oracle.)
+pub fn commit_self_mask(b: &[u8; 32], round: u64, owner: ClientId) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(b"websr-secagg-v1 self-mask commitment");
+    h.update(round.to_le_bytes());
+    h.update(owner.to_le_bytes());
+    h.update(b);
+    h.finalize().into()
+}
+
 fn aad(round: u64, from: ClientId, to: ClientId) -> [u8; 40] {
     let mut a = [0u8; 40];
     a[..16].copy_from_slice(b"websr-secagg-sh1");

@@ -48,6 +48,8 @@ pub struct ShareKeys {
     pub round: u64,
     pub client: ClientId,
     pub shares: Vec<EncryptedShare>,
+    /// SHA-256 commitment to the self-mask seed (see [`super::keys::commit_self_mask`]).
+    pub self_mask_commitment: [u8; 32],
 }
 
 /// Step 1, server -> one client of `U2` (those whose [`ShareKeys`] arrived): the shares addressed

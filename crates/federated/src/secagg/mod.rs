@@ -20,7 +20,8 @@
 //!    are encrypted with ChaCha20-Poly1305 under `HKDF(X25519(c_u, c_v), r, u, v)`, with
 //!    `(r, u, v)` as associated data, and sent through the server. The server closes the step
 //!    with `U2` (who sent shares, at least `t`) and routes to each member of `U2` the shares
-//!    addressed to it.
+//!    addressed to it. (`u` also sends a SHA-256 commitment to `b_u`, against which the server
+//!    checks the `b_u` it rebuilds in step 3.)
 //! 2. **Masked input.** `u` sends `y_u = x_u + PRG(b_u) + sum_{v in N(u) n U2, v > u} PRG(s_uv)
 //!    - sum_{v in N(u) n U2, v < u} PRG(s_uv)` (mod `2^32`), where
 //!    `s_uv = HKDF(X25519(s_u, s_v), r, min, max)` and PRG is ChaCha20 ([`masks`]). The pairwise
@@ -62,9 +63,10 @@
 //!   clip bound or one that wraps the sum: the server cannot check norms of masked inputs (there
 //!   are no zero-knowledge range proofs), so clipping is only as good as the clients' honesty,
 //!   and neither is poisoning (robust aggregation rules such as median or Krum cannot run on a
-//!   sum). A client can also derail the round (bad shares: the round fails, it does not return a
-//!   wrong sum unnoticed only as far as the rebuilt mask keys are checked against their public
-//!   keys; rebuilt self-mask seeds have no such check).
+//!   sum). A client can still derail a round by sending bad shares: each rebuilt mask key is
+//!   checked against its public key and each rebuilt self-mask seed against the commitment its
+//!   owner sent, so bad shares make the round fail (naming the owner) rather than give a wrong
+//!   sum; the server does not try other subsets of shares to get past them.
 //! - **What the sum reveals.** The sum itself (and, with two rounds over nearly the same clients,
 //!   differences of sums) can leak information; that is what the DP noise is for. With few
 //!   survivors the sum is close to one update.

@@ -54,6 +54,8 @@ pub struct Server {
     /// `U1`, sorted.
     participants: Vec<ClientId>,
     shares: BTreeMap<ClientId, Vec<EncryptedShare>>,
+    /// The self-mask commitments of `U2`.
+    commitments: BTreeMap<ClientId, [u8; 32]>,
     /// `U2`, sorted.
     sharers: Vec<ClientId>,
     /// `U3` so far, and the running ring sum of their masked inputs.
@@ -74,6 +76,7 @@ impl Server {
             keys: BTreeMap::new(),
             participants: Vec::new(),
             shares: BTreeMap::new(),
+            commitments: BTreeMap::new(),
             sharers: Vec::new(),
             masked: BTreeSet::new(),
             sum,
@@ -209,6 +212,7 @@ impl Server {
                 reason: "shares must go to each neighbour exactly once".into(),
             });
         }
+        self.commitments.insert(from, msg.self_mask_commitment);
         self.shares.insert(from, msg.shares);
         Ok(())
     }
@@ -370,6 +374,11 @@ impl Server {
         for &u in &self.survivors {
             let b = self.gather(u, "self-mask seed", |r| &r.self_mask_shares)?;
             let b: [u8; 32] = b.try_into().expect("shares were checked to be 32 bytes");
+            if keys::commit_self_mask(&b, round, u) != self.commitments[&u] {
+                return Err(SecAggError::Shamir(format!(
+                    "the self-mask seed rebuilt for client {u} does not match its commitment"
+                )));
+            }
             masks::apply(&mut sum, &keys::self_mask_seed(&b, round, u), Sign::Sub);
         }
         for &v in &self.dropped {
