@@ -508,6 +508,17 @@ fn honest_clients_never_reveal_both_shares_of_one_neighbour() {
     // The honest answers alone finish the round.
     assert_eq!(server.finish().unwrap().sum, ring_sum(inputs.values(), dim));
 
+    // A request naming a neighbour that never shared (not in U2) is refused.
+    let (mut clients, _, req) = up_to_unmask(&cfg, &inputs, &[]);
+    let mut stray = req.clone();
+    stray.dropped.push(ids[4]);
+    stray.survivors.retain(|&id| id != ids[4]);
+    let c = clients.get_mut(&ids[0]).unwrap();
+    assert!(c.unmask(&req).is_ok());
+    let (mut clients, _, _) = up_to_unmask_without_sharer(&cfg, &inputs, ids[4]);
+    let c = clients.get_mut(&ids[0]).unwrap();
+    assert!(matches!(c.unmask(&stray), Err(SecAggError::BadRequest(m)) if m.contains("no shares")));
+
     // The server itself refuses a response holding both shares of one owner.
     let (mut clients, mut server, req) = up_to_unmask(&cfg, &inputs, &[ids[4]]);
     let mut resp = clients.get_mut(&ids[0]).unwrap().unmask(&req).unwrap();
@@ -760,4 +771,36 @@ fn a_bad_share_fails_the_round_instead_of_giving_a_wrong_sum() {
         );
         assert!(matches!(server.finish(), Err(SecAggError::Aborted(_))));
     }
+}
+
+/// Like [`up_to_unmask`], with `gone` leaving before it sends its shares.
+fn up_to_unmask_without_sharer(
+    cfg: &SecAggConfig,
+    inputs: &BTreeMap<ClientId, Vec<u32>>,
+    gone: ClientId,
+) -> (BTreeMap<ClientId, Client>, Server, UnmaskRequest) {
+    let mut server = Server::new(cfg.clone()).unwrap();
+    let mut clients = BTreeMap::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    for &id in inputs.keys() {
+        let (c, adv) = Client::new(cfg.clone(), id, &mut rng).unwrap();
+        server.receive_keys(adv).unwrap();
+        clients.insert(id, c);
+    }
+    let dir = server.close_keys().unwrap();
+    for (&id, c) in &mut clients {
+        if id != gone {
+            server
+                .receive_shares(c.share_keys(&dir, &mut rng).unwrap())
+                .unwrap();
+        }
+    }
+    for r in server.close_shares().unwrap() {
+        let c = clients.get_mut(&r.client).unwrap();
+        server
+            .receive_masked(c.masked_input(&r, &inputs[&r.client]).unwrap())
+            .unwrap();
+    }
+    let req = server.close_masked().unwrap();
+    (clients, server, req)
 }

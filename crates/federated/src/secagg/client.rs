@@ -339,7 +339,8 @@ impl Client {
     /// Step 3: for each owner whose shares this client holds, reveals the self-mask share if the
     /// request lists the owner as a survivor, the mask-key share if it lists it as dropped, and
     /// nothing otherwise. Refuses a request that names one owner in both lists, that does not list
-    /// this client as a survivor, or that has fewer than `t` survivors; answers at most once.
+    /// this client as a survivor, that has fewer than `t` survivors, or that names a neighbour
+    /// whose shares never arrived (it cannot be in `U2`); answers at most once.
     pub fn unmask(&mut self, request: &UnmaskRequest) -> Result<UnmaskResponse, SecAggError> {
         match self.state {
             State::Masked(_) => {}
@@ -386,6 +387,14 @@ impl Client {
             return Err(SecAggError::BadRequest(format!(
                 "the unmasking request names client {stranger}, not a participant"
             )));
+        }
+        // U3 and U2 \ U3 lie within U2: a neighbour named there must have sent us its shares.
+        for v in graph::neighbours(&m.participants, self.id, c.neighbours)? {
+            if (survivors.contains(&v) || dropped.contains(&v)) && !m.held.contains_key(&v) {
+                return Err(SecAggError::BadRequest(format!(
+                    "the unmasking request names neighbour {v}, which sent this client no shares"
+                )));
+            }
         }
         let mut response = UnmaskResponse {
             round: c.round,
