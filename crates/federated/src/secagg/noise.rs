@@ -4,8 +4,10 @@
 //! Each client adds `N(0, sigma^2 / n_min)` to every coordinate, where `sigma` is the standard
 //! deviation wanted on the *sum* and `n_min` is the fewest clients the round may close with. A
 //! round closes with `n >= n_min` survivors, whose noises add up to `N(0, n sigma^2 / n_min)`,
-//! of variance at least `sigma^2`. With `sigma = z C` this is the noise of
-//! [`crate::dp`] (`N(0, (z C / n)^2)` on the mean is `N(0, (z C)^2)` on the sum), so the
+//! of variance at least `sigma^2`. [`DistributedNoise::for_multiplier`] takes
+//! `sigma = z * 2C`, the noise of [`crate::dp`] under its replace-one neighbouring relation
+//! (`N(0, (2 z C / n)^2)` on the mean, [`crate::dp::noise_std`], is `N(0, (2 z C)^2)` on the sum:
+//! replacing one client's clipped update moves the sum by at most `2C`), so the
 //! [`crate::dp::Accountant`] records the round with multiplier `z` as before. Since no
 //! secure-aggregation round closes with fewer than `t` survivors, `n_min = t` is the natural
 //! choice.
@@ -41,13 +43,14 @@ pub struct DistributedNoise {
 }
 
 impl DistributedNoise {
-    /// The noise of [`crate::dp`] with multiplier `z` and clip norm `C`: `sum_std = z C`.
+    /// The noise of [`crate::dp`] with multiplier `z` and clip norm `C`, on the sum:
+    /// `sum_std = z * 2C` (`n` times [`crate::dp::noise_std`], the replace-one sensitivity).
     pub fn for_multiplier(
         noise_multiplier: f64,
         clip_norm: f64,
         min_clients: usize,
     ) -> Result<Self, SecAggError> {
-        let sum_std = noise_multiplier * clip_norm;
+        let sum_std = noise_multiplier * crate::dp::mean_sensitivity(clip_norm, 1);
         if !(sum_std.is_finite() && sum_std >= 0.0) || min_clients == 0 {
             return Err(SecAggError::Config(format!(
                 "distributed noise needs z C >= 0 and min_clients >= 1, got {sum_std}, {min_clients}"
@@ -85,8 +88,10 @@ mod tests {
 
     #[test]
     fn summed_shares_carry_the_wanted_variance() {
-        // 5 clients, n_min = 5, sum std 2: the sum of the 5 noises has variance 4.
-        let noise = DistributedNoise::for_multiplier(2.0, 1.0, 5).unwrap();
+        // 5 clients, n_min = 5, z = 1 and C = 1: sum std 2, so the 5 noises sum to variance 4.
+        let noise = DistributedNoise::for_multiplier(1.0, 1.0, 5).unwrap();
+        // The same noise on the mean of 5 as the server-side mechanism of `dp`.
+        assert!((noise.sum_std / 5.0 - crate::dp::noise_std(1.0, 1.0, 5)).abs() < 1e-12);
         assert!((noise.client_std() - 2.0 / 5f64.sqrt()).abs() < 1e-12);
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let dim = 40_000;
