@@ -149,6 +149,7 @@ pub fn training_rows(device: &Device, reps: usize) -> Vec<Row> {
                 validate_every: usize::MAX,
             },
             subset_sha256: None,
+            degradation: None,
         };
         let mut trainer = Trainer::new(cfg, &dir, false, None, device).expect("trainer");
         let ms = time_ms(reps, || {

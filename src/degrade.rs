@@ -16,6 +16,9 @@
 //! (evaluation 1.6), noise sigma 3-20 8-bit levels (evaluation 10), JPEG quality 35-85
 //! (evaluation 50).
 
+mod photo;
+pub use photo::{photo_eval_degradation, second_order, PHOTO_EVAL_SEED};
+
 use crate::error::{Result, WebSrError};
 use crate::image::Planar;
 use crate::resize::resize_to;

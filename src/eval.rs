@@ -2,7 +2,7 @@
 //! multiple of the scale, make LR with MATLAB bicubic and 8-bit rounding, upscale, round to
 //! 8 bits, and score Y-PSNR / Y-SSIM with `crop_border = scale` (and RGB PSNR).
 
-use crate::degrade::{degrade, Degradation};
+use crate::degrade::{degrade, photo_eval_degradation, Degradation};
 use crate::error::{Result, WebSrError};
 use crate::image::{load, Planar};
 use crate::metrics::{psnr_rgb, psnr_y, ssim_y};
@@ -111,6 +111,26 @@ pub fn evaluate_degraded(
             let mut rng =
                 StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             degrade(hr, scale, degradation, &mut rng)
+        },
+        upscale,
+    )
+}
+
+/// Evaluates `upscale` on the photo test inputs ([`crate::degrade::photo_eval_degradation`]):
+/// bicubic LR with noise and JPEG of a fixed strength per image, drawn from `seed`.
+pub fn evaluate_photo_files(
+    files: &[PathBuf],
+    scale: usize,
+    seed: u64,
+    upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
+) -> Result<Report> {
+    evaluate_with(
+        files,
+        scale,
+        &mut |i, hr| {
+            let mut rng =
+                StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            degrade(hr, scale, &photo_eval_degradation(seed, i), &mut rng)
         },
         upscale,
     )

@@ -16,7 +16,7 @@ use websr::federated::ClientData;
 use websr::models::{Arch, ModelSpec, SrModel};
 use websr::train::data::TrainingSet;
 use websr::weights::{self, sha256_hex};
-use websr_federated::protocol::RoundConfig;
+use websr_federated::protocol::{ClientFloor, RoundConfig};
 use websr_federated::tensors::{parse_update, read_model};
 
 /// flex sums in parallel; trainings in one process take turns so each is reproducible.
@@ -88,7 +88,7 @@ fn round_config(global: &[u8]) -> RoundConfig {
         clip_norm: None,
         local_epochs: 1,
         client_lr: 1e-3,
-        batch_size: 2,
+        batch_size: 8,
         max_examples: 1000,
     }
 }
@@ -164,16 +164,17 @@ fn a_round_produces_a_body_the_server_accepts() {
         },
     ))
     .unwrap();
-    // 2 images hold 9 + 6 = 15 patches of 16 px: 8 steps of 2 wanted, capped at 4.
+    // 2 images hold 9 + 6 = 15 patches of 16 px: 2 steps of 8 wanted, raised to the client's
+    // floor of 20, capped at the participant's budget of 4.
     assert_eq!(outcome.steps, 4);
     assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert_eq!(outcome.num_examples, 8);
+    assert_eq!(outcome.num_examples, 15);
     assert!(outcome.norm > 1e-3, "the delta should need clipping");
     assert!(outcome.sent_norm <= 1e-3 * (1.0 + 1e-4));
     let layout = read_model(&global).unwrap().layout;
     let parsed = parse_update(&outcome.body, &layout).unwrap();
     assert_eq!(parsed.base_version, 2);
-    assert_eq!(parsed.num_examples, 8);
+    assert_eq!(parsed.num_examples, 15);
     assert!((parsed.norm - outcome.sent_norm).abs() < 1e-6);
     assert!(parsed.client_loss.unwrap() > 0.0);
 }
@@ -218,23 +219,49 @@ fn a_round_refuses_a_wrong_model_a_bad_config_and_stops_on_cancel() {
 }
 
 #[test]
-fn the_plan_follows_epochs_examples_and_the_step_budget() {
+fn the_plan_follows_epochs_examples_and_the_step_budget_within_the_client_floor() {
     let global = global_bytes();
     let data = client(DegradationSampler::Mixed);
-    let opts = ClientOptions {
+    let mut opts = ClientOptions {
         patch: 16,
         max_steps: 1000,
         seed: 0,
     };
     let mut round = round_config(&global);
-    round.local_epochs = 3;
-    round.batch_size = 4;
+    // 15 patches, 30 epochs, batches of 8: 57 steps (above the floor of 20).
+    round.local_epochs = 30;
     let p = plan(&round, &data, &opts).unwrap();
-    assert_eq!((p.local.steps, p.num_examples), (12, 15));
+    assert_eq!((p.local.steps, p.num_examples), (57, 15));
+    assert_eq!(p.local.lr, round.client_lr);
+    // A server asking for little work gets the floor: 19 steps wanted, 20 run.
     round.max_examples = 5;
     let p = plan(&round, &data, &opts).unwrap();
-    assert_eq!((p.local.steps, p.num_examples), (4, 5));
-    assert_eq!(p.local.lr, round.client_lr);
+    assert_eq!((p.local.steps, p.num_examples), (20, 5));
+    round.local_epochs = 1;
+    assert_eq!(plan(&round, &data, &opts).unwrap().local.steps, 20);
+    // The participant's own budget may be lower: their choice.
+    opts.max_steps = 10;
+    assert_eq!(plan(&round, &data, &opts).unwrap().local.steps, 10);
+    // Batches below the floor are refused, naming both sizes.
+    round.batch_size = 4;
+    let err = plan(&round, &data, &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("batches of 4") && err.contains("at least 8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_client_clips_to_its_own_bound_whatever_the_round_asks() {
+    let global = global_bytes();
+    let mut round = round_config(&global);
+    let floor = ClientFloor::DEFAULT;
+    round.clip_norm = None;
+    assert_eq!(floor.clip_bound(&round), floor.max_clip_norm);
+    round.clip_norm = Some(1e6);
+    assert_eq!(floor.clip_bound(&round), floor.max_clip_norm);
+    round.clip_norm = Some(0.5);
+    assert_eq!(floor.clip_bound(&round), 0.5);
 }
 
 #[test]

@@ -397,6 +397,7 @@ mod training {
                 validate_every: 1000,
             },
             subset_sha256: subset.map(str::to_string),
+            degradation: None,
         };
         let data = TrainingSet::from_images(&[synthetic(32, 32, 1)]);
         let mut t = Trainer::new(cfg(Some("aaaa")), &dir, false, None, &device).unwrap();

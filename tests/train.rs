@@ -39,6 +39,7 @@ fn config(steps: usize) -> TrainConfig {
             validate_every: 1000,
         },
         subset_sha256: None,
+        degradation: None,
     }
 }
 

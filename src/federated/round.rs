@@ -9,7 +9,7 @@ use crate::federated::ClientData;
 use crate::weights::sha256_hex;
 use burn::tensor::Device;
 use std::future::Future;
-use websr_federated::protocol::RoundConfig;
+use websr_federated::protocol::{ClientFloor, RoundConfig};
 
 /// What the client itself decides, whatever the server asks.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +30,9 @@ pub struct RoundPlan {
 }
 
 /// `local_epochs` passes over the client's patches (capped at `max_examples`) in batches of
-/// `batch_size`, at most `opts.max_steps` steps.
+/// `batch_size`, at most `opts.max_steps` steps, within the client's floor
+/// ([`ClientFloor::DEFAULT`]: batches of at least 8, at least 20 steps unless the participant's
+/// budget is lower).
 pub fn plan(round: &RoundConfig, data: &ClientData, opts: &ClientOptions) -> Result<RoundPlan> {
     let bad = |what: String| {
         Err(WebSrError::Invalid(format!(
@@ -54,10 +56,13 @@ pub fn plan(round: &RoundConfig, data: &ClientData, opts: &ClientOptions) -> Res
             return bad(format!("clip_norm {c} is not a positive number"));
         }
     }
+    ClientFloor::DEFAULT
+        .check(round)
+        .map_err(|e| WebSrError::Invalid(format!("the server's round config: {e}")))?;
     let held = data.num_examples(opts.patch).min(round.max_examples);
     let batch = round.batch_size as u64;
     let wanted = (u64::from(round.local_epochs) * held).div_ceil(batch);
-    let steps = wanted.clamp(1, opts.max_steps.max(1) as u64);
+    let steps = ClientFloor::DEFAULT.steps(wanted, opts.max_steps);
     Ok(RoundPlan {
         local: LocalConfig {
             steps: steps as usize,
@@ -123,10 +128,8 @@ where
         }
     }
     let mut delta = ModelDelta::between(global, &trainer.trained_bytes_async().await?)?;
-    let norm = match round.clip_norm {
-        Some(bound) => delta.clip(bound),
-        None => delta.norm(),
-    };
+    // Clipped even when the round asks for no bound (the client's own floor).
+    let norm = delta.clip(ClientFloor::DEFAULT.clip_bound(round));
     let mean_loss = trainer.mean_loss().unwrap_or(f64::NAN);
     let body = delta.encode(round.global_version, plan.num_examples, Some(mean_loss))?;
     Ok(RoundOutcome {

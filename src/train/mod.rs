@@ -12,8 +12,9 @@ pub(crate) mod step;
 
 pub use checkpoint::{read_json, CheckpointPaths};
 
+use crate::degrade::{second_order, PHOTO_EVAL_SEED};
 use crate::error::{Result, WebSrError};
-use crate::eval::{evaluate_files, Report};
+use crate::eval::{evaluate_files, evaluate_photo_files, Report};
 use crate::models::{ModelSpec, SrModel};
 use crate::upscale::run_model;
 use crate::weights;
@@ -71,12 +72,41 @@ pub struct TrainConfig {
     /// must be given the same manifest. `None`: all of the training images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset_sha256: Option<String>,
+    /// How LR inputs are made from the HR patches; absent: the clean bicubic task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degradation: Option<TrainDegradation>,
+}
+
+/// A training degradation other than the evaluation's clean bicubic one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainDegradation {
+    /// Real photos: the second-order blur/noise/JPEG pipeline ([`crate::degrade::second_order`]);
+    /// validation then uses the photo test inputs ([`crate::eval::evaluate_photo_files`]).
+    Photo,
+}
+
+impl TrainDegradation {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "photo" => Ok(Self::Photo),
+            other => Err(WebSrError::Invalid(format!(
+                "unknown training degradation '{other}' (photo, or none for clean bicubic)"
+            ))),
+        }
+    }
 }
 
 impl RunConfig for TrainConfig {
     fn resume_conflict(&self, saved: &Self) -> Option<String> {
         if saved.spec != self.spec {
             return Some(format!("is for {:?}, not {:?}", saved.spec, self.spec));
+        }
+        if saved.degradation != self.degradation {
+            return Some(format!(
+                "was trained with degradation {:?}, but this run asks for {:?}",
+                saved.degradation, self.degradation
+            ));
         }
         if saved.subset_sha256 != self.subset_sha256 {
             let show = |s: &Option<String>| {
@@ -291,14 +321,20 @@ impl TrainingRun for Trainer {
         let step = self.state.step;
         let schedule = &self.cfg.schedule;
         let mut rng = schedule.step_rng(step);
-        let batch = data
-            .batch(
-                &mut rng,
-                schedule.batch,
-                schedule.patch,
-                self.cfg.spec.scale,
-            )
-            .to_tensors(&self.device);
+        let scale = self.cfg.spec.scale;
+        let batch = match self.cfg.degradation {
+            None => data.batch(&mut rng, schedule.batch, schedule.patch, scale),
+            Some(TrainDegradation::Photo) => data
+                .batch_with(
+                    &mut rng,
+                    schedule.batch,
+                    schedule.patch,
+                    scale,
+                    &mut |_, hr, rng| second_order(hr, scale, rng),
+                )
+                .expect("patches are cut at a multiple of the scale"),
+        }
+        .to_tensors(&self.device);
         let lr = schedule.lr_at(step);
         let loss = l1_step(&mut self.model.net, &mut self.optim, batch, lr, |_| None);
         let loss_value = loss.into_scalar::<f32>() as f64;
@@ -310,9 +346,13 @@ impl TrainingRun for Trainer {
     fn validate(&mut self, files: &[PathBuf]) -> Result<Report> {
         let model = self.inference_model();
         let device = self.device.clone().inner();
-        evaluate_files(files, model.scale(), &mut |lr| {
-            Ok(run_model(&model, lr, &device))
-        })
+        let upscale = &mut |lr: &crate::image::Planar| Ok(run_model(&model, lr, &device));
+        match self.cfg.degradation {
+            None => evaluate_files(files, model.scale(), upscale),
+            Some(TrainDegradation::Photo) => {
+                evaluate_photo_files(files, model.scale(), PHOTO_EVAL_SEED, upscale)
+            }
+        }
     }
 
     fn save_best(&self) -> Result<()> {

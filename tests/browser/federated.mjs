@@ -46,7 +46,7 @@ async function startAggregator(dir, origin) {
   const p = start(AGGREGATOR, [
     '--bind', '127.0.0.1:0', '--init', 'models/wavelr-x4.safetensors', '--state-dir', dir,
     '--min-clients', '2', '--target-clients', '2', '--over-selection', '1', '--rounds', '2',
-    '--round-deadline-secs', '900', '--batch-size', '4', '--local-epochs', '1',
+    '--round-deadline-secs', '900', '--batch-size', '8', '--local-epochs', '1',
     '--client-lr', '1e-4', '--clip-norm', String(CLIP), '--allow-origin', origin,
   ]);
   const t0 = Date.now();

@@ -2,11 +2,14 @@
 
 use crate::models::{resolve, Resolved};
 use crate::sampling::{describe, SamplingArgs};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
+use websr::degrade::PHOTO_EVAL_SEED;
 use websr::device::Backend;
-use websr::eval::{evaluate_bicubic, evaluate_model, Report};
-use websr::upscale::UpscaleOptions;
+use websr::eval::{evaluate_files, evaluate_photo_files, image_files, Report};
+use websr::image::Planar;
+use websr::resize::imresize;
+use websr::upscale::{upscale_rgb, UpscaleOptions};
 use websr::ModelKind;
 
 #[derive(clap::Args)]
@@ -24,8 +27,26 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Score on degraded inputs instead of clean bicubic ones: "photo" (noise sigma 0-15 and
+    /// JPEG quality 30-90 per image, fixed seed: the `photo` model's test).
+    #[arg(long)]
+    degrade: Option<String>,
     #[command(flatten)]
     sampling: SamplingArgs,
+}
+
+/// The benchmark loop for the chosen test inputs: clean bicubic or `--degrade photo`.
+fn score_folder(
+    args: &EvalArgs,
+    scale: usize,
+    upscale: &mut dyn FnMut(&Planar) -> websr::Result<Planar>,
+) -> Result<Report> {
+    let files = image_files(&args.data)?;
+    Ok(match args.degrade.as_deref() {
+        None => evaluate_files(&files, scale, upscale)?,
+        Some("photo") => evaluate_photo_files(&files, scale, PHOTO_EVAL_SEED, upscale)?,
+        Some(other) => bail!("unknown --degrade '{other}' (photo)"),
+    })
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -34,7 +55,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Resolved::Bicubic => {
             args.sampling.for_model(None, &args.model, 50)?;
             let s = args.scale.context("--scale is required for bicubic")?;
-            (evaluate_bicubic(&args.data, s)?, title(&args, s, ""))
+            let report = score_folder(&args, s, &mut |lr| Ok(imresize(lr, s as f64)))?;
+            (report, title(&args, s, ""))
         }
         Resolved::Model(m) => {
             let opts = UpscaleOptions {
@@ -47,7 +69,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 ModelKind::OnePass => String::new(),
                 ModelKind::Diffusion => format!(", {}", describe(&opts.sampling)),
             };
-            let report = evaluate_model(&args.data, &m, &opts, &device)?;
+            let report = score_folder(&args, m.scale(), &mut |lr| {
+                upscale_rgb(&m, lr, &opts, &device, &mut |_, _| true)
+            })?;
             (report, title(&args, m.scale(), &how))
         }
     };
@@ -60,7 +84,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 fn title(args: &EvalArgs, scale: usize, how: &str) -> String {
-    format!("{} x{scale} on {}{how}", args.model, args.data.display())
+    let inputs = match &args.degrade {
+        Some(d) => format!(" ({d} inputs)"),
+        None => String::new(),
+    };
+    format!(
+        "{} x{scale} on {}{inputs}{how}",
+        args.model,
+        args.data.display()
+    )
 }
 
 /// The per-image table and its mean.

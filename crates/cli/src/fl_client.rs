@@ -5,15 +5,16 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 use websr::degrade::DegradationSampler;
 use websr::device::Backend;
 use websr::federated::round::{run_round_async, ClientOptions};
 use websr::federated::ClientData;
 use websr::train::data::TrainingSet;
-use websr_federated::protocol::{Accepted, Joined, RoundConfig};
+use websr_federated::protocol::{Accepted, ClientFloor, Joined, RoundConfig};
 
 /// Arguments of `websr fl-client`.
 #[derive(Args)]
@@ -45,6 +46,48 @@ pub struct FlClientArgs {
     /// Give up when the server has not moved on for this long (seconds).
     #[arg(long, default_value_t = 600.0)]
     pub timeout_secs: f64,
+    /// Trust this CA certificate (PEM) for an https server instead of the bundled web roots:
+    /// an aggregator behind a TLS proxy with a private CA.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Allow plain http to a host other than this machine. The token and every update then
+    /// travel in clear: only for a trusted network.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+}
+
+/// Refuses plain http to anything but loopback unless asked: the bearer token and the updates
+/// would cross the network in clear.
+fn check_transport(server: &str, allow_insecure_http: bool) -> Result<()> {
+    let lower = server.to_ascii_lowercase();
+    let rest = if let Some(rest) = lower.strip_prefix("https://") {
+        return if rest.is_empty() {
+            bail!("--server {server}: no host")
+        } else {
+            Ok(())
+        };
+    } else if let Some(rest) = lower.strip_prefix("http://") {
+        rest
+    } else {
+        bail!("--server {server}: expected an http:// or https:// URL");
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || allow_insecure_http {
+        return Ok(());
+    }
+    bail!(
+        "--server {server}: plain http to another machine would send the client token and \
+         every update in clear; use https:// (put the aggregator behind a TLS proxy), or pass \
+         --allow-insecure-http on a network you trust"
+    )
 }
 
 /// A thin protocol client: every non-2xx answer becomes an error carrying the server's message.
@@ -55,17 +98,25 @@ struct Client {
 }
 
 impl Client {
-    fn new(server: &str) -> Self {
-        let agent = Agent::config_builder()
+    fn new(server: &str, ca_cert: Option<&Path>) -> Result<Self> {
+        let mut config = Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
-        Self {
-            agent,
+            .timeout_global(Some(Duration::from_secs(120)));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+            config = config.tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::new_with_certs(&[cert]))
+                    .build(),
+            );
+        }
+        Ok(Self {
+            agent: config.build().into(),
             base: server.trim_end_matches('/').to_string(),
             token: None,
-        }
+        })
     }
 
     fn auth(&self) -> String {
@@ -123,6 +174,7 @@ fn server_message(body: &[u8]) -> String {
 }
 
 pub fn run(args: FlClientArgs) -> Result<()> {
+    check_transport(&args.server, args.allow_insecure_http)?;
     let sampler = DegradationSampler::parse(&args.degradation)?;
     let device = Backend::parse(&args.backend)?.device()?;
     let images = TrainingSet::load_dirs(std::slice::from_ref(&args.data))
@@ -134,9 +186,15 @@ pub fn run(args: FlClientArgs) -> Result<()> {
         seed: args.seed,
     };
     let timeout = Duration::from_secs_f64(args.timeout_secs.max(1.0));
-    let mut client = Client::new(&args.server);
+    let mut client = Client::new(&args.server, args.ca_cert.as_deref())?;
     let joined: Joined = client.json("POST", "/v1/join")?;
     client.token = Some(joined.token);
+    let floor = ClientFloor::DEFAULT;
+    println!(
+        "this client trains at least {} steps (or --max-steps) on batches of at least {} and \
+         clips what it sends to an L2 norm of at most {}, whatever the server asks",
+        floor.min_steps, floor.min_batch, floor.max_clip_norm
+    );
     println!(
         "joined {} as client {} with {} images ({} training patches)",
         client.base,
@@ -233,4 +291,36 @@ pub fn run(args: FlClientArgs) -> Result<()> {
     }
     println!("contributed to {contributed} round(s)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_transport;
+
+    #[test]
+    fn plain_http_goes_only_to_loopback_unless_asked() {
+        for ok in [
+            "http://127.0.0.1:8787",
+            "http://localhost:1/",
+            "http://[::1]:80",
+            "https://fl.example.org",
+            "HTTPS://FL.EXAMPLE.ORG/v1",
+        ] {
+            assert!(check_transport(ok, false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://fl.example.org",
+            "http://10.0.0.2:8787",
+            "http://[2001:db8::1]/",
+        ] {
+            let err = check_transport(refused, false).unwrap_err().to_string();
+            assert!(
+                err.contains("https://") && err.contains("--allow-insecure-http"),
+                "{err}"
+            );
+            assert!(check_transport(refused, true).is_ok());
+        }
+        assert!(check_transport("ftp://x", true).is_err());
+        assert!(check_transport("https://", false).is_err());
+    }
 }

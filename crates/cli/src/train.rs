@@ -14,7 +14,7 @@ use websr::eval::image_files;
 use websr::models::{Arch, ModelSpec};
 use websr::train::data::{split_holdout, TrainingSet};
 use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
-use websr::train::{Schedule, StepInfo, TrainConfig, Trainer, TrainingRun};
+use websr::train::{Schedule, StepInfo, TrainConfig, TrainDegradation, Trainer, TrainingRun};
 
 /// Arguments of `websr train`.
 #[derive(Args)]
@@ -87,6 +87,10 @@ pub struct TrainArgs {
     pub checkpoint_every: usize,
     #[arg(long, default_value_t = 1000)]
     pub validate_every: usize,
+    /// Train on degraded inputs instead of clean bicubic ones: "photo" (blur, noise and JPEG,
+    /// twice, in random order: the `photo` model); validation then uses the photo test inputs.
+    #[arg(long, conflicts_with = "model")]
+    pub degrade: Option<String>,
 }
 
 impl TrainArgs {
@@ -123,10 +127,16 @@ fn train_one_pass(args: TrainArgs, arch: &str) -> Result<()> {
         spec.body_layers = l;
     }
     let (data, subset_sha256) = load_training_data(&args)?;
+    let degradation = args
+        .degrade
+        .as_deref()
+        .map(TrainDegradation::parse)
+        .transpose()?;
     let cfg = TrainConfig {
         spec,
         schedule: args.schedule(),
         subset_sha256,
+        degradation,
     };
     let device = Backend::Cpu.device()?;
     let mut trainer = Trainer::new(cfg, &args.out, args.resume, args.init.as_deref(), &device)?;

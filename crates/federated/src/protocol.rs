@@ -46,6 +46,59 @@ pub struct RoundConfig {
     pub max_examples: u64,
 }
 
+/// What a client does at the least, whatever the round config asks. The server chooses the
+/// batch size, the number of local steps (through `local_epochs` and `max_examples`) and the
+/// clipping bound; a malicious server, or a crafted `?server=` link, could otherwise ask for one
+/// step on one patch with no clipping, an update from which a single photo is far easier to
+/// reconstruct. Both clients (the browser and `websr fl-client`) apply [`ClientFloor::DEFAULT`]
+/// through `websr::federated::round::plan`, and the participant page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClientFloor {
+    /// Smallest batch a client trains with; a round asking for less is refused.
+    pub min_batch: u32,
+    /// Fewest local steps: a round that would run fewer runs this many (unless the
+    /// participant's own step budget is lower: that is their choice, not the server's).
+    pub min_steps: u32,
+    /// Largest L2 norm a client sends: it clips to the smaller of this and the round's bound,
+    /// also when the round asks for no clipping.
+    pub max_clip_norm: f64,
+}
+
+impl ClientFloor {
+    pub const DEFAULT: ClientFloor = ClientFloor {
+        min_batch: 8,
+        min_steps: 20,
+        max_clip_norm: 10.0,
+    };
+
+    /// Refuses a round whose batch is below the floor, naming both numbers.
+    pub fn check(&self, round: &RoundConfig) -> Result<(), String> {
+        if round.batch_size < self.min_batch {
+            return Err(format!(
+                "the server asks for batches of {}; this client trains with at least {} \
+                 (smaller batches reveal more about single photos)",
+                round.batch_size, self.min_batch
+            ));
+        }
+        Ok(())
+    }
+
+    /// The local steps to run: what the round asks (`wanted`), at least `min_steps`, at most
+    /// the participant's `budget`.
+    pub fn steps(&self, wanted: u64, budget: usize) -> u64 {
+        wanted
+            .max(u64::from(self.min_steps))
+            .min(budget.max(1) as u64)
+    }
+
+    /// The bound the client clips its delta to.
+    pub fn clip_bound(&self, round: &RoundConfig) -> f64 {
+        round
+            .clip_norm
+            .map_or(self.max_clip_norm, |c| c.min(self.max_clip_norm))
+    }
+}
+
 /// Answer of an accepted `POST /v1/update`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Accepted {
