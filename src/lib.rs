@@ -40,7 +40,9 @@
 //!   blending and x8 self-ensemble, or stepwise sampling with previews; progress and cancel.
 //! - [`upsample`]: the same bicubic as tensor matmuls, for models that add a residual to it.
 //! - [`metrics`] and [`eval`]: BasicSR-compatible Y-PSNR/SSIM and the benchmark protocol.
-//! - [`degrade`]: blind degradations (blur, noise, JPEG) for federated blind SR and its benchmark.
+//! - [`degrade`]: blind degradations (blur, noise, JPEG) for federated blind SR and its benchmark,
+//!   and the second-order pipeline the `photo` model trains on.
+//! - [`jpeg_quality`]: a JPEG's quality from its quantisation tables (to suggest the photo model).
 //! - [`federated`]: the federated client: its data, local training (feature `train`), the update
 //!   it sends; the wire format itself is in the `websr-federated` crate.
 //! - [`prune`]: dataset pruning: score sub-images with a scorer model's loss, rank, subset manifests.
@@ -60,6 +62,7 @@ pub mod error;
 pub mod eval;
 pub mod federated;
 pub mod image;
+pub mod jpeg_quality;
 pub mod metrics;
 pub mod model;
 pub mod models;

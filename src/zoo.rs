@@ -27,6 +27,10 @@ pub struct ModelEntry {
     /// per scale, chosen by `websr ship --default`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
+    /// How its training inputs were degraded: absent for the clean bicubic task, `photo` for
+    /// the model of real photos (noise, blur, JPEG; suggested for low-quality JPEGs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degradation: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -163,6 +163,17 @@ function render(item) {
       a.dataset.height = String(r.height);
       actions.append(a);
       button('Compare', 'compare', () => showViewer(item));
+      if (item.suggestion) {
+        const { quality, model } = item.suggestion;
+        const note = document.createElement('span');
+        note.className = 'suggestion';
+        note.dataset.testid = 'photo-suggestion';
+        note.dataset.quality = String(quality);
+        note.textContent = `Saved as JPEG quality ${quality}: this model sharpens the compression artefacts too. `
+          + `${model} was trained on compressed, noisy photos.`;
+        actions.append(note);
+        button(`Redo with ${model}`, 'use-photo-model', () => redoWith(item, model));
+      }
       break;
     }
     case 'cancelled':
@@ -221,6 +232,7 @@ async function process(item) {
     });
     item.result = result;
     item.url = URL.createObjectURL(result.png);
+    item.suggestion = await photoModelSuggestion(item.file);
     item.status = 'done';
     render(item);
     showMessage('');
@@ -235,6 +247,24 @@ async function process(item) {
     }
     render(item);
   }
+}
+
+/** For a JPEG saved below quality 75 upscaled by a model trained on clean inputs: the shipped
+ *  photo model of this scale ({quality, model}), else null. The quality comes from the file's
+ *  quantisation tables (no decoding). */
+async function photoModelSuggestion(file) {
+  const current = state.manifest.models.find((m) => m.name === $('model').value);
+  const photo = state.manifest.models.find((m) => m.degradation === 'photo' && m.scale === current?.scale);
+  if (!photo || current.degradation) return null;
+  const quality = await state.sr.jpegQuality(file).catch(() => null);
+  return quality !== null && quality < 75 ? { quality, model: photo.name } : null;
+}
+
+/** Switches to `model` and upscales the item's file again. */
+async function redoWith(item, model) {
+  $('model').value = model;
+  await loadSelectedModel();
+  addFiles([item.file]);
 }
 
 // A diffusion preview: the current estimate, drawn where the result will appear.

@@ -25,14 +25,28 @@ function addRow(result) {
   const a = result.accepted;
   const tr = document.createElement('tr');
   const cells = [result.round, u.baseVersion, u.bytes.toLocaleString(), u.steps, u.numExamples,
-    u.meanLoss.toFixed(4), u.norm.toFixed(4), u.sentNorm.toFixed(4),
+    u.meanLoss.toFixed(4), u.norm.toFixed(4), u.sentNorm.toFixed(4), u.clipBound.toFixed(4),
     a.round_closed ? `accepted, closed the round -> v${a.global_version}` : 'accepted'];
+  tr.dataset.clipBound = String(u.clipBound);
   for (const c of cells) {
     const td = document.createElement('td');
     td.textContent = String(c);
     tr.append(td);
   }
   $('sent').append(tr);
+}
+
+/** The server's differential-privacy statement after a round (its own accounting, from the
+ *  public /v1/status: what the server claims, which this page cannot check). */
+function showPrivacy(status) {
+  const dp = status.dp;
+  const eps = dp.epsilon_total;
+  $('privacy').dataset.epsilon = eps === null ? 'none' : String(eps);
+  $('privacy').textContent = dp.noise_multiplier > 0
+    ? `The server says it adds Gaussian noise (multiplier ${dp.noise_multiplier}, clip ${dp.clip_norm}) to each round's mean: `
+      + `(ε = ${eps?.toFixed(2)}, δ = ${dp.delta}) over ${dp.rounds} round(s) so far, by its accounting.`
+    : 'The server adds no noise: its rounds carry no differential-privacy guarantee (ε = ∞). Your updates are '
+      + 'still clipped, and only weight changes leave this page.';
 }
 
 async function run() {
@@ -49,6 +63,10 @@ async function run() {
   $('backend').textContent = `${client.info.backend} · ${client.info.adapter}`;
   $('backend').dataset.backend = client.info.backend;
   $('backend-note').textContent = client.info.note;
+  const floor = client.info.floor;
+  $('floor').textContent = `Whatever the server asks, this page trains at least ${floor.min_steps} steps `
+    + `(or your maximum below) on batches of at least ${floor.min_batch}, and clips what it sends to an `
+    + `L2 norm of at most ${floor.max_clip_norm}.`;
   setStatus(`reading ${files.length} photo(s)…`);
   const { images, examples } = await client.addImages(files);
   setStatus(`${images} photo(s), ${examples} training patches; joining ${$('server').value}…`);
@@ -75,7 +93,7 @@ async function run() {
     $('rounds-done').dataset.done = String(done);
     $('rounds-done').textContent = `Rounds contributed: ${done}`;
     setStatus(`round ${result.round} sent; waiting for the round to close…`);
-    await client.waitForVersion(result.update.baseVersion, { signal });
+    showPrivacy(await client.waitForVersion(result.update.baseVersion, { signal }));
   }
   setStatus(`done: contributed to ${done} round(s); thank you`);
 }

@@ -138,7 +138,7 @@ export class FederatedClient {
         continue;
       }
       if (!res.ok) throw await serverError(res, 'update');
-      return { round: round.round, update: summary, accepted: await res.json() };
+      return { round: round.round, update: summary, accepted: await res.json(), roundConfig: round };
     }
   }
 

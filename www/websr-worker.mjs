@@ -16,13 +16,14 @@
 //                   {type:'tile-run', data:ArrayBuffer (planar RGB f32), height, width, tta}
 //                                                                     -> {type:'result', value:{data,height,width}}
 //   federated training (the participant's photos stay in this worker):
-//                   {type:'fl-create', backend, degradation}         -> {type:'result', value:{backend,adapter,note}}
+//                   {type:'fl-create', backend, degradation}         -> {type:'result', value:{backend,adapter,note,floor}}
 //                   {type:'fl-add', input, patch}                    -> {type:'result', value:{images, examples}}
 //                   {type:'fl-train', model:ArrayBuffer, round:string, patch, maxSteps, seed}
 //                                                                     -> {type:'progress', done, total, loss}*
 //                                                                     -> {type:'result', value:{body:ArrayBuffer, ...}}
+//                   {type:'jpeg-quality', bytes:ArrayBuffer}          -> {type:'result', value: 1-100 | null}
 //   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
-import init, { Engine, FlClient, Image, setCpuSimd, setDirectConv } from './websr.js';
+import init, { clientFloor, Engine, FlClient, Image, jpegQuality, setCpuSimd, setDirectConv } from './websr.js';
 
 const ready = init();
 let engine = null;
@@ -223,7 +224,7 @@ async function flCreate({ backend, degradation }) {
   flClient = null;
   const c = await FlClient.create(use, degradation);
   flClient = c;
-  return deviceInfo(c, use, backend, note);
+  return { ...deviceInfo(c, use, backend, note), floor: JSON.parse(clientFloor()) };
 }
 
 function needClient() {
@@ -244,7 +245,7 @@ async function flTrain({ id, model, round, patch, maxSteps, seed }) {
   const body = u.body.buffer;
   const value = {
     body, baseVersion: u.baseVersion, numExamples: u.numExamples, steps: u.steps,
-    meanLoss: u.meanLoss, norm: u.norm, sentNorm: u.sentNorm,
+    meanLoss: u.meanLoss, norm: u.norm, sentNorm: u.sentNorm, clipBound: u.clipBound,
   };
   u.free();
   return [value, [body]];
@@ -281,6 +282,9 @@ self.onmessage = (event) => {
         tileJobs.delete(msg.job);
         engine?.releaseMemory();
         postMessage({ type: 'result', id: msg.id, value: null });
+      } else if (msg.type === 'jpeg-quality') {
+        await ready;
+        postMessage({ type: 'result', id: msg.id, value: jpegQuality(new Uint8Array(msg.bytes)) ?? null });
       } else if (msg.type === 'fl-create') {
         postMessage({ type: 'result', id: msg.id, value: await flCreate(msg) });
       } else if (msg.type === 'fl-add') {

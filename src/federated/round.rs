@@ -89,6 +89,9 @@ pub struct RoundOutcome {
     /// L2 norm of the delta before clipping, and of the delta sent.
     pub norm: f64,
     pub sent_norm: f64,
+    /// The bound it was clipped to: the round's, or the client's own if lower or the round
+    /// asked for none ([`ClientFloor::clip_bound`]).
+    pub clip_bound: f64,
 }
 
 /// Trains `global` (the bytes of `GET /v1/model`) on `data` as the round asks and returns the
@@ -129,7 +132,8 @@ where
     }
     let mut delta = ModelDelta::between(global, &trainer.trained_bytes_async().await?)?;
     // Clipped even when the round asks for no bound (the client's own floor).
-    let norm = delta.clip(ClientFloor::DEFAULT.clip_bound(round));
+    let clip_bound = ClientFloor::DEFAULT.clip_bound(round);
+    let norm = delta.clip(clip_bound);
     let mean_loss = trainer.mean_loss().unwrap_or(f64::NAN);
     let body = delta.encode(round.global_version, plan.num_examples, Some(mean_loss))?;
     Ok(RoundOutcome {
@@ -140,5 +144,6 @@ where
         mean_loss,
         norm,
         sent_norm: delta.norm(),
+        clip_bound,
     })
 }

@@ -136,6 +136,7 @@ impl FlClient {
                 mean_loss: o.mean_loss,
                 norm: o.norm,
                 sent_norm: o.sent_norm,
+                clip_bound: o.clip_bound,
             }
             .into())
         })
@@ -152,6 +153,14 @@ pub struct TrainedUpdate {
     mean_loss: f64,
     norm: f64,
     sent_norm: f64,
+    clip_bound: f64,
+}
+
+/// What this client does at the least whatever the server asks (batch, steps, clip bound), as
+/// JSON for the participant page ([`websr_federated::protocol::ClientFloor`]).
+#[wasm_bindgen(js_name = clientFloor)]
+pub fn client_floor() -> String {
+    serde_json::to_string(&websr_federated::protocol::ClientFloor::DEFAULT).expect("serialisable")
 }
 
 #[wasm_bindgen]
@@ -192,5 +201,11 @@ impl TrainedUpdate {
     #[wasm_bindgen(getter, js_name = sentNorm)]
     pub fn sent_norm(&self) -> f64 {
         self.sent_norm
+    }
+
+    /// The bound the change was clipped to (the round's, or this client's own if lower).
+    #[wasm_bindgen(getter, js_name = clipBound)]
+    pub fn clip_bound(&self) -> f64 {
+        self.clip_bound
     }
 }

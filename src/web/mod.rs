@@ -56,6 +56,13 @@ pub fn set_direct_conv(enable: bool) {
     crate::models::wavelr_direct::set_enabled(enable);
 }
 
+/// The quality (1-100, libjpeg scale) a JPEG was saved at, read from its quantisation tables;
+/// `undefined` for anything that is not a JPEG ([`crate::jpeg_quality`]).
+#[wasm_bindgen(js_name = jpegQuality)]
+pub fn jpeg_quality(bytes: &[u8]) -> Option<u8> {
+    crate::jpeg_quality::estimate(bytes).map(|q| q.quality)
+}
+
 /// The websr version, so a page can tell which runtime it loaded.
 #[wasm_bindgen]
 pub fn version() -> String {

@@ -103,7 +103,12 @@ try {
         for (const r of rows) {
           assert(Number(r[2].replace(/\D/g, '')) > 100_000, `update of ${r[2]} bytes`);
           assert(Number(r[7]) > 0 && Number(r[7]) <= CLIP * 1.0001, `sent norm ${r[7]}`);
+          assert(Number(r[8]) === CLIP, `clip bound shown ${r[8]}, the server's is ${CLIP}`);
         }
+        // The page states its own floor and the server's privacy claim (no noise here: none).
+        assert(/at least 20 steps .* at least 8, .* at most 10\./.test(await page.textContent('[data-testid=fl-floor]')),
+          `floor: ${await page.textContent('[data-testid=fl-floor]')}`);
+        assert(await page.getAttribute('[data-testid=fl-privacy]', 'data-epsilon') === 'none', 'no noise: no epsilon');
         assert(rows[0][1] === '0' && rows[1][1] === '1', `trained from versions ${rows[0][1]}, ${rows[1][1]}`);
 
         const code = await Promise.race([native.exited, new Promise((r) => setTimeout(() => r('timeout'), LONG))]);

@@ -163,6 +163,46 @@ try {
       }
     });
 
+    if (mode === 'cpu') {
+      await t('a low-quality JPEG gets the photo model suggested (quality read from its tables), a good one not', async () => {
+        /** A JPEG the browser itself encodes (libjpeg tables) at `quality` in 0..1. */
+        const jpeg = async (quality) => Buffer.from(await page.evaluate(async (q) => {
+          const c = new OffscreenCanvas(64, 48);
+          const ctx = c.getContext('2d');
+          const g = ctx.createLinearGradient(0, 0, 64, 48);
+          g.addColorStop(0, '#c33');
+          g.addColorStop(1, '#3c9');
+          ctx.fillStyle = g;
+          ctx.fillRect(0, 0, 64, 48);
+          ctx.fillStyle = '#fff';
+          ctx.fillRect(20, 10, 9, 25);
+          const bytes = new Uint8Array(await (await c.convertToBlob({ type: 'image/jpeg', quality: q })).arrayBuffer());
+          let s = '';
+          for (const b of bytes) s += String.fromCharCode(b);
+          return btoa(s);
+        }, quality), 'base64');
+        const low = await upload(page, 'phone.jpg', await jpeg(0.4), 'image/jpeg');
+        assert((await waitStatus(low, ['done', 'error'])) === 'done', await low.textContent());
+        const note = low.locator('[data-testid=photo-suggestion]');
+        assert(await note.count() === 1, `no suggestion for a quality-40 JPEG: ${await low.textContent()}`);
+        const quality = Number(await note.getAttribute('data-quality'));
+        assert(quality >= 38 && quality <= 42, `estimated quality ${quality}, saved at 40`);
+        const good = await upload(page, 'camera.jpg', await jpeg(0.95), 'image/jpeg');
+        assert((await waitStatus(good, ['done', 'error'])) === 'done', await good.textContent());
+        assert(await good.locator('[data-testid=photo-suggestion]').count() === 0, 'no suggestion at quality 95');
+        await low.locator('[data-testid=use-photo-model]').click();
+        const redone = page.locator('li[data-testid=item]').last();
+        assert((await waitStatus(redone, ['done', 'error'])) === 'done', await redone.textContent());
+        const model = await page.inputValue('[data-testid=model]');
+        assert(/photo/.test(model), `redone with ${model}`);
+        assert(await redone.locator('[data-testid=photo-suggestion]').count() === 0, 'no suggestion with the photo model');
+        // Back to the default for the tests that follow.
+        await page.selectOption('[data-testid=model]', DEFAULT_X4);
+        await page.waitForFunction((m) => document.querySelector('[data-testid=model-status]')?.textContent.startsWith(`${m} ready`),
+          DEFAULT_X4, { timeout: LONG });
+      });
+    }
+
     await t('an uploaded image comes back x4 and matches the native CLI (PSNR >= 45 dB)', async () => {
       const png = syntheticPng(64, 48, { seed: 7 });
       const item = await upload(page, 'photo.png', png);

@@ -7,12 +7,17 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use websr::burn::tensor::Device;
+use websr::degrade::PHOTO_EVAL_SEED;
 use websr::device::Backend;
 use websr::diffusion::SampleOptions;
-use websr::eval::{evaluate_bicubic, evaluate_model, Report};
+use websr::eval::{evaluate_bicubic, evaluate_model, evaluate_photo_files, image_files, Report};
+use websr::image::Planar;
+use websr::resize::imresize;
 use websr::train::diffusion::DiffusionTrainConfig;
-use websr::train::{read_json, CheckpointPaths, Schedule, TrainConfig, TrainState};
-use websr::upscale::UpscaleOptions;
+use websr::train::{
+    read_json, CheckpointPaths, Schedule, TrainConfig, TrainDegradation, TrainState,
+};
+use websr::upscale::{upscale_rgb, UpscaleOptions};
 use websr::weights::{sha256_hex, to_f16_bytes, to_f32_bytes};
 use websr::zoo::{Manifest, ModelEntry, ModelKind};
 use websr::Model;
@@ -86,6 +91,17 @@ struct Measured {
     about: Vec<String>,
     /// How the scores were measured (the eval command).
     eval_command: String,
+    /// A model trained on degraded inputs: its degradation and its scores on the photo test.
+    photo: Option<PhotoScores>,
+}
+
+/// Set5/Set14 on the photo test inputs (`websr eval --degrade photo`) of the shipped model,
+/// bicubic and the clean default of the same scale.
+struct PhotoScores {
+    degradation: String,
+    ours: [Report; 2],
+    bicubic: [Report; 2],
+    default: Option<(String, [Report; 2])>,
 }
 
 /// What the card says about a model, which differs between the two kinds; the scores are
@@ -106,12 +122,13 @@ pub fn run(args: &ShipArgs) -> Result<()> {
     // The scores are the shipped file's, so the model is loaded from the re-encoded bytes.
     let bytes = args.wire.encode(&checkpoint)?;
     let model = Model::from_bytes(&bytes, &device)?;
-    let (steps, described) = match &model {
+    let (steps, described, degradation) = match &model {
         Model::Diffusion(_) => {
             let cfg: DiffusionTrainConfig = read_json(&paths.config)?;
             (
                 cfg.schedule.steps,
                 describe_diffusion(args, &cfg, &model, &state),
+                None,
             )
         }
         Model::OnePass(_) => {
@@ -119,6 +136,7 @@ pub fn run(args: &ShipArgs) -> Result<()> {
             (
                 cfg.schedule.steps,
                 describe_one_pass(args, &cfg, &model, &state),
+                cfg.degradation,
             )
         }
     };
@@ -129,14 +147,25 @@ pub fn run(args: &ShipArgs) -> Result<()> {
             state.step,
         );
     }
-    let measured = measure(args, &model, described, &device)?;
+    let measured = measure(args, &model, described, degradation, &device)?;
     publish(args, &bytes, &state, &measured)
 }
 
 /// Set5 and Set14 scores, as `websr eval` measures them.
-fn measure(args: &ShipArgs, model: &Model, d: Described, device: &Device) -> Result<Measured> {
+fn measure(
+    args: &ShipArgs,
+    model: &Model,
+    d: Described,
+    degradation: Option<TrainDegradation>,
+    device: &Device,
+) -> Result<Measured> {
     let [set5, set14] = score_sets(&args.data, model, &d.opts, device)?;
+    let photo = match degradation {
+        Some(TrainDegradation::Photo) => Some(photo_scores(args, model, device)?),
+        None => None,
+    };
     Ok(Measured {
+        photo,
         kind: model.kind(),
         arch: d.arch,
         scale: model.scale(),
@@ -144,6 +173,38 @@ fn measure(args: &ShipArgs, model: &Model, d: Described, device: &Device) -> Res
         set14,
         about: d.about,
         eval_command: d.eval_command,
+    })
+}
+
+/// The photo test (`websr eval --degrade photo`) of `model`, bicubic and the shipped default.
+fn photo_scores(args: &ShipArgs, model: &Model, device: &Device) -> Result<PhotoScores> {
+    let scale = model.scale();
+    let sets = |f: &mut dyn FnMut(&Planar) -> websr::Result<Planar>| -> Result<[Report; 2]> {
+        let mut one = |set: &str| -> Result<Report> {
+            let files = image_files(&args.data.join(set))?;
+            Ok(evaluate_photo_files(&files, scale, PHOTO_EVAL_SEED, f)?)
+        };
+        Ok([one("set5")?, one("set14")?])
+    };
+    let opts = UpscaleOptions::default();
+    let ours = sets(&mut |lr| upscale_rgb(model, lr, &opts, device, &mut |_, _| true))?;
+    let bicubic = sets(&mut |lr| Ok(imresize(lr, scale as f64)))?;
+    let default = match Manifest::load(&args.models_dir)
+        .ok()
+        .and_then(|m| m.default_for(scale).ok().cloned())
+    {
+        Some(entry) if entry.name != args.name => {
+            let clean = Model::load(&args.models_dir.join(&entry.file), device)?;
+            let scores = sets(&mut |lr| upscale_rgb(&clean, lr, &opts, device, &mut |_, _| true))?;
+            Some((entry.name, scores))
+        }
+        _ => None,
+    };
+    Ok(PhotoScores {
+        degradation: "photo".into(),
+        ours,
+        bicubic,
+        default,
     })
 }
 
@@ -307,6 +368,7 @@ fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> R
         set14: Some([m.set14.mean.psnr_y, m.set14.mean.ssim_y]),
         description: args.description.to_string(),
         default: was_default,
+        degradation: m.photo.as_ref().map(|p| p.degradation.clone()),
     });
     if args.default {
         manifest.set_default(name)?;
@@ -344,8 +406,38 @@ fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> R
             score_cell(ours)
         )?;
     }
+    if let Some(p) = &m.photo {
+        writeln!(
+            card,
+            "\n## On photo inputs (`websr eval --degrade photo`)\n\nThe clean bicubic LR with Gaussian noise of sigma 0-15 and a JPEG round trip at quality 30-90, drawn per image from a fixed seed ({PHOTO_EVAL_SEED}): the same inputs for every model.\n"
+        )?;
+        let mut header = "| set | bicubic | ".to_string();
+        if let Some((default, _)) = &p.default {
+            write!(header, "{default} (clean default) | ")?;
+        }
+        writeln!(
+            card,
+            "{header}{name} |\n|---|---|{}---|",
+            if p.default.is_some() { "---|" } else { "" }
+        )?;
+        for (i, set) in ["Set5", "Set14"].into_iter().enumerate() {
+            let mut row = format!("| {set} | {} | ", score_cell(&p.bicubic[i]));
+            if let Some((_, d)) = &p.default {
+                write!(row, "{} | ", score_cell(&d[i]))?;
+            }
+            writeln!(card, "{row}{} |", score_cell(&p.ours[i]))?;
+        }
+    }
     if !state.history.is_empty() {
-        writeln!(card, "\n## Validation during training (Set5)\n")?;
+        let inputs = if m.photo.is_some() {
+            ", photo inputs"
+        } else {
+            ""
+        };
+        writeln!(
+            card,
+            "\n## Validation during training (held-out training images{inputs})\n"
+        )?;
         writeln!(card, "| step | PSNR-Y | SSIM-Y |\n|---:|---:|---:|")?;
         for p in &state.history {
             writeln!(card, "| {} | {:.3} | {:.4} |", p.step, p.psnr_y, p.ssim_y)?;

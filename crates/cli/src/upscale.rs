@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use websr::device::{select, BackendChoice};
 use websr::eval::image_files;
 use websr::image::Picture;
+use websr::jpeg_quality::SUGGEST_PHOTO_MODEL_BELOW;
 use websr::upscale::{bicubic_picture, upscale_picture, UpscaleOptions};
+use websr::zoo::{default_dir, Manifest};
 use websr::{Model, ModelKind};
 
 #[derive(clap::Args)]
@@ -61,7 +63,7 @@ pub fn run(args: UpscaleArgs) -> Result<()> {
         ..UpscaleOptions::default()
     };
     match model {
-        None => upscale_files(&args.input, &args.output, "tiles", |pic, _| {
+        None => upscale_files(&args.input, &args.output, "tiles", &|_| None, |pic, _| {
             Ok(bicubic_picture(pic, args.scale.unwrap_or(4)))
         }),
         Some(m) => {
@@ -72,11 +74,38 @@ pub fn run(args: UpscaleArgs) -> Result<()> {
                 eprintln!("{} x{}: {}", m.label(), m.scale(), describe(&opts.sampling));
             }
             let unit = unit_of(m);
-            upscale_files(&args.input, &args.output, unit, |pic, progress| {
+            let note = |src: &Path| photo_model_note(src, &name, m.scale());
+            upscale_files(&args.input, &args.output, unit, &note, |pic, progress| {
                 Ok(upscale_picture(m, pic, &opts, &device, progress)?)
             })
         }
     }
+}
+
+/// For a JPEG saved below [`SUGGEST_PHOTO_MODEL_BELOW`] upscaled with a model trained on clean
+/// inputs: the shipped photo model of this scale, and why.
+fn photo_model_note(src: &Path, model: &str, scale: usize) -> Option<String> {
+    let quality = websr::jpeg_quality::estimate(&std::fs::read(src).ok()?)?.quality;
+    if quality >= SUGGEST_PHOTO_MODEL_BELOW {
+        return None;
+    }
+    let manifest = Manifest::load(&default_dir()).ok()?;
+    if manifest
+        .find(model)
+        .is_some_and(|e| e.degradation.is_some())
+    {
+        return None;
+    }
+    let photo = manifest
+        .models
+        .iter()
+        .find(|e| e.scale == scale && e.degradation.as_deref() == Some("photo"))?;
+    Some(format!(
+        "{} was saved as JPEG quality {quality}: {model} was trained on clean images and \
+         sharpens compression artefacts too; --model {} was trained on compressed, noisy photos",
+        src.display(),
+        photo.name
+    ))
 }
 
 /// What the progress bar counts: tiles or sampling steps.
@@ -93,9 +122,13 @@ fn upscale_files(
     input: &Path,
     output: &Path,
     unit: &str,
+    note: &dyn Fn(&Path) -> Option<String>,
     mut work: impl FnMut(&Picture, &mut dyn FnMut(usize, usize) -> bool) -> Result<Picture>,
 ) -> Result<()> {
     for (src, dst) in upscale_jobs(input, output)? {
+        if let Some(n) = note(&src) {
+            eprintln!("note: {n}");
+        }
         let pic = websr::image::load(&src)?;
         let started = std::time::Instant::now();
         let pb = bar(
