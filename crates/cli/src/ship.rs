@@ -194,7 +194,7 @@ fn photo_scores(args: &ShipArgs, model: &Model, device: &Device) -> Result<Photo
         .and_then(|m| m.default_for(scale).ok().cloned())
     {
         Some(entry) if entry.name != args.name => {
-            let clean = Model::load(&args.models_dir.join(&entry.file), device)?;
+            let clean = Model::load(args.models_dir.join(&entry.file), device)?;
             let scores = sets(&mut |lr| upscale_rgb(&clean, lr, &opts, device, &mut |_, _| true))?;
             Some((entry.name, scores))
         }
