@@ -27,8 +27,10 @@
 //! `Authorization: Bearer <token>`. Every error is a 4xx (or 500) status with the body
 //! `{"error": "<what was wrong>"}`, and a refused request changes nothing.
 //!
-//! 1. `POST /v1/join` (no body) -> `201 {"client_id": 7, "token": "<64 hex>"}`. Keep the token;
-//!    the server stores only its SHA-256.
+//! 1. `POST /v1/join` (no body) -> `201 {"client_id": 7, "token": "<64 hex>", "expires_unix_ms":
+//!    ...}`. Keep the token; the server stores only its SHA-256 (one line of `clients.log`). It
+//!    stops working at `expires_unix_ms` (`--token-ttl-secs`; then `401`, join again). Joins are
+//!    rate-limited (`--max-joins-per-minute`): `429` with `Retry-After`.
 //! 2. `GET /v1/round` -> `200` [`protocol::RoundConfig`]: `round`, `global_version`,
 //!    `model_sha256`, `selected`, `submitted`, `finished`, `retry_after_s`, `deadline_unix_ms`,
 //!    `min_clients`, `target_clients`, `accepted`, `strategy`, `prox_mu`, `clip_norm`,
@@ -62,7 +64,10 @@
 //!
 //! `GET /v1/status` ([`protocol::Status`]) and `GET /v1/metrics` ([`protocol::Metrics`]: counters,
 //! one record per completed round with its clients, examples, dropped stragglers, mean client
-//! loss, delta norm, noise and (epsilon, delta)) need no token.
+//! loss, delta norm, noise and (epsilon, delta)) need no token. While DP noise is on, the round
+//! records leave out everything computed from the updates before the noise (examples, mean
+//! client loss, delta norm: see [`dp`]). Every request has a time limit
+//! (`--request-timeout-secs`, then `408`).
 //!
 //! # Rounds
 //!
