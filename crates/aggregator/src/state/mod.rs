@@ -7,7 +7,8 @@
 //! accepted, or at the deadline if at least `min` are (the selected clients that sent nothing are
 //! the dropped stragglers). Below `min` at the deadline the round keeps its updates, releases the
 //! silent clients' slots and gets a new deadline. Closing aggregates, applies the server step,
-//! commits version `v + 1` to disk, and opens the next round.
+//! commits version `v + 1` to disk, and opens the next round. With `--secure-aggregation` the
+//! round runs the SecAgg phases instead (`secagg.rs`) and closes through the same commit.
 
 use crate::config::ServerConfig;
 use crate::dp::{self, Accountant};
