@@ -90,6 +90,7 @@ fn round_config(global: &[u8]) -> RoundConfig {
         client_lr: 1e-3,
         batch_size: 8,
         max_examples: 1000,
+        secure_aggregation: None,
     }
 }
 

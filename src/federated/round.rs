@@ -103,8 +103,28 @@ pub async fn run_round_async<F, Fut>(
     data: &ClientData,
     opts: &ClientOptions,
     device: &Device,
-    mut after_step: F,
+    after_step: F,
 ) -> Result<RoundOutcome>
+where
+    F: FnMut(usize, usize, f64) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    run_round_with_delta_async(global, round, data, opts, device, after_step)
+        .await
+        .map(|(outcome, _)| outcome)
+}
+
+/// [`run_round_async`], also returning the clipped delta it encoded (one flat vector per
+/// tensor, layout order): what a secure-aggregation round encodes and masks instead of
+/// sending the body.
+pub async fn run_round_with_delta_async<F, Fut>(
+    global: &[u8],
+    round: &RoundConfig,
+    data: &ClientData,
+    opts: &ClientOptions,
+    device: &Device,
+    mut after_step: F,
+) -> Result<(RoundOutcome, Vec<Vec<f32>>)>
 where
     F: FnMut(usize, usize, f64) -> Fut,
     Fut: Future<Output = bool>,
@@ -136,7 +156,7 @@ where
     let norm = delta.clip(clip_bound);
     let mean_loss = trainer.mean_loss().unwrap_or(f64::NAN);
     let body = delta.encode(round.global_version, plan.num_examples, Some(mean_loss))?;
-    Ok(RoundOutcome {
+    let outcome = RoundOutcome {
         body,
         base_version: round.global_version,
         num_examples: plan.num_examples,
@@ -145,5 +165,6 @@ where
         norm,
         sent_norm: delta.norm(),
         clip_bound,
-    })
+    };
+    Ok((outcome, delta.tensors))
 }

@@ -10,12 +10,23 @@
 //! POST /v1/update    <- update safetensors body (bearer token) -> {accepted: true, ...}
 //! GET  /v1/status    -> Status
 //! GET  /v1/metrics   -> Metrics
+//!
+//! With --secure-aggregation (bearer token; ?session= is the SecAgg session id of the round):
+//! POST /v1/secagg/keys     <- AdvertiseKeys (JSON)          -> SecAggAck
+//! GET  /v1/secagg/keys?session=ID    -> KeyDirectory          (425 while the phase is open)
+//! POST /v1/secagg/shares   <- ShareKeys (JSON)              -> SecAggAck
+//! GET  /v1/secagg/shares?session=ID  -> RoutedShares          (425 while the phase is open)
+//! POST /v1/secagg/masked   <- masked input (binary)         -> SecAggAck
+//! GET  /v1/secagg/unmask?session=ID  -> UnmaskRequest         (425 while the phase is open)
+//! POST /v1/secagg/unmask   <- UnmaskResponse (JSON)         -> SecAggAck
+//! GET  /v1/secagg/result?session=ID  -> SecAggResult          (425 while the session runs)
 //! ```
 
+use crate::protocol::SecAggAck;
 use crate::state::{Error, Server};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -72,6 +83,17 @@ impl From<Error> for AppError {
                 }
             }
             Error::TokenExpired => StatusCode::UNAUTHORIZED,
+            Error::SecAggOff => StatusCode::NOT_FOUND,
+            Error::SecAggOnly | Error::SecAggConflict(_) => StatusCode::CONFLICT,
+            Error::SecAggInvalid(_) => StatusCode::BAD_REQUEST,
+            Error::SecAggForbidden(_) => StatusCode::FORBIDDEN,
+            Error::SecAggGone(_) => StatusCode::GONE,
+            Error::SecAggNotYet(_) => {
+                return Self {
+                    retry_after_s: Some(1.0),
+                    ..Self::new(StatusCode::TOO_EARLY, e.to_string())
+                }
+            }
             Error::Config(_) | Error::Corrupt(_) | Error::Store(_) | Error::Strategy(_) => {
                 tracing::error!("internal error: {e}");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
@@ -150,6 +172,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/update", post(update))
         .route("/v1/status", get(status))
         .route("/v1/metrics", get(metrics))
+        .route("/v1/secagg/keys", post(secagg_keys).get(secagg_directory))
+        .route("/v1/secagg/shares", post(secagg_shares).get(secagg_routed))
+        .route("/v1/secagg/masked", post(secagg_masked))
+        .route(
+            "/v1/secagg/unmask",
+            post(secagg_unmask).get(secagg_unmask_request),
+        )
+        .route("/v1/secagg/result", get(secagg_result))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -228,6 +258,116 @@ async fn update(
     Ok(Json(
         blocking(move || s.submit(token.as_deref(), &body)).await?,
     ))
+}
+
+/// `?session=ID` of the SecAgg GET routes.
+#[derive(serde::Deserialize)]
+struct SessionQuery {
+    session: u64,
+}
+
+fn session_query(q: Result<Query<SessionQuery>, QueryRejection>) -> ApiResult<u64> {
+    q.map(|Query(q)| q.session).map_err(|_| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "expected ?session=<the SecAgg session id of the round>",
+        )
+    })
+}
+
+/// A server method taking one SecAgg message.
+type SecAggPost = fn(&Server, Option<&str>, &[u8]) -> Result<SecAggAck, Error>;
+
+/// A SecAgg POST: the token is checked before the body is read (as for updates).
+async fn secagg_post(
+    s: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    f: SecAggPost,
+) -> ApiResult<Json<SecAggAck>> {
+    let token = bearer(&headers);
+    let (s2, t2) = (s.clone(), token.clone());
+    blocking(move || s2.client_id(t2.as_deref())).await?;
+    let body = body?;
+    Ok(Json(
+        blocking(move || f(&s, token.as_deref(), &body)).await?,
+    ))
+}
+
+async fn secagg_keys(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<SecAggAck>> {
+    secagg_post(s, headers, body, Server::secagg_keys).await
+}
+
+async fn secagg_shares(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<SecAggAck>> {
+    secagg_post(s, headers, body, Server::secagg_shares).await
+}
+
+async fn secagg_masked(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<SecAggAck>> {
+    secagg_post(s, headers, body, Server::secagg_masked).await
+}
+
+async fn secagg_unmask(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<SecAggAck>> {
+    secagg_post(s, headers, body, Server::secagg_unmask).await
+}
+
+/// A SecAgg GET of session `?session=ID`.
+async fn secagg_get<T: serde::Serialize + Send + 'static>(
+    s: AppState,
+    headers: HeaderMap,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+    f: fn(&Server, Option<&str>, u64) -> Result<T, Error>,
+) -> ApiResult<Json<T>> {
+    let token = bearer(&headers);
+    let id = session_query(q)?;
+    Ok(Json(blocking(move || f(&s, token.as_deref(), id)).await?))
+}
+
+async fn secagg_directory(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    secagg_get(s, headers, q, Server::secagg_directory).await
+}
+
+async fn secagg_routed(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    secagg_get(s, headers, q, Server::secagg_routed).await
+}
+
+async fn secagg_unmask_request(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    secagg_get(s, headers, q, Server::secagg_unmask_request).await
+}
+
+async fn secagg_result(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SessionQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    secagg_get(s, headers, q, Server::secagg_result).await
 }
 
 // The server's lock may be held through an fsync or an aggregation: wait for it off the

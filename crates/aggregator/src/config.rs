@@ -45,6 +45,20 @@ pub struct ServerConfig {
     pub max_joins_per_minute: u32,
     /// Longest a request (body included) may take before `408`.
     pub request_timeout_secs: f64,
+    /// `--secure-aggregation`: rounds run the SecAgg phases (`state::secagg`); `None` = plain
+    /// rounds.
+    pub secure_aggregation: Option<SecAggSettings>,
+}
+
+/// The secure-aggregation flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecAggSettings {
+    /// `--secagg-threshold` `t`; `None` = `ceil(2/3 * --target-clients)`, at least 2.
+    pub threshold: Option<usize>,
+    /// `--secagg-neighbours` `k` (SecAgg+); `None` = every pair of clients.
+    pub neighbours: Option<usize>,
+    /// `--secagg-phase-secs`: longest each phase after the keys phase stays open.
+    pub phase_secs: f64,
 }
 
 impl ServerConfig {
@@ -112,6 +126,74 @@ impl ServerConfig {
         }
         if !(self.request_timeout_secs > 0.0 && self.request_timeout_secs.is_finite()) {
             return Err("--request-timeout-secs must be > 0".into());
+        }
+        if let Some(sa) = &self.secure_aggregation {
+            self.validate_secagg(sa, strategy.name())?;
+        }
+        Ok(())
+    }
+
+    /// The SecAgg threshold `t` of a round (`None` when secure aggregation is off).
+    pub fn secagg_threshold(&self) -> Option<usize> {
+        let sa = self.secure_aggregation.as_ref()?;
+        Some(
+            sa.threshold
+                .unwrap_or_else(|| (2 * self.target_clients).div_ceil(3).max(2)),
+        )
+    }
+
+    fn validate_secagg(&self, sa: &SecAggSettings, strategy: &str) -> Result<(), String> {
+        if self.clip_norm.is_none() {
+            return Err(
+                "--secure-aggregation needs clipping (--clip-norm, not --no-clip): the \
+                 fixed-point encoding of the updates is sized by the clipping bound"
+                    .into(),
+            );
+        }
+        if !self.strategy.kind.aggregates_by_mean() {
+            return Err(format!(
+                "--secure-aggregation reveals only the sum of the updates, so it runs the \
+                 unweighted mean (fedavg, fedprox, fedadam, fedyogi); --strategy {strategy} \
+                 needs every update in clear"
+            ));
+        }
+        let t = self.secagg_threshold().unwrap_or(0);
+        if t < 2 {
+            return Err(
+                "--secagg-threshold must be at least 2 (one share reveals a secret)".into(),
+            );
+        }
+        if t > self.target_clients {
+            return Err(format!(
+                "--secagg-threshold {t} is above --target-clients {}: no round could close",
+                self.target_clients
+            ));
+        }
+        let cap = self.selection_cap();
+        match sa.neighbours {
+            Some(0) => return Err("--secagg-neighbours must be at least 1".into()),
+            Some(k) if k.next_multiple_of(2) + 1 < t => {
+                return Err(format!(
+                    "--secagg-neighbours {k}: each secret would have {} holders, fewer than \
+                     --secagg-threshold {t}",
+                    k.next_multiple_of(2) + 1
+                ))
+            }
+            Some(k) if k.next_multiple_of(2).min(cap.saturating_sub(1)) + 1 > 255 => {
+                return Err(format!(
+                    "--secagg-neighbours {k}: at most 254 (the Shamir sharing allows 255 holders)"
+                ))
+            }
+            None if cap > 255 => {
+                return Err(format!(
+                    "up to {cap} clients per round: set --secagg-neighbours (at most 254), the \
+                     Shamir sharing allows 255 holders per secret"
+                ))
+            }
+            _ => {}
+        }
+        if !(sa.phase_secs > 0.0 && sa.phase_secs.is_finite()) {
+            return Err("--secagg-phase-secs must be > 0".into());
         }
         Ok(())
     }

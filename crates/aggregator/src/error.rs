@@ -32,6 +32,26 @@ pub enum Error {
     TooManyJoins { retry_after_s: f64 },
     #[error("the client token has expired: POST /v1/join for a new one")]
     TokenExpired,
+    #[error("secure aggregation is off on this server: send updates with POST /v1/update")]
+    SecAggOff,
+    #[error("this server aggregates securely: send the update through the /v1/secagg phases announced in GET /v1/round (secure_aggregation), not POST /v1/update")]
+    SecAggOnly,
+    /// A malformed or invalid SecAgg message (400).
+    #[error("secure aggregation: {0}")]
+    SecAggInvalid(String),
+    /// A SecAgg message that does not fit the session's state: wrong phase, session or
+    /// duplicate (409).
+    #[error("secure aggregation: {0}")]
+    SecAggConflict(String),
+    /// The client has no part in this SecAgg phase (403).
+    #[error("secure aggregation: {0}")]
+    SecAggForbidden(String),
+    /// The phase whose broadcast was asked for is still open (425, ask again).
+    #[error("secure aggregation: {0}")]
+    SecAggNotYet(String),
+    /// The SecAgg session failed or is unknown (410): start over from GET /v1/round.
+    #[error("secure aggregation: {0}")]
+    SecAggGone(String),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("state directory: {0}")]
@@ -60,6 +80,13 @@ impl Error {
             Error::TooManyClients => "client_limit",
             Error::TooManyJoins { .. } => "join_rate",
             Error::TokenExpired => "token_expired",
+            Error::SecAggOff => "secagg_off",
+            Error::SecAggOnly => "secagg_only",
+            Error::SecAggInvalid(_) => "secagg_invalid",
+            Error::SecAggConflict(_) => "secagg_conflict",
+            Error::SecAggForbidden(_) => "secagg_forbidden",
+            Error::SecAggNotYet(_) => "secagg_not_yet",
+            Error::SecAggGone(_) => "secagg_gone",
             Error::Config(_) | Error::Corrupt(_) | Error::Store(_) | Error::Strategy(_) => {
                 "internal"
             }

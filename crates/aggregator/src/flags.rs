@@ -2,7 +2,7 @@
 //! server runs with. Only this module and `main.rs` know about clap. Tests parse flags with
 //! `Args::try_parse_from` too, so that they exercise the flags as users write them.
 
-use crate::config::{ServerConfig, DEFAULT_INIT};
+use crate::config::{SecAggSettings, ServerConfig, DEFAULT_INIT};
 use crate::strategy::{StrategyConfig, StrategyKind};
 use clap::Parser;
 use std::net::SocketAddr;
@@ -131,6 +131,30 @@ pub struct Args {
     /// connections and memory forever).
     #[arg(long, default_value_t = 120.0)]
     pub request_timeout_secs: f64,
+
+    /// Secure aggregation (SecAgg, Bonawitz et al. 2017): clients mask their clipped deltas so
+    /// that the server learns only the sum of a round's updates, through the /v1/secagg phases.
+    /// Needs clipping and a mean strategy (fedavg, fedprox, fedadam, fedyogi; the mean is
+    /// unweighted). With --noise-multiplier the clients add the noise (distributed DP).
+    #[arg(long)]
+    pub secure_aggregation: bool,
+
+    /// SecAgg threshold t: the fewest clients each phase may close with, and the shares that
+    /// rebuild a secret; coalitions below t learn nothing. Default: ceil(2/3 * --target-clients),
+    /// at least 2.
+    #[arg(long, requires = "secure_aggregation")]
+    pub secagg_threshold: Option<usize>,
+
+    /// SecAgg+ neighbours k: each client masks with and shares its secrets among k others
+    /// (rounded up to even) instead of all. Default: all.
+    #[arg(long, requires = "secure_aggregation")]
+    pub secagg_neighbours: Option<usize>,
+
+    /// Longest each SecAgg phase after the keys phase stays open (the keys phase, during which
+    /// clients train, has the round deadline). At the deadline a phase closes if at least the
+    /// threshold answered; otherwise the session fails and the round starts over.
+    #[arg(long, default_value_t = 60.0)]
+    pub secagg_phase_secs: f64,
 }
 
 /// The strategy flags (`--strategy` to `--krum-f`), flattened into [`Args`]; they convert into a
@@ -213,6 +237,11 @@ impl Args {
             token_ttl_secs: self.token_ttl_secs,
             max_joins_per_minute: self.max_joins_per_minute,
             request_timeout_secs: self.request_timeout_secs,
+            secure_aggregation: self.secure_aggregation.then_some(SecAggSettings {
+                threshold: self.secagg_threshold,
+                neighbours: self.secagg_neighbours,
+                phase_secs: self.secagg_phase_secs,
+            }),
         }
     }
 }

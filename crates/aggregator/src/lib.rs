@@ -62,6 +62,45 @@
 //!    finished.
 //! 6. Poll `GET /v1/round` until `global_version` moves on, then repeat from step 3.
 //!
+//! ## Secure aggregation (`--secure-aggregation`)
+//!
+//! The server then learns only the *sum* of a round's clipped deltas (SecAgg with SecAgg+'s
+//! neighbour graph, [`websr_federated::secagg`]; threat model there) and applies their
+//! unweighted mean. `GET /v1/round` adds `secure_aggregation` ([`protocol::SecureAggregation`]:
+//! the SecAgg `config` whose `round` is the *session* id, `clip_norm`, `noise_multiplier`,
+//! `phase`, `phase_secs`); the field is absent when the mode is off, so older clients parse the
+//! config unchanged, and they cannot take part: `POST /v1/update` answers `409` in this mode.
+//! Steps 1-4 stay as above (join, be selected, download, train and clip); then, with a fresh
+//! `secagg::Client` per session:
+//!
+//! 5. `POST /v1/secagg/keys` with [`secagg::AdvertiseKeys`](websr_federated::secagg::AdvertiseKeys)
+//!    (JSON; `round` = the session id, `client` = your id). Only selected clients; the phase
+//!    closes at `target_clients` keys, or at the round deadline with at least
+//!    `max(threshold, min_clients)` (below that the deadline is extended).
+//! 6. `GET /v1/secagg/keys?session=ID` -> the [`KeyDirectory`](websr_federated::secagg::KeyDirectory);
+//!    `POST /v1/secagg/shares` with the `ShareKeys` it yields.
+//! 7. `GET /v1/secagg/shares?session=ID` -> your `RoutedShares`; `POST /v1/secagg/masked` with the
+//!    masked input as a **binary** body: the session id and your client id (`u64` LE each,
+//!    [`protocol::MASKED_HEADER_LEN`] bytes), then one `u32` LE per parameter in layout order
+//!    ([`protocol::encode_masked_input`]). Encode the clipped (and, with `noise_multiplier > 0`,
+//!    noised: [`protocol::SecureAggregation::noise`]) delta with `config.encoding` first.
+//! 8. `GET /v1/secagg/unmask?session=ID` -> the `UnmaskRequest`; `POST /v1/secagg/unmask` with the
+//!    `UnmaskResponse`.
+//! 9. `GET /v1/secagg/result?session=ID` -> [`protocol::SecAggResult`] (`global_version`,
+//!    `survivors`) once the round is committed.
+//!
+//! Every POST answers `200` [`protocol::SecAggAck`] (`session`, the `phase` now open,
+//! `global_version`). A GET of a phase still open answers `425 Too Early` (with `Retry-After`):
+//! ask again. Each phase after the keys closes when every member of the previous one answered,
+//! or after `phase_secs` if at least the threshold did; otherwise the session fails. Refusals:
+//! `400` malformed or invalid message (wrong length, a message naming another client); `403`
+//! not a member of the phase; `409` wrong phase, second message, or a session that is not the
+//! open one; `410 Gone` the session failed, ended, or was abandoned by a restart (the message
+//! says which): `GET /v1/round` and start over in the new session, same version. `404` on all
+//! these routes when the mode is off. The sessions live in memory only (documented in
+//! `src/state/secagg.rs`): nothing of a session reaches `--state-dir` but the model it
+//! produces.
+//!
 //! `GET /v1/status` ([`protocol::Status`]) and `GET /v1/metrics` ([`protocol::Metrics`]: counters,
 //! one record per completed round with its clients, examples, dropped stragglers, mean client
 //! loss, delta norm, noise and (epsilon, delta)) need no token. While DP noise is on, the round
@@ -76,7 +115,10 @@
 //! and their late updates get `409 stale`. Closing aggregates with the strategy, adds DP noise
 //! if configured, applies the server step, and commits the next version to `--state-dir`
 //! before the next round opens. A restarted server resumes the open round with every update it
-//! had accepted ([`store`]).
+//! had accepted ([`store`]). In secure-aggregation mode a round closes when its SecAgg session
+//! finishes (the mean of the survivors' deltas, with the clients' distributed noise if
+//! `--noise-multiplier` is set); a failed session starts the round over on the same version, and
+//! a restart abandons the open session.
 
 pub mod api;
 pub mod config;

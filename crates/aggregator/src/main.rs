@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Routes: `POST /v1/join`, `GET /v1/round`, `GET /v1/model`, `POST /v1/update`,
-//! `GET /v1/status`, `GET /v1/metrics` (see the crate docs for the wire protocol).
+//! `GET /v1/status`, `GET /v1/metrics`, and with `--secure-aggregation` the `/v1/secagg/...`
+//! phases (see the crate docs for the wire protocol).
 //! Prints `websr-aggregator listening on http://ADDR` on stdout once it accepts connections.
 
 use anyhow::Context;

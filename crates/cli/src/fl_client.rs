@@ -11,7 +11,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 use websr::degrade::DegradationSampler;
 use websr::device::Backend;
-use websr::federated::round::{run_round_async, ClientOptions};
+use websr::federated::round::{run_round_with_delta_async, ClientOptions};
 use websr::federated::ClientData;
 use websr::train::data::TrainingSet;
 use websr_federated::protocol::{Accepted, ClientFloor, Joined, RoundConfig};
@@ -91,7 +91,7 @@ fn check_transport(server: &str, allow_insecure_http: bool) -> Result<()> {
 }
 
 /// A thin protocol client: every non-2xx answer becomes an error carrying the server's message.
-struct Client {
+pub(crate) struct Client {
     agent: Agent,
     base: String,
     token: Option<String>,
@@ -124,7 +124,12 @@ impl Client {
     }
 
     /// Sends a request and returns `(status, body)`; connection failures name the server.
-    fn send(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>)> {
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(u16, Vec<u8>)> {
         let url = format!("{}{path}", self.base);
         let result = match (method, body) {
             ("GET", _) => self
@@ -156,7 +161,11 @@ impl Client {
     }
 
     /// A JSON call that must succeed.
-    fn json<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str) -> Result<T> {
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Result<T> {
         let (status, body) = self.send(method, path, None)?;
         if !(200..300).contains(&status) {
             bail!("{method} {path}: {status} {}", server_message(&body));
@@ -166,7 +175,7 @@ impl Client {
 }
 
 /// The `error` field of an error answer, or the raw text.
-fn server_message(body: &[u8]) -> String {
+pub(crate) fn server_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
@@ -204,6 +213,7 @@ pub fn run(args: FlClientArgs) -> Result<()> {
     );
 
     let mut contributed = 0;
+    let mut secagg_failures = 0;
     let mut waiting_since = Instant::now();
     while contributed < args.rounds {
         let round: RoundConfig = client.json("GET", "/v1/round")?;
@@ -234,7 +244,7 @@ pub fn run(args: FlClientArgs) -> Result<()> {
             "round {prefix} {bar:30} {pos}/{len} steps, loss {msg} ETA {eta}",
         );
         pb.set_prefix(round.round.to_string());
-        let outcome = pollster::block_on(run_round_async(
+        let outcome = pollster::block_on(run_round_with_delta_async(
             &global,
             &round,
             &data,
@@ -248,7 +258,7 @@ pub fn run(args: FlClientArgs) -> Result<()> {
             },
         ));
         pb.finish_and_clear();
-        let outcome = match outcome {
+        let (outcome, delta) = match outcome {
             Ok(o) => o,
             // The version moved on while we downloaded: ask again.
             Err(websr::WebSrError::Weights(msg)) if msg.contains("SHA-256") => {
@@ -257,6 +267,35 @@ pub fn run(args: FlClientArgs) -> Result<()> {
             }
             Err(e) => return Err(anyhow!(e)),
         };
+        if round.secure_aggregation.is_some() {
+            // Secure aggregation: the delta goes masked through the /v1/secagg phases.
+            match crate::fl_secagg::contribute(&client, &round, joined.client_id, delta) {
+                Ok(r) => {
+                    println!(
+                        "round {}: {} steps, loss {:.4}, delta norm {:.4} (sent {:.4}) masked \
+                         through secure aggregation; {} survivors -> version {}",
+                        round.round,
+                        outcome.steps,
+                        outcome.mean_loss,
+                        outcome.norm,
+                        outcome.sent_norm,
+                        r.survivors.len(),
+                        r.global_version
+                    );
+                    contributed += 1;
+                    secagg_failures = 0;
+                }
+                Err(e) => {
+                    eprintln!("round {}: secure aggregation: {e:#}", round.round);
+                    secagg_failures += 1;
+                    if secagg_failures >= 3 {
+                        bail!("secure aggregation failed three times in a row: {e:#}");
+                    }
+                }
+            }
+            waiting_since = Instant::now();
+            continue;
+        }
         let (status, body) = client.send("POST", "/v1/update", Some(&outcome.body))?;
         match status {
             200 => {

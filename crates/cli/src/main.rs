@@ -9,6 +9,7 @@ mod bench_diffusion;
 mod eval;
 mod figure;
 mod fl_client;
+mod fl_secagg;
 mod fl_sim;
 mod models;
 mod peak_alloc;

@@ -1,5 +1,6 @@
 //! The JSON messages of the wire protocol (see the crate docs for the sequence of calls).
 
+use crate::secagg::{DistributedNoise, MaskedInput, SecAggConfig, SecAggError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -44,6 +45,45 @@ pub struct RoundConfig {
     pub client_lr: f64,
     pub batch_size: u32,
     pub max_examples: u64,
+    /// Present when the server aggregates securely: the client then sends its clipped delta
+    /// through the SecAgg phases (`/v1/secagg/...`) instead of `POST /v1/update`. Absent (and
+    /// not serialised) otherwise, so that clients that predate it still parse the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_aggregation: Option<SecureAggregation>,
+}
+
+/// A secure-aggregation round as announced in [`RoundConfig::secure_aggregation`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecureAggregation {
+    /// What every party of the SecAgg session agrees on. `config.round` is the *session* id: it
+    /// changes with every attempt at a round (a failed attempt is started over with a new id),
+    /// so it is not [`RoundConfig::round`]. Every `/v1/secagg/...` call names it.
+    pub config: SecAggConfig,
+    /// The clipping bound `C` the encoding and the noise are sized for (the round's
+    /// `clip_norm`); the client clips to at most this.
+    pub clip_norm: f64,
+    /// Distributed DP noise multiplier `z` (0 = none): each client adds its share of
+    /// `N(0, (2 z C)^2)` on the sum, see [`SecureAggregation::noise`].
+    pub noise_multiplier: f64,
+    /// The open phase: `keys`, `shares`, `masked`, `unmask` (or `failed`, `done`).
+    pub phase: String,
+    /// Longest each phase after `keys` stays open, in seconds.
+    pub phase_secs: f64,
+}
+
+impl SecureAggregation {
+    /// The noise each client adds before encoding (`None` when `noise_multiplier` is 0).
+    pub fn noise(&self) -> Result<Option<DistributedNoise>, SecAggError> {
+        if self.noise_multiplier == 0.0 {
+            return Ok(None);
+        }
+        DistributedNoise::for_multiplier(
+            self.noise_multiplier,
+            self.clip_norm,
+            self.config.threshold,
+        )
+        .map(Some)
+    }
 }
 
 /// What a client does at the least, whatever the round config asks. The server chooses the
@@ -111,6 +151,65 @@ pub struct Accepted {
     pub norm: f64,
 }
 
+/// Bytes before the values in a `POST /v1/secagg/masked` body: the session id and the client id,
+/// each a `u64` little-endian. Then come one `u32` little-endian per model parameter, in layout
+/// order (the masked input is as large as the model: JSON would triple it).
+pub const MASKED_HEADER_LEN: usize = 16;
+
+/// The `POST /v1/secagg/masked` body of `input`.
+pub fn encode_masked_input(input: &MaskedInput) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MASKED_HEADER_LEN + 4 * input.values.len());
+    out.extend_from_slice(&input.round.to_le_bytes());
+    out.extend_from_slice(&input.client.to_le_bytes());
+    for v in &input.values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Reads a `POST /v1/secagg/masked` body for a model of `params` parameters.
+pub fn decode_masked_input(body: &[u8], params: usize) -> Result<MaskedInput, String> {
+    let want = MASKED_HEADER_LEN + 4 * params;
+    if body.len() != want {
+        return Err(format!(
+            "a masked input is {want} bytes ({MASKED_HEADER_LEN} of header, 4 per parameter), \
+             got {}",
+            body.len()
+        ));
+    }
+    let (head, values) = body.split_at(MASKED_HEADER_LEN);
+    let u64_at = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
+    Ok(MaskedInput {
+        round: u64_at(0),
+        client: u64_at(8),
+        values: values
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect(),
+    })
+}
+
+/// Answer of an accepted `POST /v1/secagg/...` message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecAggAck {
+    /// The SecAgg session the message was for.
+    pub session: u64,
+    /// The phase open after this message (it may have closed the one the message was for).
+    pub phase: String,
+    /// The global version after this message (it moves on when the message finished the round).
+    pub global_version: u64,
+}
+
+/// Answer of `GET /v1/secagg/result` once the session has committed its round.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecAggResult {
+    pub session: u64,
+    /// The version the round produced.
+    pub global_version: u64,
+    /// Whose updates are in it (`U3`).
+    pub survivors: Vec<ClientId>,
+}
+
 /// One completed round, kept in the state and reported by `/v1/metrics`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoundRecord {
@@ -150,6 +249,10 @@ pub struct Counters {
     /// started over on the same version.
     #[serde(default)]
     pub rounds_quarantined: u64,
+    /// Secure-aggregation sessions that ended without a sum (too few clients at a phase, bad
+    /// shares, a non-finite aggregate); each was started over on the same version.
+    #[serde(default)]
+    pub secagg_sessions_failed: u64,
 }
 
 /// Answer of `GET /v1/status`.

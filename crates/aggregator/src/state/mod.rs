@@ -7,7 +7,8 @@
 //! accepted, or at the deadline if at least `min` are (the selected clients that sent nothing are
 //! the dropped stragglers). Below `min` at the deadline the round keeps its updates, releases the
 //! silent clients' slots and gets a new deadline. Closing aggregates, applies the server step,
-//! commits version `v + 1` to disk, and opens the next round.
+//! commits version `v + 1` to disk, and opens the next round. With `--secure-aggregation` the
+//! round runs the SecAgg phases instead (`secagg.rs`) and closes through the same commit.
 
 use crate::config::ServerConfig;
 use crate::dp::{self, Accountant};
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod persist;
+mod secagg;
 use persist::encode_opt;
 
 /// What a round's record needs from its updates, taken before they go to the strategy.
@@ -32,6 +34,9 @@ struct RoundInputs {
     claimed: Vec<u64>,
     losses: Vec<f64>,
     dp_on: bool,
+    /// Secure aggregation: the std of the noise the clients already put in the mean (the server
+    /// adds none). `None`: the server adds its own (`--noise-multiplier`).
+    distributed_noise_std: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +118,8 @@ pub struct Server {
     model_bytes_len: usize,
     updates: UpdateLog,
     inner: Mutex<Inner>,
+    /// The open secure-aggregation session (memory only; locked after `inner`, never before).
+    secagg: Mutex<secagg::SecAggState>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -293,9 +300,13 @@ impl Server {
         let client = self.authenticate_at(&inner, token, now)?;
         self.tick_locked(&mut inner, now)?;
         let finished = self.finished(&inner);
-        let submitted = inner.accepted.contains_key(&client);
+        let secagg = self.secagg_view(&mut inner, client, now)?;
+        let submitted =
+            inner.accepted.contains_key(&client) || secagg.as_ref().is_some_and(|v| v.submitted);
+        let selecting = secagg.as_ref().is_none_or(|v| v.selecting);
         let mut selected = inner.selected.contains(&client);
-        if !finished && !selected && inner.selected.len() < self.config.selection_cap() {
+        if !finished && !selected && selecting && inner.selected.len() < self.config.selection_cap()
+        {
             inner.selected.insert(client);
             if let Err(e) = self.persist(&inner) {
                 inner.selected.remove(&client);
@@ -323,6 +334,7 @@ impl Server {
             client_lr: self.config.client_lr,
             batch_size: self.config.batch_size,
             max_examples: self.config.max_examples,
+            secure_aggregation: secagg.map(|v| v.info),
         })
     }
 
@@ -360,6 +372,9 @@ impl Server {
 
     fn submit_inner(&self, token: Option<&str>, body: &[u8]) -> Result<Accepted, Error> {
         self.authenticate(&self.lock(), token)?;
+        if self.config.secure_aggregation.is_some() {
+            return Err(Error::SecAggOnly);
+        }
         // Parse outside the lock: the layout never changes.
         let u = tensors::parse_update(body, &self.layout)?;
         if u.num_examples < 1 || u.num_examples > self.config.max_examples {
@@ -472,6 +487,9 @@ impl Server {
     }
 
     fn tick_locked(&self, inner: &mut Inner, now: u64) -> Result<bool, Error> {
+        if self.config.secure_aggregation.is_some() {
+            return self.secagg_tick(inner, now);
+        }
         if self.finished(inner) || now < inner.deadline_ms {
             return Ok(false);
         }
@@ -532,6 +550,7 @@ impl Server {
             claimed,
             losses: accepted.values().filter_map(|a| a.client_loss).collect(),
             dp_on,
+            distributed_noise_std: None,
         };
         let result = self.commit_round(inner, &updates, round, now, closed_by);
         inner.tokens = tokens;
@@ -559,16 +578,24 @@ impl Server {
             claimed,
             losses,
             dp_on,
+            distributed_noise_std,
         } = round;
         let mut next = inner.clone();
         let mut delta = self.strategy.aggregate(updates)?;
         let delta_norm = tensors::l2_norm(&delta);
-        let noise_std = match self.config.clip_norm {
+        let server_noise_std = match self.config.clip_norm {
             Some(c) if dp_on => dp::noise_std(self.config.noise_multiplier, c, updates.len()),
             _ => 0.0,
         };
         let version = inner.version + 1;
-        dp::add_gaussian_noise(&mut delta, noise_std, &mut self.noise_rng(version));
+        let noise_std = match distributed_noise_std {
+            // Secure aggregation: the clients' noise is already in the mean.
+            Some(std) => std,
+            None => {
+                dp::add_gaussian_noise(&mut delta, server_noise_std, &mut self.noise_rng(version));
+                server_noise_std
+            }
+        };
         self.strategy.apply(&mut next.global, &delta, &mut next.opt);
         if next.global.iter().flatten().any(|v| !v.is_finite()) {
             self.quarantine_round(inner, now)?;
@@ -584,7 +611,7 @@ impl Server {
             base_version: inner.version,
             stragglers_dropped: inner.selected.len().saturating_sub(clients.len()),
             clients,
-            examples: (!dp_on).then(|| claimed.iter().sum()),
+            examples: (!dp_on && !claimed.is_empty()).then(|| claimed.iter().sum()),
             closed_by: closed_by.to_string(),
             mean_client_loss: (!dp_on && !losses.is_empty())
                 .then(|| losses.iter().sum::<f64>() / losses.len() as f64),

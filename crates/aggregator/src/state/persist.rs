@@ -55,6 +55,7 @@ impl Server {
             layout,
             metadata,
             inner: Mutex::new(inner),
+            secagg: Default::default(),
         }
     }
 
