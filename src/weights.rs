@@ -41,9 +41,45 @@ pub(crate) fn module_to_bytes<M: ModuleSnapshot>(
         .metadata("spec", spec);
     net.save_into(&mut store)
         .map_err(|e| WebSrError::Weights(e.to_string()))?;
-    store
+    let bytes = store
         .get_bytes()
-        .map_err(|e| WebSrError::Weights(e.to_string()))
+        .map_err(|e| WebSrError::Weights(e.to_string()))?;
+    canonical_header(&bytes)
+}
+
+/// `bytes` with its header written in one canonical order: the metadata keys sorted, then the
+/// tensors in the order of their data. safetensors writes the metadata from a `HashMap`, whose
+/// order changes from one map to the next, so the same weights saved twice were different bytes
+/// (a different SHA-256, and a resumed training run's checkpoint unequal to an uninterrupted
+/// one's). The data section is kept as it is.
+fn canonical_header(bytes: &[u8]) -> Result<Vec<u8>> {
+    let (n, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| WebSrError::Weights(format!("not a safetensors file: {e}")))?;
+    let json = |e: serde_json::Error| WebSrError::Weights(e.to_string());
+    let mut entries = Vec::new();
+    if let Some(md) = meta.metadata() {
+        let sorted: std::collections::BTreeMap<_, _> = md.iter().collect();
+        entries.push(format!(
+            "\"__metadata__\":{}",
+            serde_json::to_string(&sorted).map_err(json)?
+        ));
+    }
+    for name in meta.offset_keys() {
+        let info = meta.info(&name).expect("a listed tensor");
+        entries.push(format!(
+            "{}:{}",
+            serde_json::to_string(&name).map_err(json)?,
+            serde_json::to_string(info).map_err(json)?
+        ));
+    }
+    let mut header = format!("{{{}}}", entries.join(",")).into_bytes();
+    // safetensors aligns the data section to 8 bytes by padding the header with spaces.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + bytes.len() - 8 - n);
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(header);
+    out.extend(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Serialises a model (tensors + spec) to safetensors bytes.
@@ -182,8 +218,9 @@ fn retype(
         .map_err(|e| WebSrError::Weights(e.to_string()))?;
     let (_, meta) =
         SafeTensors::read_metadata(bytes).map_err(|e| WebSrError::Weights(e.to_string()))?;
-    safetensors::serialize(views, meta.metadata().clone())
-        .map_err(|e| WebSrError::Weights(e.to_string()))
+    let retyped = safetensors::serialize(views, meta.metadata().clone())
+        .map_err(|e| WebSrError::Weights(e.to_string()))?;
+    canonical_header(&retyped)
 }
 
 /// The weights with every f32 tensor stored as f16 (round to nearest): the shipped wire format,
