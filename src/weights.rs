@@ -255,7 +255,7 @@ pub fn to_f32_bytes(bytes: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Tensor names and shapes, in name order.
-type Layout = BTreeMap<String, Vec<usize>>;
+pub(crate) type Layout = BTreeMap<String, Vec<usize>>;
 
 /// The tensors `net` holds, by the names its weights files use.
 fn module_layout<M: ModuleSnapshot>(net: &M) -> Layout {
@@ -288,6 +288,12 @@ fn some_names<'a>(names: impl ExactSizeIterator<Item = &'a String>) -> String {
 /// ones it has in excess, or the first tensor whose shape differs, with both shapes. `None`
 /// when every name and shape agree.
 fn layout_mismatch(expected: &Layout, found: &Layout, what: &str) -> Option<String> {
+    layout_difference(expected, found, what)
+        .map(|why| format!("{why}: the file's tensors do not fit the spec in its metadata"))
+}
+
+/// [`layout_mismatch`] without its conclusion, for other comparisons of two tensor layouts.
+pub(crate) fn layout_difference(expected: &Layout, found: &Layout, what: &str) -> Option<String> {
     let missing: Vec<_> = expected
         .keys()
         .filter(|k| !found.contains_key(*k))
@@ -312,10 +318,7 @@ fn layout_mismatch(expected: &Layout, found: &Layout, what: &str) -> Option<Stri
                 some_names(extra.into_iter())
             ));
         }
-        return Some(format!(
-            "the file's tensors do not fit the spec in its metadata: {}",
-            parts.join("; ")
-        ));
+        return Some(parts.join("; "));
     }
     let differ: Vec<_> = expected
         .iter()
@@ -327,8 +330,7 @@ fn layout_mismatch(expected: &Layout, found: &Layout, what: &str) -> Option<Stri
         n => format!(" (and {} more tensors differ)", n - 1),
     };
     Some(format!(
-        "tensor '{name}' has shape {:?} in the file, but {what} needs {shape:?}{others}: the \
-         file's tensors do not fit the spec in its metadata",
+        "tensor '{name}' has shape {:?} in the file, but {what} needs {shape:?}{others}",
         found[*name]
     ))
 }
@@ -359,7 +361,7 @@ pub(crate) fn load_module<M: ModuleSnapshot>(net: &mut M, bytes: &[u8], what: &s
 }
 
 /// "a wavelr x2 model (48 features, 6 body layers)".
-fn describe(spec: &ModelSpec) -> String {
+pub(crate) fn describe(spec: &ModelSpec) -> String {
     format!(
         "a {} x{} model ({} features, {} body layers)",
         spec.arch.name(),
