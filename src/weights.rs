@@ -10,13 +10,14 @@
 
 use crate::error::{Result, WebSrError};
 use crate::model::ModelKind;
-use crate::models::{ModelSpec, SrModel};
+use crate::models::{Arch, ModelSpec, SrModel};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use half::f16;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Value of the `format` metadata key.
@@ -41,9 +42,45 @@ pub(crate) fn module_to_bytes<M: ModuleSnapshot>(
         .metadata("spec", spec);
     net.save_into(&mut store)
         .map_err(|e| WebSrError::Weights(e.to_string()))?;
-    store
+    let bytes = store
         .get_bytes()
-        .map_err(|e| WebSrError::Weights(e.to_string()))
+        .map_err(|e| WebSrError::Weights(e.to_string()))?;
+    canonical_header(&bytes)
+}
+
+/// `bytes` with its header written in one canonical order: the metadata keys sorted, then the
+/// tensors in the order of their data. safetensors writes the metadata from a `HashMap`, whose
+/// order changes from one map to the next, so the same weights saved twice were different bytes
+/// (a different SHA-256, and a resumed training run's checkpoint unequal to an uninterrupted
+/// one's). The data section is kept as it is.
+fn canonical_header(bytes: &[u8]) -> Result<Vec<u8>> {
+    let (n, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| WebSrError::Weights(format!("not a safetensors file: {e}")))?;
+    let json = |e: serde_json::Error| WebSrError::Weights(e.to_string());
+    let mut entries = Vec::new();
+    if let Some(md) = meta.metadata() {
+        let sorted: BTreeMap<_, _> = md.iter().collect();
+        entries.push(format!(
+            "\"__metadata__\":{}",
+            serde_json::to_string(&sorted).map_err(json)?
+        ));
+    }
+    for name in meta.offset_keys() {
+        let info = meta.info(&name).expect("a listed tensor");
+        entries.push(format!(
+            "{}:{}",
+            serde_json::to_string(&name).map_err(json)?,
+            serde_json::to_string(info).map_err(json)?
+        ));
+    }
+    let mut header = format!("{{{}}}", entries.join(",")).into_bytes();
+    // safetensors aligns the data section to 8 bytes by padding the header with spaces.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + bytes.len() - 8 - n);
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(header);
+    out.extend(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Serialises a model (tensors + spec) to safetensors bytes.
@@ -182,8 +219,9 @@ fn retype(
         .map_err(|e| WebSrError::Weights(e.to_string()))?;
     let (_, meta) =
         SafeTensors::read_metadata(bytes).map_err(|e| WebSrError::Weights(e.to_string()))?;
-    safetensors::serialize(views, meta.metadata().clone())
-        .map_err(|e| WebSrError::Weights(e.to_string()))
+    let retyped = safetensors::serialize(views, meta.metadata().clone())
+        .map_err(|e| WebSrError::Weights(e.to_string()))?;
+    canonical_header(&retyped)
 }
 
 /// The weights with every f32 tensor stored as f16 (round to nearest): the shipped wire format,
@@ -216,10 +254,95 @@ pub fn to_f32_bytes(bytes: &[u8]) -> Result<Vec<u8>> {
     })
 }
 
+/// Tensor names and shapes, in name order.
+pub(crate) type Layout = BTreeMap<String, Vec<usize>>;
+
+/// The tensors `net` holds, by the names its weights files use.
+fn module_layout<M: ModuleSnapshot>(net: &M) -> Layout {
+    net.collect(None, None, true)
+        .into_iter()
+        .map(|t| (t.name, t.shape.to_vec()))
+        .collect()
+}
+
+/// The tensors a safetensors file holds.
+fn file_layout(bytes: &[u8]) -> Result<Layout> {
+    Ok(deserialize(bytes)?
+        .iter()
+        .map(|(name, view)| (name.to_string(), view.shape().to_vec()))
+        .collect())
+}
+
+/// At most five quoted names, then how many more.
+fn some_names<'a>(names: impl ExactSizeIterator<Item = &'a String>) -> String {
+    let n = names.len();
+    let mut list: Vec<String> = names.take(5).map(|name| format!("'{name}'")).collect();
+    if n > 5 {
+        list.push(format!("and {} more", n - 5));
+    }
+    list.join(", ")
+}
+
+/// Why a file with tensors `found` cannot load into `model` (described by `what`, e.g. "a dwsr
+/// x2 model (16 features, 2 body layers)"), which holds `expected`: the tensors it lacks, the
+/// ones it has in excess, or the first tensor whose shape differs, with both shapes. `None`
+/// when every name and shape agree.
+fn layout_mismatch(expected: &Layout, found: &Layout, what: &str) -> Option<String> {
+    layout_difference(expected, found, what)
+        .map(|why| format!("{why}: the file's tensors do not fit the spec in its metadata"))
+}
+
+/// [`layout_mismatch`] without its conclusion, for other comparisons of two tensor layouts.
+pub(crate) fn layout_difference(expected: &Layout, found: &Layout, what: &str) -> Option<String> {
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !found.contains_key(*k))
+        .collect();
+    let extra: Vec<_> = found
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!(
+                "it lacks {} tensor(s) that {what} has: {}",
+                missing.len(),
+                some_names(missing.into_iter())
+            ));
+        }
+        if !extra.is_empty() {
+            parts.push(format!(
+                "it has {} tensor(s) that {what} does not: {}",
+                extra.len(),
+                some_names(extra.into_iter())
+            ));
+        }
+        return Some(parts.join("; "));
+    }
+    let differ: Vec<_> = expected
+        .iter()
+        .filter(|&(name, shape)| &found[name] != shape)
+        .collect();
+    let (name, shape) = differ.first()?;
+    let others = match differ.len() {
+        1 => String::new(),
+        n => format!(" (and {} more tensors differ)", n - 1),
+    };
+    Some(format!(
+        "tensor '{name}' has shape {:?} in the file, but {what} needs {shape:?}{others}",
+        found[*name]
+    ))
+}
+
 /// Loads every tensor of `bytes` into `net`, strictly: values are checked first, and a missing,
-/// extra or mis-shaped tensor is an error.
-pub(crate) fn load_module<M: ModuleSnapshot>(net: &mut M, bytes: &[u8]) -> Result<()> {
+/// extra or mis-shaped tensor is an error naming the tensors (and shapes) and `what` the model
+/// is (as [`layout_mismatch`]).
+pub(crate) fn load_module<M: ModuleSnapshot>(net: &mut M, bytes: &[u8], what: &str) -> Result<()> {
     check_values(bytes)?;
+    if let Some(why) = layout_mismatch(&module_layout(net), &file_layout(bytes)?, what) {
+        return Err(WebSrError::Weights(why));
+    }
     // The modules' parameters are f32: widen f16 here rather than rely on the store casting.
     let mut store = SafetensorsStore::from_bytes(Some(to_f32_bytes(bytes)?))
         .skip_enum_variants(true)
@@ -237,12 +360,47 @@ pub(crate) fn load_module<M: ModuleSnapshot>(net: &mut M, bytes: &[u8]) -> Resul
     Ok(())
 }
 
+/// "a wavelr x2 model (48 features, 6 body layers)".
+pub(crate) fn describe(spec: &ModelSpec) -> String {
+    format!(
+        "a {} x{} model ({} features, {} body layers)",
+        spec.arch.name(),
+        spec.scale,
+        spec.features,
+        spec.body_layers
+    )
+}
+
 /// Rebuilds a model from safetensors bytes on `device`.
 pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<SrModel> {
     let spec = read_spec(bytes)?;
-    let mut model = SrModel::init(spec, device)?;
-    load_module(&mut model.net, bytes)?;
+    let mut model = SrModel::init(spec.clone(), device)?;
+    if let Err(e) = load_module(&mut model.net, bytes, &describe(&spec)) {
+        return Err(other_arch(&spec, bytes, device).unwrap_or(e));
+    }
     Ok(model)
+}
+
+/// When the tensors of a file whose spec names one architecture are exactly those of another
+/// (same scale, width and depth), the error that says so.
+fn other_arch(spec: &ModelSpec, bytes: &[u8], device: &Device) -> Option<WebSrError> {
+    let found = file_layout(bytes).ok()?;
+    let arch = Arch::ALL
+        .into_iter()
+        .filter(|&a| a != spec.arch)
+        .find(|&arch| {
+            let other = ModelSpec {
+                arch,
+                ..spec.clone()
+            };
+            SrModel::init(other, device).is_ok_and(|m| module_layout(&m.net) == found)
+        })?;
+    Some(WebSrError::Weights(format!(
+        "the tensors are those of a {} model, but the spec in the file's metadata says {}: \
+         the metadata and the tensors disagree (re-save the weights with websr)",
+        arch.name(),
+        spec.arch.name()
+    )))
 }
 
 /// Writes `bytes` to `path` through a temporary file, so an interrupted save never leaves a

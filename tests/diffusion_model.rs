@@ -88,7 +88,11 @@ fn diffusion_models_round_trip_through_safetensors_and_refuse_bad_files() {
         let swapped = rewrite(&bytes, |h, _| {
             h["__metadata__"]["spec"] = serde_json::to_string(&wider).unwrap().into();
         });
-        assert!(DiffusionModel::from_bytes(&swapped, &device).is_err());
+        let msg = weights_error(DiffusionModel::from_bytes(&swapped, &device));
+        let needs = format!("but a {} x2 model (U-Net width 16) needs [", wider.label());
+        for needle in ["tensor '", "has shape [", "in the file", &needs] {
+            assert!(msg.contains(needle), "'{msg}' lacks '{needle}'");
+        }
         // A NaN weight.
         let poisoned = rewrite(&bytes, |_, data| {
             data[..4].copy_from_slice(&f32::NAN.to_le_bytes());

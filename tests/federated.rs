@@ -120,7 +120,16 @@ fn a_delta_added_to_the_global_model_gives_the_trained_model() {
         let spec = ModelSpec::default_for(Arch::WaveLr, 2);
         weights::to_bytes(&SrModel::init(spec, &Device::flex()).unwrap()).unwrap()
     };
-    assert!(ModelDelta::between(&global, &other).is_err());
+    let err = ModelDelta::between(&global, &other)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "the trained model is a wavelr x2 model (48 features, 6 body layers)",
+        "the global model is a wavelr x2 model (8 features, 1 body layers)",
+        "does not: 'body.1.bias'",
+    ] {
+        assert!(err.contains(needle), "'{err}' lacks '{needle}'");
+    }
     assert!(ModelDelta::between(&global, b"not a model").is_err());
 }
 

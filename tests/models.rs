@@ -296,6 +296,11 @@ fn weights_round_trip_exactly() {
             let bytes = weights::to_bytes(&model).unwrap();
             let loaded = weights::from_bytes(&bytes, &device).unwrap();
             assert_eq!(loaded.spec, model.spec);
+            // Saving again gives the same bytes: the header has one order.
+            assert!(
+                weights::to_bytes(&loaded).unwrap() == bytes,
+                "{name} {arch:?}"
+            );
             let lr = synthetic(6, 6, 7);
             let a = run_model(&model, &lr, &device);
             let b = run_model(&loaded, &lr, &device);
@@ -304,13 +309,17 @@ fn weights_round_trip_exactly() {
     }
 }
 
-/// Rewrites a safetensors file: `edit` gets the header JSON and the data section.
-fn expect_weights_error(bytes: &[u8], needle: &str) {
+/// Loading `bytes` fails with a weights error whose message holds every one of `needles`.
+fn expect_weights_error(bytes: &[u8], needles: &[&str]) {
     let (_, device) = devices().remove(0);
     match weights::from_bytes(bytes, &device) {
-        Err(WebSrError::Weights(msg)) => assert!(msg.contains(needle), "'{msg}' lacks '{needle}'"),
+        Err(WebSrError::Weights(msg)) => {
+            for needle in needles {
+                assert!(msg.contains(needle), "'{msg}' lacks '{needle}'");
+            }
+        }
         Err(e) => panic!("wrong error kind: {e}"),
-        Ok(_) => panic!("bad weights were accepted (expected '{needle}')"),
+        Ok(_) => panic!("bad weights were accepted (expected {needles:?})"),
     }
 }
 
@@ -321,42 +330,69 @@ fn bad_weights_files_get_clear_errors() {
     let good = weights::to_bytes(&model).unwrap();
     assert!(weights::from_bytes(&good, &device).is_ok());
 
-    expect_weights_error(b"definitely not safetensors", "not a safetensors file");
-    expect_weights_error(&good[..good.len() / 2], "safetensors");
+    expect_weights_error(b"definitely not safetensors", &["not a safetensors file"]);
+    expect_weights_error(&good[..good.len() / 2], &["safetensors"]);
 
     let wrong_version = rewrite(&good, |h, _| {
         h["__metadata__"]["format_version"] = "99".into();
     });
-    expect_weights_error(&wrong_version, "format_version");
+    expect_weights_error(&wrong_version, &["format_version"]);
 
     let no_spec = rewrite(&good, |h, _| {
         h["__metadata__"].as_object_mut().unwrap().remove("spec");
     });
-    expect_weights_error(&no_spec, "spec");
+    expect_weights_error(&no_spec, &["spec"]);
 
     let other_arch = rewrite(&good, |h, _| {
         h["__metadata__"]["spec"] =
             r#"{"arch":"wavelr","scale":2,"features":16,"body_layers":2}"#.into();
     });
-    expect_weights_error(&other_arch, "");
+    // The architecture the tensors are and the one the metadata claims.
+    expect_weights_error(
+        &other_arch,
+        &["tensors are those of a dwsr model", "metadata says wavelr"],
+    );
 
     let renamed = rewrite(&good, |h, _| {
         let t = h.as_object_mut().unwrap().remove("tail.weight").unwrap();
         h["tail.renamed"] = t;
     });
-    expect_weights_error(&renamed, "tail");
+    expect_weights_error(
+        &renamed,
+        &[
+            "lacks 1 tensor(s) that a dwsr x2 model (16 features, 2 body layers) has: 'tail.weight'",
+            "has 1 tensor(s) that a dwsr x2 model (16 features, 2 body layers) does not: 'tail.renamed'",
+        ],
+    );
 
     let wrong_shape = rewrite(&good, |h, _| {
         // Same byte count, different shape: [12, 16, 3, 3] -> [16, 12, 3, 3].
         h["tail.weight"]["shape"] = serde_json::json!([16, 12, 3, 3]);
     });
-    expect_weights_error(&wrong_shape, "");
+    // The tensor, the shape in the file and the one the spec's model needs.
+    expect_weights_error(
+        &wrong_shape,
+        &[
+            "tensor 'tail.weight' has shape [16, 12, 3, 3] in the file",
+            "needs [12, 16, 3, 3]",
+        ],
+    );
+
+    // A spec whose width is not the tensors' (the same architecture).
+    let wider = rewrite(&good, |h, _| {
+        h["__metadata__"]["spec"] =
+            r#"{"arch":"dwsr","scale":2,"features":32,"body_layers":2}"#.into();
+    });
+    expect_weights_error(
+        &wider,
+        &["in the file, but a dwsr x2 model (32 features, 2 body layers) needs"],
+    );
 
     let with_nan = rewrite(&good, |h, data| {
         let start = h["tail.weight"]["data_offsets"][0].as_u64().unwrap() as usize;
         data[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     });
-    expect_weights_error(&with_nan, "NaN");
+    expect_weights_error(&with_nan, &["NaN"]);
 
     let bad_scale = rewrite(&good, |h, _| {
         h["__metadata__"]["spec"] =

@@ -465,8 +465,15 @@ impl DiffusionModel {
 
     /// Rebuilds a model from safetensors bytes, strictly (see [`crate::weights`]).
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<DiffusionModel> {
-        let mut model = DiffusionModel::init(Self::read_spec(bytes)?, device)?;
-        weights::load_module(&mut model.net, bytes)?;
+        let spec = Self::read_spec(bytes)?;
+        let what = format!(
+            "a {} x{} model (U-Net width {})",
+            spec.label(),
+            spec.scale,
+            spec.unet.inner_channels
+        );
+        let mut model = DiffusionModel::init(spec, device)?;
+        weights::load_module(&mut model.net, bytes, &what)?;
         Ok(model)
     }
 

@@ -3,6 +3,8 @@
 //! the names and order are exactly the ones the server reads.
 
 use crate::error::{Result, WebSrError};
+use crate::models::ModelSpec;
+use crate::weights;
 use websr_federated::dp;
 use websr_federated::tensors::{self, Layout, ModelFile};
 
@@ -17,15 +19,41 @@ fn read(bytes: &[u8], what: &str) -> Result<ModelFile> {
     tensors::read_model(bytes).map_err(|e| WebSrError::Weights(format!("{what}: {e}")))
 }
 
+/// Why an update of `trained` cannot be taken against `global`: both models as their specs
+/// describe them, and how the trained file's tensors differ.
+fn wrong_model(global: &ModelFile, trained: &ModelFile) -> String {
+    let what = |file: &ModelFile| {
+        file.metadata
+            .get("spec")
+            .and_then(|json| serde_json::from_str::<ModelSpec>(json).ok())
+            .map_or("a model of unknown spec".to_string(), |spec| {
+                weights::describe(&spec)
+            })
+    };
+    let layout = |file: &ModelFile| -> weights::Layout {
+        file.layout
+            .names
+            .iter()
+            .cloned()
+            .zip(file.layout.shapes.iter().cloned())
+            .collect()
+    };
+    let (want, got) = (what(global), what(trained));
+    let detail = weights::layout_difference(&layout(global), &layout(trained), &want)
+        .map_or(String::new(), |d| format!(" ({d})"));
+    format!(
+        "the trained model is {got}, but the global model is {want}{detail}: an update must be \
+         trained from its round's global model"
+    )
+}
+
 impl ModelDelta {
     /// The difference between two weight files of the same model.
     pub fn between(global: &[u8], trained: &[u8]) -> Result<Self> {
         let global = read(global, "global model")?;
         let trained = read(trained, "trained model")?;
         if global.layout != trained.layout {
-            return Err(WebSrError::Weights(
-                "the trained model's tensors differ from the global model's".into(),
-            ));
+            return Err(WebSrError::Weights(wrong_model(&global, &trained)));
         }
         let tensors = trained
             .values
