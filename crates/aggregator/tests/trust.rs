@@ -6,19 +6,18 @@
 mod common;
 
 use axum::http::StatusCode;
-use clap::Parser;
 use common::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use websr_aggregator::tensors::{self, Layout};
-use websr_aggregator::{app, Args, Error, Server};
+use websr_aggregator::{app, Error, Server};
 
 fn server(dir: &std::path::Path, extra: &[&str]) -> Arc<Server> {
     Arc::new(Server::open(config(dir, extra)).unwrap())
 }
 
 /// A server on a model with one tensor of `params` zeros (large enough to measure a noise
-/// level), seeded.
+/// level), seeded, clipping as `extra` says.
 fn wide_server(dir: &std::path::Path, params: usize, extra: &[&str]) -> (Arc<Server>, Layout) {
     let layout = Layout {
         names: vec!["w".into()],
@@ -27,18 +26,7 @@ fn wide_server(dir: &std::path::Path, params: usize, extra: &[&str]) -> (Arc<Ser
     let bytes = tensors::serialize(&layout, &[vec![0.0; params]], &HashMap::new()).unwrap();
     let init = dir.join("wide.safetensors");
     std::fs::write(&init, bytes).unwrap();
-    let state = dir.join("wide-state");
-    let mut argv = vec![
-        "websr-aggregator".to_string(),
-        "--init".into(),
-        init.display().to_string(),
-        "--state-dir".into(),
-        state.display().to_string(),
-        "--seed".into(),
-        "11".into(),
-    ];
-    argv.extend(extra.iter().map(|s| s.to_string()));
-    let config = Args::try_parse_from(argv).unwrap().server_config();
+    let config = config_for(&init, &dir.join("wide-state"), extra);
     (Arc::new(Server::open(config).unwrap()), layout)
 }
 

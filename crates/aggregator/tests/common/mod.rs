@@ -42,7 +42,11 @@ pub fn write_model(dir: &Path) -> std::path::PathBuf {
 /// (`--no-clip`); the pseudo-flag `--default-clip` keeps the binary's default instead.
 pub fn config(dir: &Path, extra: &[&str]) -> ServerConfig {
     let init = write_model(dir);
-    let state = dir.join("state");
+    config_for(&init, &dir.join("state"), extra)
+}
+
+/// [`config`] for the model file `init`, with its state in `state`.
+pub fn config_for(init: &Path, state: &Path, extra: &[&str]) -> ServerConfig {
     let mut argv = vec![
         "websr-aggregator".to_string(),
         "--init".into(),

@@ -122,14 +122,7 @@ impl Client {
     }
 
     fn check_round(&self, round: u64) -> Result<(), SecAggError> {
-        if round == self.config.round {
-            Ok(())
-        } else {
-            Err(SecAggError::WrongRound {
-                expected: self.config.round,
-                got: round,
-            })
-        }
+        self.config.check_round(round)
     }
 
     /// Step 1: given the round's participants, secret-shares the mask secret key and a fresh

@@ -118,6 +118,18 @@ pub struct SecAggConfig {
 }
 
 impl SecAggConfig {
+    /// Refuses a message of another round (session).
+    pub(crate) fn check_round(&self, round: u64) -> Result<(), SecAggError> {
+        if round == self.round {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongRound {
+                expected: self.round,
+                got: round,
+            })
+        }
+    }
+
     /// Checks what can be checked before the participants are known.
     pub fn validate(&self) -> Result<(), SecAggError> {
         let bad = |why: String| Err(SecAggError::Config(why));

@@ -122,14 +122,7 @@ impl Server {
     }
 
     fn check_round(&self, round: u64) -> Result<(), SecAggError> {
-        if round == self.config.round {
-            Ok(())
-        } else {
-            Err(SecAggError::WrongRound {
-                expected: self.config.round,
-                got: round,
-            })
-        }
+        self.config.check_round(round)
     }
 
     /// Ends the round with `e`: nothing more is accepted and no sum is returned.
