@@ -274,6 +274,20 @@ fn fl_client_names_an_unreachable_server_and_bad_arguments() {
 
     let out = websr(&["fl-client", "--data", dir.join("missing").to_str().unwrap()]);
     assert!(!out.status.success());
+
+    // Plain http to another machine is refused before any connection (token in clear).
+    let out = websr(&[
+        "fl-client",
+        "--server",
+        "http://fl.example.org",
+        "--data",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("https://") && err.contains("in clear"),
+        "{err}"
+    );
 }
 
 #[test]
