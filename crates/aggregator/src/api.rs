@@ -71,6 +71,7 @@ impl From<Error> for AppError {
             Error::Update(_) | Error::NumExamples { .. } => StatusCode::BAD_REQUEST,
             Error::NormTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Stale { .. }
+            | Error::TooStale { .. }
             | Error::FutureVersion { .. }
             | Error::Duplicate { .. }
             | Error::Finished(_) => StatusCode::CONFLICT,

@@ -48,7 +48,22 @@ pub struct ServerConfig {
     /// `--secure-aggregation`: rounds run the SecAgg phases (`state::secagg`); `None` = plain
     /// rounds.
     pub secure_aggregation: Option<SecAggSettings>,
+    /// `--buffered K`: buffered asynchronous rounds (FedBuff, `state::buffered`); `None` =
+    /// synchronous rounds.
+    pub buffered: Option<BufferedSettings>,
 }
+
+/// The FedBuff flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferedSettings {
+    /// `--buffered K`: accepted updates that make the next version.
+    pub k: usize,
+    /// `--max-staleness`: most versions an update's base may lag behind the current one.
+    pub max_staleness: u64,
+}
+
+/// Default of `--max-staleness`.
+pub const DEFAULT_MAX_STALENESS: u64 = 4;
 
 /// The secure-aggregation flags.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +145,9 @@ impl ServerConfig {
         if let Some(sa) = &self.secure_aggregation {
             self.validate_secagg(sa, strategy.name())?;
         }
+        if let Some(b) = &self.buffered {
+            self.validate_buffered(b, strategy.min_updates(), strategy.name())?;
+        }
         Ok(())
     }
 
@@ -196,6 +214,42 @@ impl ServerConfig {
             return Err("--secagg-phase-secs must be > 0".into());
         }
         Ok(())
+    }
+
+    fn validate_buffered(
+        &self,
+        b: &BufferedSettings,
+        min_updates: usize,
+        strategy: &str,
+    ) -> Result<(), String> {
+        if self.secure_aggregation.is_some() {
+            return Err(
+                "--buffered and --secure-aggregation cannot be combined: a SecAgg session masks \
+                 one synchronous round's updates together"
+                    .into(),
+            );
+        }
+        if self.noise_multiplier > 0.0 {
+            return Err(
+                "--buffered with --noise-multiplier is not supported: the DP noise and its \
+                 accounting are calibrated for synchronous rounds of unweighted updates"
+                    .into(),
+            );
+        }
+        if b.k < 1 {
+            return Err("--buffered K must be at least 1".into());
+        }
+        if b.k < min_updates {
+            return Err(format!(
+                "--strategy {strategy} needs --buffered >= {min_updates}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Accepted updates that close a round: `K` with `--buffered`, else `--target-clients`.
+    pub fn close_at(&self) -> usize {
+        self.buffered.map_or(self.target_clients, |b| b.k)
     }
 
     /// Most clients selected per round: `ceil(target * over_selection)`.

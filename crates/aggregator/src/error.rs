@@ -18,6 +18,13 @@ pub enum Error {
     NormTooLarge { norm: f64, bound: f64 },
     #[error("stale base_version {got}: the current global model is version {current}; fetch it and train again")]
     Stale { got: u64, current: u64 },
+    #[error("stale base_version {got}: the current global model is version {current}, a staleness of {staleness} versions, above the limit of {max} (--max-staleness); fetch the model and train again")]
+    TooStale {
+        got: u64,
+        current: u64,
+        staleness: u64,
+        max: u64,
+    },
     #[error("base_version {got} does not exist: the current global model is version {current}")]
     FutureVersion { got: u64, current: u64 },
     #[error("client {client} already submitted an update for global version {version}")]
@@ -73,7 +80,7 @@ impl Error {
             Error::Update(_) => "layout",
             Error::NumExamples { .. } => "num_examples",
             Error::NormTooLarge { .. } => "norm",
-            Error::Stale { .. } | Error::FutureVersion { .. } => "version",
+            Error::Stale { .. } | Error::TooStale { .. } | Error::FutureVersion { .. } => "version",
             Error::Duplicate { .. } => "duplicate",
             Error::NotSelected { .. } => "not_selected",
             Error::Finished(_) => "finished",

@@ -2,7 +2,9 @@
 //! server runs with. Only this module and `main.rs` know about clap. Tests parse flags with
 //! `Args::try_parse_from` too, so that they exercise the flags as users write them.
 
-use crate::config::{SecAggSettings, ServerConfig, DEFAULT_INIT};
+use crate::config::{
+    BufferedSettings, SecAggSettings, ServerConfig, DEFAULT_INIT, DEFAULT_MAX_STALENESS,
+};
 use crate::strategy::{StrategyConfig, StrategyKind};
 use clap::Parser;
 use std::net::SocketAddr;
@@ -155,6 +157,19 @@ pub struct Args {
     /// threshold answered; otherwise the session fails and the round starts over.
     #[arg(long, default_value_t = 60.0)]
     pub secagg_phase_secs: f64,
+
+    /// Buffered asynchronous rounds (FedBuff, Nguyen et al. 2022): every joined client may train
+    /// and submit at any time (no selection cap, no deadline); every K accepted updates make the
+    /// next version, each delta scaled by 1/sqrt(1 + staleness). Not with --secure-aggregation
+    /// or --noise-multiplier; --min-clients, --target-clients, --over-selection and
+    /// --round-deadline-secs are then unused.
+    #[arg(long, value_name = "K")]
+    pub buffered: Option<usize>,
+
+    /// With --buffered: most versions an update's base_version may lag behind the current
+    /// global version (older updates get 409). Default 4.
+    #[arg(long, requires = "buffered")]
+    pub max_staleness: Option<u64>,
 }
 
 /// The strategy flags (`--strategy` to `--krum-f`), flattened into [`Args`]; they convert into a
@@ -241,6 +256,10 @@ impl Args {
                 threshold: self.secagg_threshold,
                 neighbours: self.secagg_neighbours,
                 phase_secs: self.secagg_phase_secs,
+            }),
+            buffered: self.buffered.map(|k| BufferedSettings {
+                k,
+                max_staleness: self.max_staleness.unwrap_or(DEFAULT_MAX_STALENESS),
             }),
         }
     }

@@ -119,6 +119,19 @@
 //! finishes (the mean of the survivors' deltas, with the clients' distributed noise if
 //! `--noise-multiplier` is set); a failed session starts the round over on the same version, and
 //! a restart abandons the open session.
+//!
+//! With `--buffered K` (FedBuff, Nguyen et al. 2022; `src/state/buffered.rs`) rounds are
+//! asynchronous: no selection cap and no deadline. `GET /v1/round` answers `selected: true` to
+//! every client that has not yet sent an update for the current version (`target_clients` is
+//! `K`), and `POST /v1/update` takes an update based on any version `b` with staleness
+//! `s = global_version - b` up to `--max-staleness` (default 4; older: `409` naming the
+//! staleness and the limit). Each accepted update is durable before its reply (the update log
+//! of the current version; the body keeps its `base_version`, so a restart restores the buffer
+//! with the same staleness). Every `K` accepted updates the server aggregates them with the
+//! strategy after scaling each delta by FedBuff's polynomial staleness weight `1 / sqrt(1 + s)`
+//! (not renormalised: with FedAvg the step is `sum_i p_i / sqrt(1 + s_i) * d_i`, `p_i` the
+//! usual capped example weights), applies the server step and commits the next version
+//! (`closed_by: "buffer"`). Refused with `--secure-aggregation` and with `--noise-multiplier`.
 
 pub mod api;
 pub mod config;

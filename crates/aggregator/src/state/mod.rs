@@ -8,7 +8,9 @@
 //! the dropped stragglers). Below `min` at the deadline the round keeps its updates, releases the
 //! silent clients' slots and gets a new deadline. Closing aggregates, applies the server step,
 //! commits version `v + 1` to disk, and opens the next round. With `--secure-aggregation` the
-//! round runs the SecAgg phases instead (`secagg.rs`) and closes through the same commit.
+//! round runs the SecAgg phases instead (`secagg.rs`) and closes through the same commit. With
+//! `--buffered K` there is no selection cap and no deadline: updates of any recent version are
+//! buffered and every `K` of them close the round through the same commit (`buffered.rs`).
 
 use crate::config::ServerConfig;
 use crate::dp::{self, Accountant};
@@ -24,8 +26,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod buffered;
 mod persist;
 mod secagg;
+pub use buffered::staleness_weight;
 use persist::encode_opt;
 
 /// What a round's record needs from its updates, taken before they go to the strategy.
@@ -153,8 +157,8 @@ impl Server {
                 server.persist(&inner)?;
             }
             // A crash may have happened after the last accepted update and before aggregation.
-            if inner.accepted.len() >= server.config.target_clients && !server.finished(&inner) {
-                server.close_round(&mut inner, now_ms(), "target")?;
+            if inner.accepted.len() >= server.config.close_at() && !server.finished(&inner) {
+                server.close_round(&mut inner, now_ms(), server.full_reason())?;
             }
             drop(inner);
         }
@@ -305,7 +309,13 @@ impl Server {
             inner.accepted.contains_key(&client) || secagg.as_ref().is_some_and(|v| v.submitted);
         let selecting = secagg.as_ref().is_none_or(|v| v.selecting);
         let mut selected = inner.selected.contains(&client);
-        if !finished && !selected && selecting && inner.selected.len() < self.config.selection_cap()
+        if self.config.buffered.is_some() {
+            // FedBuff: anyone may train, once per version.
+            selected = !finished && !submitted;
+        } else if !finished
+            && !selected
+            && selecting
+            && inner.selected.len() < self.config.selection_cap()
         {
             inner.selected.insert(client);
             if let Err(e) = self.persist(&inner) {
@@ -314,7 +324,10 @@ impl Server {
             }
             selected = true;
         }
-        let seconds_left = inner.deadline_ms.saturating_sub(now) as f64 / 1000.0;
+        let seconds_left = match self.config.buffered {
+            Some(_) => 1.0,
+            None => inner.deadline_ms.saturating_sub(now) as f64 / 1000.0,
+        };
         Ok(RoundConfig {
             round: inner.version + 1,
             global_version: inner.version,
@@ -324,8 +337,11 @@ impl Server {
             finished,
             retry_after_s: if selected { 0.0 } else { seconds_left.max(1.0) },
             deadline_unix_ms: inner.deadline_ms,
-            min_clients: self.config.min_clients,
-            target_clients: self.config.target_clients,
+            min_clients: self
+                .config
+                .buffered
+                .map_or(self.config.min_clients, |b| b.k),
+            target_clients: self.config.close_at(),
             accepted: inner.accepted.len(),
             strategy: self.strategy.name().to_string(),
             prox_mu: self.strategy.client_config().prox_mu,
@@ -391,16 +407,29 @@ impl Server {
                 });
             }
         }
-        let (client, version) = self.admit(token, u.base_version)?;
-        // Durable before it counts: written (group-committed with other submissions) outside the
-        // lock; a crash after this line keeps the update.
-        let stored = self
-            .updates
-            .append(&self.store.update_log_path(version), client, body);
+        let (client, mut version) = self.admit(token, u.base_version)?;
+        let mut inner = loop {
+            // Durable before it counts: written (group-committed with other submissions) outside
+            // the lock; a crash after this line keeps the update.
+            let stored = self
+                .updates
+                .append(&self.store.update_log_path(version), client, body);
+            let inner = self.lock();
+            if stored.is_ok()
+                && inner.version != version
+                && self.may_rebuffer(&inner, u.base_version)
+            {
+                // Buffered: the version moved on during the write; the update still fits the
+                // new one, so it goes to the new version's log (the old one is pruned).
+                version = inner.version;
+                continue;
+            }
+            let mut inner = inner;
+            inner.storing.remove(&client);
+            stored?;
+            break inner;
+        };
         let now = now_ms();
-        let mut inner = self.lock();
-        inner.storing.remove(&client);
-        stored?;
         if inner.version != version {
             // The round closed at its deadline while this update was being written.
             return Err(Error::Stale {
@@ -408,20 +437,22 @@ impl Server {
                 current: inner.version,
             });
         }
+        let mut tensors = u.tensors;
+        buffered::scale_for_staleness(&mut tensors, version - u.base_version);
         inner.accepted.insert(
             client,
             AcceptedUpdate {
-                tensors: u.tensors,
+                tensors,
                 num_examples: u.num_examples,
                 client_loss: u.client_loss,
             },
         );
         inner.counters.updates_accepted += 1;
         let mut round_closed = false;
-        if inner.accepted.len() >= self.config.target_clients {
+        if inner.accepted.len() >= self.config.close_at() {
             // The update is on disk; if aggregation fails it is retried on restart or at the
-            // deadline, so the client's submission still stands.
-            match self.close_round(&mut inner, now, "target") {
+            // deadline (buffered: at the next tick), so the client's submission still stands.
+            match self.close_round(&mut inner, now, self.full_reason()) {
                 Ok(committed) => round_closed = committed,
                 Err(e) => tracing::error!("aggregation failed, will retry at the deadline: {e}"),
             }
@@ -447,25 +478,14 @@ impl Server {
         if self.finished(&inner) {
             return Err(Error::Finished(inner.version));
         }
-        if base_version < inner.version {
-            return Err(Error::Stale {
-                got: base_version,
-                current: inner.version,
-            });
-        }
-        if base_version > inner.version {
-            return Err(Error::FutureVersion {
-                got: base_version,
-                current: inner.version,
-            });
-        }
+        buffered::check_base(self.config.buffered, base_version, inner.version)?;
         if inner.accepted.contains_key(&client) || inner.storing.contains(&client) {
             return Err(Error::Duplicate {
                 client,
                 version: inner.version,
             });
         }
-        if !inner.selected.contains(&client) {
+        if self.config.buffered.is_none() && !inner.selected.contains(&client) {
             return Err(Error::NotSelected {
                 client,
                 version: inner.version,
@@ -489,6 +509,9 @@ impl Server {
     fn tick_locked(&self, inner: &mut Inner, now: u64) -> Result<bool, Error> {
         if self.config.secure_aggregation.is_some() {
             return self.secagg_tick(inner, now);
+        }
+        if self.config.buffered.is_some() {
+            return self.buffered_tick(inner, now);
         }
         if self.finished(inner) || now < inner.deadline_ms {
             return Ok(false);
@@ -697,7 +720,7 @@ impl Server {
             selected: inner.selected.len(),
             accepted: inner.accepted.len(),
             min_clients: self.config.min_clients,
-            target_clients: self.config.target_clients,
+            target_clients: self.config.close_at(),
             selection_cap: self.config.selection_cap(),
             deadline_unix_ms: inner.deadline_ms,
             num_params: self.layout.num_params(),

@@ -154,8 +154,16 @@ impl Server {
         }
         let mut accepted = BTreeMap::new();
         for (client, body) in store.load_updates(p.version)? {
-            match tensors::parse_update(&body, &model.layout) {
-                Ok(u) if u.base_version == p.version => {
+            let parsed = tensors::parse_update(&body, &model.layout).map_err(Error::from);
+            // Buffered: the log of `p.version` also holds updates of older bases, with the
+            // staleness they were accepted with (`buffered.rs`).
+            let staleness = parsed.as_ref().map_err(|_| ()).and_then(|u| {
+                super::buffered::check_base(config.buffered, u.base_version, p.version)
+                    .map_err(|e| tracing::warn!("ignoring misfiled update of client {client}: {e}"))
+            });
+            match (parsed, staleness) {
+                (Ok(mut u), Ok(staleness)) => {
+                    super::buffered::scale_for_staleness(&mut u.tensors, staleness);
                     accepted.insert(
                         client,
                         AcceptedUpdate {
@@ -165,8 +173,8 @@ impl Server {
                         },
                     );
                 }
-                Ok(_) => tracing::warn!("ignoring misfiled update of client {client}"),
-                Err(e) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
+                (Ok(_), Err(())) => {}
+                (Err(e), _) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
             }
         }
         let mut accountant = Accountant::new(config.dp_delta);
