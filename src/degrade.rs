@@ -34,6 +34,34 @@ const EVAL_BLUR: f32 = 1.6;
 const EVAL_NOISE: f32 = 10.0;
 const EVAL_JPEG: u8 = 50;
 
+/// A degradation a model is trained on, beyond the evaluation's clean bicubic one; its test
+/// inputs are degraded too ([`crate::eval::evaluate_inputs`]). Saved in a run's `config.json`
+/// and named in the manifest (`photo`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainDegradation {
+    /// Real photos: the second-order blur/noise/JPEG pipeline ([`second_order`]), tested on
+    /// [`photo_eval_degradation`] inputs.
+    Photo,
+}
+
+impl TrainDegradation {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainDegradation::Photo => "photo",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "photo" => Ok(Self::Photo),
+            other => Err(WebSrError::Invalid(format!(
+                "unknown degradation '{other}' (photo; leave it out for clean bicubic inputs)"
+            ))),
+        }
+    }
+}
+
 /// The base degradation a federated client's images carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,7 +2,9 @@
 //! multiple of the scale, make LR with MATLAB bicubic and 8-bit rounding, upscale, round to
 //! 8 bits, and score Y-PSNR / Y-SSIM with `crop_border = scale` (and RGB PSNR).
 
-use crate::degrade::{degrade, photo_eval_degradation, Degradation};
+use crate::degrade::{
+    degrade, photo_eval_degradation, Degradation, TrainDegradation, PHOTO_EVAL_SEED,
+};
 use crate::error::{Result, WebSrError};
 use crate::image::{load, Planar};
 use crate::metrics::{psnr_rgb, psnr_y, ssim_y};
@@ -107,11 +109,7 @@ pub fn evaluate_degraded(
     evaluate_with(
         &image_files(dir)?,
         scale,
-        &mut |i, hr| {
-            let mut rng =
-                StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            degrade(hr, scale, degradation, &mut rng)
-        },
+        &mut |i, hr| degrade(hr, scale, degradation, &mut image_rng(seed, i)),
         upscale,
     )
 }
@@ -128,12 +126,32 @@ pub fn evaluate_photo_files(
         files,
         scale,
         &mut |i, hr| {
-            let mut rng =
-                StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            degrade(hr, scale, &photo_eval_degradation(seed, i), &mut rng)
+            let d = photo_eval_degradation(seed, i);
+            degrade(hr, scale, &d, &mut image_rng(seed, i))
         },
         upscale,
     )
+}
+
+/// The test inputs of a model trained with `degradation`: clean bicubic LR ([`evaluate_files`])
+/// or, for the photo model, the photo test ([`evaluate_photo_files`] at [`PHOTO_EVAL_SEED`]).
+pub fn evaluate_inputs(
+    files: &[PathBuf],
+    scale: usize,
+    degradation: Option<TrainDegradation>,
+    upscale: &mut dyn FnMut(&Planar) -> Result<Planar>,
+) -> Result<Report> {
+    match degradation {
+        None => evaluate_files(files, scale, upscale),
+        Some(TrainDegradation::Photo) => {
+            evaluate_photo_files(files, scale, PHOTO_EVAL_SEED, upscale)
+        }
+    }
+}
+
+/// The noise source of test image `i`: the same for every model scored with `seed`.
+fn image_rng(seed: u64, i: usize) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Makes the evaluation pair `(hr_cropped, lr)` of image `i` from its HR picture.

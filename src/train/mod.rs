@@ -12,9 +12,11 @@ pub(crate) mod step;
 
 pub use checkpoint::{read_json, CheckpointPaths};
 
-use crate::degrade::{second_order, PHOTO_EVAL_SEED};
+pub use crate::degrade::TrainDegradation;
+
+use crate::degrade::second_order;
 use crate::error::{Result, WebSrError};
-use crate::eval::{evaluate_files, evaluate_photo_files, Report};
+use crate::eval::{evaluate_inputs, Report};
 use crate::models::{ModelSpec, SrModel};
 use crate::upscale::run_model;
 use crate::weights;
@@ -75,26 +77,6 @@ pub struct TrainConfig {
     /// How LR inputs are made from the HR patches; absent: the clean bicubic task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degradation: Option<TrainDegradation>,
-}
-
-/// A training degradation other than the evaluation's clean bicubic one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrainDegradation {
-    /// Real photos: the second-order blur/noise/JPEG pipeline ([`crate::degrade::second_order`]);
-    /// validation then uses the photo test inputs ([`crate::eval::evaluate_photo_files`]).
-    Photo,
-}
-
-impl TrainDegradation {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "photo" => Ok(Self::Photo),
-            other => Err(WebSrError::Invalid(format!(
-                "unknown training degradation '{other}' (photo, or none for clean bicubic)"
-            ))),
-        }
-    }
 }
 
 impl RunConfig for TrainConfig {
@@ -346,13 +328,9 @@ impl TrainingRun for Trainer {
     fn validate(&mut self, files: &[PathBuf]) -> Result<Report> {
         let model = self.inference_model();
         let device = self.device.clone().inner();
-        let upscale = &mut |lr: &crate::image::Planar| Ok(run_model(&model, lr, &device));
-        match self.cfg.degradation {
-            None => evaluate_files(files, model.scale(), upscale),
-            Some(TrainDegradation::Photo) => {
-                evaluate_photo_files(files, model.scale(), PHOTO_EVAL_SEED, upscale)
-            }
-        }
+        evaluate_inputs(files, model.scale(), self.cfg.degradation, &mut |lr| {
+            Ok(run_model(&model, lr, &device))
+        })
     }
 
     fn save_best(&self) -> Result<()> {

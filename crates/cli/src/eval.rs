@@ -2,11 +2,11 @@
 
 use crate::models::{resolve, Resolved};
 use crate::sampling::{describe, SamplingArgs};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::PathBuf;
-use websr::degrade::PHOTO_EVAL_SEED;
+use websr::degrade::TrainDegradation;
 use websr::device::Backend;
-use websr::eval::{evaluate_files, evaluate_photo_files, image_files, Report};
+use websr::eval::{evaluate_inputs, image_files, Report};
 use websr::image::Planar;
 use websr::resize::imresize;
 use websr::upscale::{upscale_rgb, UpscaleOptions};
@@ -41,12 +41,17 @@ fn score_folder(
     scale: usize,
     upscale: &mut dyn FnMut(&Planar) -> websr::Result<Planar>,
 ) -> Result<Report> {
-    let files = image_files(&args.data)?;
-    Ok(match args.degrade.as_deref() {
-        None => evaluate_files(&files, scale, upscale)?,
-        Some("photo") => evaluate_photo_files(&files, scale, PHOTO_EVAL_SEED, upscale)?,
-        Some(other) => bail!("unknown --degrade '{other}' (photo)"),
-    })
+    let degradation = args
+        .degrade
+        .as_deref()
+        .map(TrainDegradation::parse)
+        .transpose()?;
+    Ok(evaluate_inputs(
+        &image_files(&args.data)?,
+        scale,
+        degradation,
+        upscale,
+    )?)
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {

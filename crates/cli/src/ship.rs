@@ -10,7 +10,7 @@ use websr::burn::tensor::Device;
 use websr::degrade::PHOTO_EVAL_SEED;
 use websr::device::Backend;
 use websr::diffusion::SampleOptions;
-use websr::eval::{evaluate_bicubic, evaluate_model, evaluate_photo_files, image_files, Report};
+use websr::eval::{evaluate_bicubic, evaluate_inputs, evaluate_model, image_files, Report};
 use websr::image::Planar;
 use websr::resize::imresize;
 use websr::train::diffusion::DiffusionTrainConfig;
@@ -98,7 +98,7 @@ struct Measured {
 /// Set5/Set14 on the photo test inputs (`websr eval --degrade photo`) of the shipped model,
 /// bicubic and the clean default of the same scale.
 struct PhotoScores {
-    degradation: String,
+    degradation: TrainDegradation,
     ours: [Report; 2],
     bicubic: [Report; 2],
     default: Option<(String, [Report; 2])>,
@@ -161,7 +161,7 @@ fn measure(
 ) -> Result<Measured> {
     let [set5, set14] = score_sets(&args.data, model, &d.opts, device)?;
     let photo = match degradation {
-        Some(TrainDegradation::Photo) => Some(photo_scores(args, model, device)?),
+        Some(d) => Some(photo_scores(args, model, d, device)?),
         None => None,
     };
     Ok(Measured {
@@ -177,12 +177,17 @@ fn measure(
 }
 
 /// The photo test (`websr eval --degrade photo`) of `model`, bicubic and the shipped default.
-fn photo_scores(args: &ShipArgs, model: &Model, device: &Device) -> Result<PhotoScores> {
+fn photo_scores(
+    args: &ShipArgs,
+    model: &Model,
+    degradation: TrainDegradation,
+    device: &Device,
+) -> Result<PhotoScores> {
     let scale = model.scale();
     let sets = |f: &mut dyn FnMut(&Planar) -> websr::Result<Planar>| -> Result<[Report; 2]> {
         let mut one = |set: &str| -> Result<Report> {
             let files = image_files(&args.data.join(set))?;
-            Ok(evaluate_photo_files(&files, scale, PHOTO_EVAL_SEED, f)?)
+            Ok(evaluate_inputs(&files, scale, Some(degradation), f)?)
         };
         Ok([one("set5")?, one("set14")?])
     };
@@ -201,7 +206,7 @@ fn photo_scores(args: &ShipArgs, model: &Model, device: &Device) -> Result<Photo
         _ => None,
     };
     Ok(PhotoScores {
-        degradation: "photo".into(),
+        degradation,
         ours,
         bicubic,
         default,
@@ -368,7 +373,7 @@ fn publish(args: &ShipArgs, bytes: &[u8], state: &TrainState, m: &Measured) -> R
         set14: Some([m.set14.mean.psnr_y, m.set14.mean.ssim_y]),
         description: args.description.to_string(),
         default: was_default,
-        degradation: m.photo.as_ref().map(|p| p.degradation.clone()),
+        degradation: m.photo.as_ref().map(|p| p.degradation.name().to_string()),
     });
     if args.default {
         manifest.set_default(name)?;
