@@ -233,7 +233,12 @@ pub fn encode_png_image(img: &DynamicImage) -> Result<Vec<u8>> {
 pub fn load(path: impl AsRef<std::path::Path>) -> Result<Picture> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| WebSrError::io(path, e))?;
-    decode(&bytes, MAX_INPUT_PIXELS)
+    decode_read(path, &bytes)
+}
+
+/// Decodes the `bytes` already read from `path` (default pixel limit; errors name the file).
+pub fn decode_read(path: &std::path::Path, bytes: &[u8]) -> Result<Picture> {
+    decode(bytes, MAX_INPUT_PIXELS)
         .map_err(|e| WebSrError::Decode(format!("{}: {e}", path.display())))
 }
 

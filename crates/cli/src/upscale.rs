@@ -63,9 +63,13 @@ pub fn run(args: UpscaleArgs) -> Result<()> {
         ..UpscaleOptions::default()
     };
     match model {
-        None => upscale_files(&args.input, &args.output, "tiles", &|_| None, |pic, _| {
-            Ok(bicubic_picture(pic, args.scale.unwrap_or(4)))
-        }),
+        None => upscale_files(
+            &args.input,
+            &args.output,
+            "tiles",
+            &|_, _| None,
+            |pic, _| Ok(bicubic_picture(pic, args.scale.unwrap_or(4))),
+        ),
         Some(m) => {
             if m.kind() == ModelKind::Diffusion {
                 if args.tta {
@@ -74,7 +78,9 @@ pub fn run(args: UpscaleArgs) -> Result<()> {
                 eprintln!("{} x{}: {}", m.label(), m.scale(), describe(&opts.sampling));
             }
             let unit = unit_of(m);
-            let note = |src: &Path| photo_model_note(src, &name, m.scale());
+            let photo = photo_alternative(&name, m.scale());
+            let note =
+                |src: &Path, bytes: &[u8]| photo_model_note(src, bytes, &name, photo.as_deref());
             upscale_files(&args.input, &args.output, unit, &note, |pic, progress| {
                 Ok(upscale_picture(m, pic, &opts, &device, progress)?)
             })
@@ -82,13 +88,8 @@ pub fn run(args: UpscaleArgs) -> Result<()> {
     }
 }
 
-/// For a JPEG saved below [`SUGGEST_PHOTO_MODEL_BELOW`] upscaled with a model trained on clean
-/// inputs: the shipped photo model of this scale, and why.
-fn photo_model_note(src: &Path, model: &str, scale: usize) -> Option<String> {
-    let quality = websr::jpeg_quality::estimate(&std::fs::read(src).ok()?)?.quality;
-    if quality >= SUGGEST_PHOTO_MODEL_BELOW {
-        return None;
-    }
+/// The shipped photo model of this scale, when `model` was trained on clean inputs only.
+fn photo_alternative(model: &str, scale: usize) -> Option<String> {
     let manifest = Manifest::load(&default_dir()).ok()?;
     if manifest
         .find(model)
@@ -96,16 +97,26 @@ fn photo_model_note(src: &Path, model: &str, scale: usize) -> Option<String> {
     {
         return None;
     }
-    let photo = manifest
+    manifest
         .models
-        .iter()
-        .find(|e| e.scale == scale && e.degradation.as_deref() == Some("photo"))?;
-    Some(format!(
-        "{} was saved as JPEG quality {quality}: {model} was trained on clean images and \
-         sharpens compression artefacts too; --model {} was trained on compressed, noisy photos",
-        src.display(),
-        photo.name
-    ))
+        .into_iter()
+        .find(|e| e.scale == scale && e.degradation.as_deref() == Some("photo"))
+        .map(|e| e.name)
+}
+
+/// For a JPEG (`bytes`, read from `src`) saved below [`SUGGEST_PHOTO_MODEL_BELOW`] upscaled with
+/// a model trained on clean inputs: the `photo` model to use instead, and why.
+fn photo_model_note(src: &Path, bytes: &[u8], model: &str, photo: Option<&str>) -> Option<String> {
+    let photo = photo?;
+    let quality = websr::jpeg_quality::estimate(bytes)?.quality;
+    (quality < SUGGEST_PHOTO_MODEL_BELOW).then(|| {
+        format!(
+            "{} was saved as JPEG quality {quality}: {model} was trained on clean images and \
+             sharpens compression artefacts too; --model {photo} was trained on compressed, \
+             noisy photos",
+            src.display()
+        )
+    })
 }
 
 /// What the progress bar counts: tiles or sampling steps.
@@ -122,14 +133,15 @@ fn upscale_files(
     input: &Path,
     output: &Path,
     unit: &str,
-    note: &dyn Fn(&Path) -> Option<String>,
+    note: &dyn Fn(&Path, &[u8]) -> Option<String>,
     mut work: impl FnMut(&Picture, &mut dyn FnMut(usize, usize) -> bool) -> Result<Picture>,
 ) -> Result<()> {
     for (src, dst) in upscale_jobs(input, output)? {
-        if let Some(n) = note(&src) {
+        let bytes = std::fs::read(&src).map_err(|e| websr::WebSrError::io(&src, e))?;
+        if let Some(n) = note(&src, &bytes) {
             eprintln!("note: {n}");
         }
-        let pic = websr::image::load(&src)?;
+        let pic = websr::image::decode_read(&src, &bytes)?;
         let started = std::time::Instant::now();
         let pb = bar(
             0,
