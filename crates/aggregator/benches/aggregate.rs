@@ -12,13 +12,16 @@
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 use websr_aggregator::strategy::*;
 use websr_aggregator::tensors;
 use websr_aggregator::{app, Args, Server};
+
+// The tests' raw loopback client (`http`), shared rather than written twice.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::http;
 
 /// Clients (and updates) of the HTTP round.
 const HTTP_UPDATES: usize = 1000;
@@ -207,36 +210,6 @@ fn http_round(init: &str, strategy: &str, bodies: &[Vec<u8>]) -> (f64, f64) {
     assert_eq!(server.status().global_version, 1, "the round closed");
     let aggregation_ms = server.metrics().history[0].aggregation_ms;
     (bodies.len() as f64 / secs, aggregation_ms)
-}
-
-/// A blocking HTTP/1.1 request on a new loopback connection: (status, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_nodelay(true).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&raw[..split])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap();
-    (status, raw[split + 4..].to_vec())
 }
 
 /// User + system CPU seconds of this process so far (Linux `/proc/self/stat`; 0 elsewhere).

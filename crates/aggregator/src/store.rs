@@ -34,7 +34,8 @@ pub struct StoreError {
     pub source: std::io::Error,
 }
 
-fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, StoreError> {
+/// `r` with `path` attached to its error.
+pub(crate) fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, StoreError> {
     r.map_err(|source| StoreError {
         path: path.to_path_buf(),
         source,
@@ -55,7 +56,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     sync_dir(dir)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+/// Makes a folder's entries (a created or renamed file) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     io(dir, File::open(dir).and_then(|d| d.sync_all()))
 }
 
@@ -209,21 +211,6 @@ impl Store {
 
     pub fn write_optimizer(&self, version: u64, bytes: &[u8]) -> Result<(), StoreError> {
         write_atomic(&self.optimizer_path(version), bytes)
-    }
-
-    /// Persists an accepted update of the round on `base_version`.
-    pub fn save_update(
-        &self,
-        base_version: u64,
-        client: u64,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
-        let dir = self.updates_dir(base_version);
-        if !dir.exists() {
-            io(&dir, fs::create_dir_all(&dir))?;
-            sync_dir(&self.dir.join("updates"))?;
-        }
-        write_atomic(&dir.join(format!("c{client:06}.safetensors")), bytes)
     }
 
     /// The accepted updates of the round on `base_version`, as `(client id, bytes)`: the

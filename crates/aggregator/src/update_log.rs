@@ -10,7 +10,7 @@
 //! when it is parsed again); it is some 20 times cheaper than a SHA-256 of a 0.6 MB update. A crash can leave a torn last record; reading stops there, and opening the log for
 //! appending cuts it off first, so later records never follow garbage.
 
-use crate::store::StoreError;
+use crate::store::{io, sync_dir, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,13 +18,6 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 const MAGIC: &[u8; 4] = b"WSRU";
 const HEADER: usize = 4 + 8 + 8 + 4;
-
-fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, StoreError> {
-    r.map_err(|source| StoreError {
-        path: path.to_path_buf(),
-        source,
-    })
-}
 
 /// The header of a record: magic, client, length, checksum.
 fn record_header(client: u64, body: &[u8]) -> [u8; HEADER] {
@@ -34,14 +27,6 @@ fn record_header(client: u64, body: &[u8]) -> [u8; HEADER] {
     h[12..20].copy_from_slice(&(body.len() as u64).to_le_bytes());
     h[20..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
     h
-}
-
-/// One record's bytes.
-pub fn encode_record(client: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + body.len());
-    out.extend_from_slice(&record_header(client, body));
-    out.extend_from_slice(body);
-    out
 }
 
 /// The complete records of a log's bytes, and the length they span (a torn or corrupt tail is
@@ -103,7 +88,7 @@ fn open_for_append(path: &Path) -> Result<File, StoreError> {
             io(path, file.sync_all())?;
         }
     } else if let Some(dir) = path.parent() {
-        io(dir, File::open(dir).and_then(|d| d.sync_all()))?;
+        sync_dir(dir)?;
     }
     Ok(file)
 }
@@ -205,6 +190,13 @@ impl UpdateLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One record's bytes.
+    fn encode_record(client: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = record_header(client, body).to_vec();
+        out.extend_from_slice(body);
+        out
+    }
 
     #[test]
     fn records_round_trip_and_a_torn_tail_is_left_out() {

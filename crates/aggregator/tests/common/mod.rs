@@ -141,6 +141,8 @@ pub fn http(
     body: &[u8],
 ) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
+    // The head and the body go in two writes: without this, Nagle holds the body back.
+    s.set_nodelay(true).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
