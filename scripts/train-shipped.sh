@@ -74,6 +74,12 @@ lane-h() {
   diffuse diwa-yoda-x4 diwa 2500 --yoda --predictor-l1
 }
 
+# Issue #17.5, the missing control: DiWa with the predictor L1 but without YODA, at
+# diwa-yoda-x4's budget and data (all 291 images, as before the held-out slice existed).
+lane-k() {
+  diffuse diwa-l1-x4 diwa 2500 --predictor-l1 --holdout 0
+}
+
 # Fifth round (issue #2): the default fast models were at SRCNN's level (Set5 x4 30.43 vs 30.48,
 # x2 36.66 vs 36.66) and had stopped improving at 6 body layers. They grow deeper from their own
 # weights (Net2DeeperNet: identity layers interleaved, so training starts at their quality) and

@@ -1,9 +1,11 @@
 // Browser benchmark: per backend (WebGPU, CPU fallback) and model, the cold start (worker + wasm
 // + model + first 256x256 result, shader compilation included), the warm time per 256x256 input,
 // GMAC/s, ms per output megapixel, and the wasm size; with --native, the native CLI's rows for the
-// same models (`websr bench`) in the same run. Prints a markdown table.
+// same models (`websr bench`) in the same run. Prints a markdown table. A diffusion model among
+// --models is timed on a 64x64 input (a 256x256 output tile) with --steps DDIM steps from its
+// default strength: ms per step, in a table of its own.
 //   node scripts/web-bench.mjs [--models wavelr-deep-x4] [--modes webgpu,cpu,cpu-1,cpu-burn,cpu-scalar]
-//                              [--runs 3] [--native target/release/websr]
+//                              [--runs 3] [--native target/release/websr] [--steps 4]
 // Modes: webgpu (one worker); cpu (the pool: one worker per core); cpu-1 (one worker);
 // cpu-burn (one worker, burn's im2col + GEMM convolution instead of websr's direct kernel);
 // cpu-scalar (one worker, SIMD off: the build before SIMD).
@@ -35,6 +37,8 @@ const MODES = {
 const runs = Number(arg('runs', '3'));
 const dist = path.resolve(arg('dist', 'dist'));
 const side = 256;
+const diffusionSteps = Number(arg('steps', '4'));
+const diffusionRows = [];
 
 const wasm = fs.readFileSync(path.join(dist, 'websr_bg.wasm'));
 const gz = zlib.gzipSync(wasm, { level: 9 }).length;
@@ -53,19 +57,23 @@ for (const mode of modes) {
   const page = await context.newPage();
   await page.goto(`${base}/websr.mjs`); // any same-origin page works to import the module
   for (const model of models) {
-    const r = await page.evaluate(async ({ model, side, runs, options }) => {
+    const r = await page.evaluate(async ({ model, side, runs, options, steps }) => {
       const { WebSR } = await import('/websr.mjs');
-      const data = new ImageData(side, side);
-      for (let i = 0; i < data.data.length; i++) data.data[i] = i % 4 === 3 ? 255 : (i * 2654435761) >>> 24;
       const t0 = performance.now();
       const sr = await WebSR.create({ model, ...options });
       const tLoaded = performance.now();
-      await sr.upscale(data, { tileSize: side });
+      // A diffusion model: a 64x64 input (one 256x256 output tile), `steps` DDIM steps.
+      const diffusion = sr.info.kind === 'diffusion';
+      const inSide = diffusion ? 64 : side;
+      const data = new ImageData(inSide, inSide);
+      for (let i = 0; i < data.data.length; i++) data.data[i] = i % 4 === 3 ? 255 : (i * 2654435761) >>> 24;
+      const run = () => sr.upscale(data, diffusion ? { steps } : { tileSize: side });
+      await run();
       const cold = performance.now() - t0;
       const warm = [];
       for (let k = 0; k < runs; k++) {
         const t = performance.now();
-        await sr.upscale(data, { tileSize: side });
+        await run();
         warm.push(performance.now() - t);
       }
       warm.sort((a, b) => a - b);
@@ -73,9 +81,14 @@ for (const mode of modes) {
       const workers = sr.workerCount;
       sr.dispose();
       return { load: tLoaded - t0, cold, warm: warm[Math.floor(warm.length / 2)], info, workers, cores: navigator.hardwareConcurrency };
-    }, { model, side, runs, options: MODES[mode] });
-    const outPx = (side * r.info.scale) ** 2;
+    }, { model, side, runs, options: MODES[mode], steps: diffusionSteps });
     const what = `${mode}: ${r.info.backend} (${r.info.adapter}), ${r.workers} worker${r.workers > 1 ? 's' : ''}`;
+    if (r.info.kind === 'diffusion') {
+      diffusionRows.push({ what, model, cold: r.cold, warm: r.warm, strength: r.info.defaultStrength });
+      console.error(`${what} ${model}: cold ${r.cold.toFixed(0)} ms, warm ${r.warm.toFixed(0)} ms for ${diffusionSteps} steps`);
+      continue;
+    }
+    const outPx = (side * r.info.scale) ** 2;
     const gmacs = (r.info.macsPerOutputPixel * outPx) / r.warm / 1e6;
     rows.push({ what, model, cold: r.cold, warm: r.warm, gmacs, perMp: r.warm / (outPx / 1e6) });
     console.error(`${what} ${model}: cold ${r.cold.toFixed(0)} ms, warm ${r.warm.toFixed(0)} ms (${r.cores} cores)`);
@@ -106,5 +119,12 @@ console.log('|---|---|---|---|---|---|');
 for (const r of rows) {
   const cold = Number.isNaN(r.cold) ? '-' : r.cold.toFixed(0);
   console.log(`| ${r.what} | ${r.model} | ${cold} | ${r.warm.toFixed(0)} | ${r.gmacs.toFixed(1)} | ${r.perMp.toFixed(0)} |`);
+}
+if (diffusionRows.length) {
+  console.log(`\n| backend | diffusion model | cold start (ms) | warm ms per ${diffusionSteps}-step 64x64 input | ms per step (256x256 output tile) |`);
+  console.log('|---|---|---|---|---|');
+  for (const r of diffusionRows) {
+    console.log(`| ${r.what} | ${r.model} (strength ${r.strength}) | ${r.cold.toFixed(0)} | ${r.warm.toFixed(0)} | ${(r.warm / diffusionSteps).toFixed(0)} |`);
+  }
 }
 console.log(`\nwasm: ${(wasm.length / 1048576).toFixed(2)} MiB raw, ${(gz / 1048576).toFixed(2)} MiB gzip (websr_bg.wasm); ${os.cpus().length} cores, ${os.cpus()[0]?.model}`);

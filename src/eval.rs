@@ -7,7 +7,7 @@ use crate::degrade::{
 };
 use crate::error::{Result, WebSrError};
 use crate::image::{load, Planar};
-use crate::metrics::{psnr_rgb, psnr_y, ssim_y};
+use crate::metrics::{detail_ratio, psnr_rgb, psnr_y, ssim_y};
 use crate::model::Model;
 use crate::resize::{degrade_bicubic, imresize};
 use crate::upscale::{upscale_rgb, UpscaleOptions};
@@ -23,6 +23,9 @@ pub struct Scores {
     pub psnr_y: f64,
     pub ssim_y: f64,
     pub psnr_rgb: f64,
+    /// [`crate::metrics::detail_ratio`] (LH, HL, HH): the output's level-1 Haar detail energy over
+    /// the ground truth's, 1 = matched.
+    pub detail: [f64; 3],
 }
 
 /// Per-image scores and their mean.
@@ -70,6 +73,7 @@ pub fn score(name: &str, sr: &Planar, hr: &Planar, scale: usize) -> Scores {
         psnr_y: psnr_y(&sr, &hr, scale),
         ssim_y: ssim_y(&sr, &hr, scale),
         psnr_rgb: psnr_rgb(&sr, &hr, scale),
+        detail: detail_ratio(&sr, &hr, scale),
     }
 }
 
@@ -184,6 +188,7 @@ fn evaluate_with(
         psnr_y: rows.iter().map(|r| r.psnr_y).sum::<f64>() / n,
         ssim_y: rows.iter().map(|r| r.ssim_y).sum::<f64>() / n,
         psnr_rgb: rows.iter().map(|r| r.psnr_rgb).sum::<f64>() / n,
+        detail: [0, 1, 2].map(|b| rows.iter().map(|r| r.detail[b]).sum::<f64>() / n),
     };
     Ok(Report { rows, mean })
 }

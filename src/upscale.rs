@@ -256,12 +256,15 @@ where
     Fut: Future<Output = bool>,
 {
     let mut job = Upscaling::start(model, lr, &opts.sampling, device)?;
+    job.settle_async(model).await?;
     while !job.is_done() {
         job.step(model);
+        job.settle_async(model).await?;
         let done = job.steps_done();
         let preview = if opts.preview_every > 0
             && done.is_multiple_of(opts.preview_every)
             && !job.is_done()
+            && job.can_preview()
         {
             Some(job.preview_async().await?)
         } else {

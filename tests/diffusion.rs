@@ -291,6 +291,7 @@ fn ddim_is_deterministic_at_eta_zero_and_random_above() {
             schedule: &schedule,
             sampler: Sampler::Ddim { steps: 10, eta },
             variance: PosteriorVariance::Beta,
+            first_index: None,
         };
         let mut rng = StdRng::seed_from_u64(seed);
         values(reverse_diffusion(
@@ -322,6 +323,7 @@ fn ddim_is_deterministic_at_eta_zero_and_random_above() {
             eta: 0.0,
         },
         variance: PosteriorVariance::Beta,
+        first_index: None,
     };
     let moved = values(reverse_diffusion(
         toy,
@@ -364,6 +366,7 @@ fn with_the_exact_noise_every_sampler_returns_the_clean_signal() {
             schedule: &schedule,
             sampler,
             variance,
+            first_index: None,
         };
         let init = standard_normal_tensor(&mut StdRng::seed_from_u64(1), y0.dims(), &device);
         let out = reverse_diffusion(oracle, init, &process, &mut StdRng::seed_from_u64(2), None);
@@ -635,10 +638,13 @@ fn train_sr3_on_one_pair(steps: usize) -> (Vec<f64>, f64) {
     let mut model = tiny_sr3(&device);
     let mut optim = AdamConfig::new().init();
     let mut rng = StdRng::seed_from_u64(12);
-    for _ in 0..steps {
+    for step in 0..steps {
         let loss = model.loss(lr_t.clone(), hr_t.clone(), &schedule, &mut rng, None);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(6e-3, model, grads);
+        // A lower rate for the last quarter: Adam at 6e-3 still jumps around the minimum, and
+        // which sample lands where then depends on float rounding (flex with and without SIMD).
+        let rate = if step < steps * 3 / 4 { 6e-3 } else { 1e-3 };
+        model = optim.step(rate, model, grads);
     }
     let model = model.valid();
     let lr4 = to_tensor(&lr, &device.inner()).repeat_dim(0, 4);

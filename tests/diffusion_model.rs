@@ -40,6 +40,7 @@ fn opts(steps: usize, seed: u64, yoda: bool) -> SampleOptions {
         eta: 0.0,
         seed,
         yoda,
+        ..SampleOptions::default()
     }
 }
 
@@ -171,7 +172,7 @@ fn stepwise_sampling_equals_the_one_shot_sample_and_ends_at_its_preview() {
 }
 
 #[test]
-fn upscaling_pads_any_size_crops_back_and_refuses_huge_inputs() {
+fn upscaling_pads_any_size_crops_back_and_tiles_huge_inputs() {
     let _turn = serial();
     let device = Device::flex();
     let model = DiffusionModel::init_seeded(tiny(DiffusionKind::DiWa, true), &device, 2).unwrap();
@@ -195,9 +196,14 @@ fn upscaling_pads_any_size_crops_back_and_refuses_huge_inputs() {
     // Cancelling stops with an error.
     let cancelled = upscale_rgb(&one, &lr, &up, &device, &mut |done, _| done < 1);
     assert!(matches!(cancelled, Err(WebSrError::Cancelled)));
+    // Above the whole-image limit the image is sampled in tiles (tests/diffusion_tiles.rs).
     let huge = Planar::zeros(3, 300, 300);
-    let msg = weights_error(Upscaling::start(&model, &huge, &o, &device).map(|_| ()));
-    assert!(msg.contains("pixels"), "{msg}");
+    assert!(
+        Upscaling::start(&model, &huge, &o, &device)
+            .unwrap()
+            .tiles()
+            > 1
+    );
 }
 
 fn train_config(steps: usize) -> DiffusionTrainConfig {
@@ -230,14 +236,16 @@ fn a_resumed_diffusion_run_continues_exactly_and_training_changes_the_model() {
     let data = TrainingSet::from_images(&[synthetic(32, 32, 3), synthetic(24, 40, 4)]);
     let straight_dir = tempdir("diff-straight");
     let mut straight =
-        DiffusionTrainer::new(train_config(4), &straight_dir, false, &device).unwrap();
+        DiffusionTrainer::new(train_config(4), &straight_dir, false, None, &device).unwrap();
     straight.run(&data, None, &mut |_| true).unwrap();
 
     let resumed_dir = tempdir("diff-resumed");
-    let mut first = DiffusionTrainer::new(train_config(4), &resumed_dir, false, &device).unwrap();
+    let mut first =
+        DiffusionTrainer::new(train_config(4), &resumed_dir, false, None, &device).unwrap();
     first.run(&data, None, &mut |info| info.step < 2).unwrap();
     drop(first);
-    let mut second = DiffusionTrainer::new(train_config(4), &resumed_dir, true, &device).unwrap();
+    let mut second =
+        DiffusionTrainer::new(train_config(4), &resumed_dir, true, None, &device).unwrap();
     assert_eq!(second.state.step, 2);
     second.run(&data, None, &mut |_| true).unwrap();
 
@@ -261,6 +269,7 @@ fn a_resumed_diffusion_run_continues_exactly_and_training_changes_the_model() {
     // A resume with another spec is refused.
     let mut other = train_config(4);
     other.spec.yoda = None;
-    let msg = weights_error(DiffusionTrainer::new(other, &resumed_dir, true, &device).map(|_| ()));
+    let msg =
+        weights_error(DiffusionTrainer::new(other, &resumed_dir, true, None, &device).map(|_| ()));
     assert!(msg.contains("checkpoint"), "{msg}");
 }

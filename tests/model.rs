@@ -34,6 +34,7 @@ fn sampling(steps: usize) -> UpscaleOptions {
             eta: 0.0,
             seed: 9,
             yoda: false,
+            ..SampleOptions::default()
         },
         ..UpscaleOptions::default()
     }

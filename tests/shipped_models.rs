@@ -20,15 +20,21 @@ use websr::Model;
 const CARD_STEPS: usize = 10;
 
 /// What `websr eval` runs for this model: one-pass models tiled as `upscale` does, diffusion
-/// models sampled as their cards say (DDIM steps, eta 0, seed 0, YODA if trained with it).
+/// models sampled as their cards say: their recorded defaults (steps, strength) or
+/// [`CARD_STEPS`] DDIM steps; eta 0, seed 0, YODA if trained with it.
 fn eval_options(model: &Model) -> UpscaleOptions {
-    UpscaleOptions {
-        sampling: SampleOptions {
+    let sampling = match model {
+        Model::Diffusion(d) if d.spec.default_sampling.is_some() => d.default_options(),
+        _ => SampleOptions {
             steps: Some(CARD_STEPS),
             eta: 0.0,
             seed: 0,
             yoda: model.yoda_trained(),
+            ..SampleOptions::default()
         },
+    };
+    UpscaleOptions {
+        sampling,
         ..UpscaleOptions::default()
     }
 }

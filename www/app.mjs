@@ -85,8 +85,11 @@ async function loadSelectedModel() {
     badge.dataset.backend = info.backend;
     const diffusion = info.kind === 'diffusion';
     if (diffusion) {
-      badge.title = `${info.arch}: sampled step by step on the whole image`;
+      badge.title = `${info.arch}: sampled step by step (whole up to 256x256 input pixels, in tiles above)`;
       $('yoda').checked = info.yodaTrained;
+      // The model's own defaults, measured on held-out images (its card).
+      $('steps').value = String(info.defaultSteps);
+      $('strength').value = String(info.defaultStrength);
     } else {
       badge.dataset.autoTile = String(info.autoTile);
       badge.title = `tiles of ${info.autoTile}x${info.autoTile} input pixels (largest buffer ${(info.maxBufferBytes / 2 ** 20).toFixed(0)} MiB)`;
@@ -215,6 +218,7 @@ async function process(item) {
       tta: $('tta').checked,
       tileSize: params.get('tile') ? Number(params.get('tile')) : 'auto',
       steps,
+      strength: Math.min(1, Math.max(0.01, Number($('strength').value) || 1)),
       seed: Number($('seed').value) || 0,
       yoda: $('yoda').checked,
       previewEvery: Math.max(1, Math.round(steps / 10)),

@@ -2,7 +2,7 @@
 // Protocol (all messages carry an `id`):
 //   page -> worker  {type:'load', weights:ArrayBuffer, backend, cpuSimd?, directConv?} -> {type:'result', value:info}
 //                     (info.kind: 'regression' (one pass) or 'diffusion', read from the weights)
-//                   {type:'upscale', input, tile, tta, steps, seed, yoda, previewEvery}
+//                   {type:'upscale', input, tile, tta, steps, strength, seed, yoda, previewEvery}
 //                     (tile/tta for a one-pass model, the rest for a diffusion model)
 //                                                                     -> {type:'progress', done, total, preview?:{width,height,rgba}}*
 //                                                                     -> {type:'result', value:{width,height,rgba,png,tiles|steps}}
@@ -113,6 +113,8 @@ async function load({ weights, backend, cpuSimd = true, directConv = true }) {
     scale: e.scale,
     arch: e.arch,
     yodaTrained: e.yodaTrained,
+    defaultSteps: e.defaultSteps,
+    defaultStrength: e.defaultStrength,
     autoTile: e.autoTile,
     maxBufferBytes: e.maxBufferBytes,
     macsPerOutputPixel: e.macsPerOutputPixel,
@@ -156,11 +158,12 @@ async function reported(id, message, transfer = []) {
   return !cancelled.has(id);
 }
 
-async function upscale({ id, input, tile = 0, tta = false, steps = 50, seed = 0, yoda = false, previewEvery = 0 }) {
+async function upscale({ id, input, tile = 0, tta = false, steps, strength, seed = 0, yoda = false, previewEvery = 0 }) {
   needEngine();
   const image = await toImage(input);
   let count = 0;
-  const options = { tile, tta, steps, seed: seed >>> 0, yoda, previewEvery };
+  // steps/strength left undefined take the model's own defaults (the engine's).
+  const options = { tile, tta, steps, strength, seed: seed >>> 0, yoda, previewEvery };
   const out = await engine.upscale(image, options, (done, total, preview) => {
     count = total;
     if (!preview) return reported(id, { done, total });

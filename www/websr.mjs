@@ -280,13 +280,14 @@ export class WebSR {
   /** Upscales a File, Blob, ImageBitmap or ImageData.
    *  options: { scale (checked against the model), tileSize = 'auto' | number (LR pixels),
    *             tta = false, onProgress({done, total, preview?}), signal (AbortSignal) }
-   *  A diffusion model (info.kind === 'diffusion') samples instead: { steps = 50 (DDIM),
-   *  seed = 0, yoda = info.yodaTrained, previewEvery = 0 }; the same steps and seed give the
-   *  native `websr upscale --steps --seed` image, and every `previewEvery` steps onProgress gets
-   *  `preview`, an ImageData of the current estimate. Diffusion samples the whole image at once
-   *  (inputs up to 256x256 pixels).
+   *  A diffusion model (info.kind === 'diffusion') samples instead: { steps = info.defaultSteps
+   *  (DDIM), strength = info.defaultStrength (the fraction of the noise schedule walked back),
+   *  seed = 0, yoda = info.yodaTrained, previewEvery = 0 }; the same steps, strength and seed
+   *  give the native `websr upscale --steps --strength --seed` image, and every `previewEvery`
+   *  steps onProgress gets `preview`, an ImageData of the current estimate (images sampled
+   *  whole, up to 256x256 input pixels; larger ones are sampled in tiles that share one noise).
    *  Resolves to { imageData, png (Blob), width, height, ms, tiles | steps }. */
-  async upscale(input, { scale, tileSize = 'auto', tta = false, onProgress, signal, steps = 50, seed = 0, yoda, previewEvery = 0 } = {}) {
+  async upscale(input, { scale, tileSize = 'auto', tta = false, onProgress, signal, steps, strength, seed = 0, yoda, previewEvery = 0 } = {}) {
     if (scale && this.info && scale !== this.info.scale) {
       throw new WebSRError('ModelError', `Model ${this.info.model} upscales x${this.info.scale}, not x${scale}; load a x${scale} model`);
     }
@@ -301,7 +302,8 @@ export class WebSR {
     }));
     const request = {
       type: 'upscale', input: message, tile, tta,
-      steps: Math.max(1, Math.floor(steps)),
+      steps: steps === undefined ? undefined : Math.max(1, Math.floor(steps)),
+      strength: strength === undefined ? undefined : Math.min(1, Math.max(1e-3, Number(strength))),
       seed: Math.floor(seed) >>> 0,
       yoda: yoda ?? Boolean(this.info?.yodaTrained),
       previewEvery: Math.max(0, Math.floor(previewEvery)),

@@ -1,18 +1,26 @@
 //! DiWa (methods.md §2): diffusion in the Haar wavelet domain, on the residual of an initial
 //! predictor.
 //!
-//! `c = DWT(x_up)` (12 sub-bands at half the HR size), `x_init = c + convs(c)` (the
-//! [`InitialPredictor`], DWSR's shape), `y0 = DWT(HR) - x_init` is diffused, the U-Net maps
-//! `cat[c, y_t]` (24 channels) to the noise (12), and a sample is `IDWT(y + x_init)`. The predictor
-//! learns only through the noise loss (gradients flow through `x_init` into `y0`), as in DiWa's
-//! code, and the reverse variance is `beta`.
+//! `c = DWT(x_up)` (12 sub-bands at half the HR size), `x_init` the initial prediction's
+//! sub-bands, `y0 = k (DWT(HR) - x_init)` is diffused, the U-Net maps `cat[c, y_t]` (24 channels)
+//! to the noise (12), and a sample is `IDWT(y / k + x_init)`; the reverse variance is `beta`.
+//!
+//! Two kinds of initial predictor ([`Predictor`]):
+//! - DiWa's own ([`InitialPredictor`], DWSR's shape, `x_init = c + convs(c)`), trained jointly:
+//!   it learns only through the noise loss (gradients flow through `x_init` into `y0`), as in
+//!   DiWa's code, optionally with its own L1 error.
+//! - a trained one-pass model (websr's shipped default), frozen: the diffusion then models only
+//!   what that strong prediction misses, as DiWa's paper does with its pre-trained regressor. Its
+//!   residual is small (a few hundredths in `[-1, 1]`), so `k` (`residual_scale`) scales it to
+//!   the signal level the noise schedule is made for.
 
 use super::objective::noise_prediction_loss;
 use super::reverse::PosteriorVariance;
-use super::sampler::{to_image, Decoder, ReverseProcess, Sampler, SamplingRun};
+use super::sampler::{to_image, Decoder, RunPlan, Sampler, SamplingRun};
 use super::schedule::NoiseSchedule;
 use super::unet::{UNet, UNetConfig};
 use super::yoda::{Yoda, YodaGuide};
+use crate::models::SrNet;
 use crate::upsample::bicubic_upscale;
 use crate::wavelet::{dwt, idwt};
 use burn::config::Config;
@@ -86,11 +94,39 @@ impl InitialPredictor {
     }
 }
 
+/// Where `x_init` comes from.
+// One per model: the size difference between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Predictor {
+    /// DiWa's own stack on the sub-bands, trained with the diffusion.
+    Joint(InitialPredictor),
+    /// A trained one-pass model on the LR image, never trained here (its output is detached).
+    Frozen(SrNet),
+}
+
+impl Predictor {
+    /// The initial prediction's sub-bands for `lr` in `[0, 1]`, given `c = DWT(x_up)`.
+    fn forward(&self, lr: Tensor<4>, c: Tensor<4>) -> Tensor<4> {
+        match self {
+            Predictor::Joint(p) => p.forward(c),
+            Predictor::Frozen(net) => {
+                // Untracked parameters: under autodiff a tracked forward whose result is only
+                // detached leaves its graph behind every step (memory grew ~1 GB a minute).
+                let up = net.clone().no_grad().forward(lr);
+                dwt(up.mul_scalar(2.0).sub_scalar(1.0)).detach()
+            }
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct DiWa {
-    predictor: InitialPredictor,
+    predictor: Predictor,
     unet: UNet,
     scale: usize,
+    /// `k`: the diffused signal is `k` times the sub-band residual.
+    residual_scale: f64,
 }
 
 impl DiWaConfig {
@@ -99,14 +135,19 @@ impl DiWaConfig {
             self.unet.in_channels == 24 && self.unet.out_channels == 12,
             "DiWa's U-Net maps 24 channels (sub-bands + noisy residual) to 12"
         );
+        let predictor =
+            InitialPredictor::new(self.predictor_features, self.predictor_layers, device);
+        self.init_with(Predictor::Joint(predictor), 1.0, device)
+    }
+
+    /// DiWa on `predictor` (a frozen one-pass network for [`Predictor::Frozen`]), diffusing
+    /// `residual_scale` times the residual.
+    pub fn init_with(&self, predictor: Predictor, residual_scale: f64, device: &Device) -> DiWa {
         DiWa {
-            predictor: InitialPredictor::new(
-                self.predictor_features,
-                self.predictor_layers,
-                device,
-            ),
+            predictor,
             unet: self.unet.init(device),
             scale: self.scale,
+            residual_scale,
         }
     }
 }
@@ -117,6 +158,11 @@ impl DiWa {
 
     pub fn scale(&self) -> usize {
         self.scale
+    }
+
+    /// This model with another initial predictor (the same U-Net).
+    pub fn with_predictor(self, predictor: Predictor) -> DiWa {
+        DiWa { predictor, ..self }
     }
 
     /// The size of the diffused signal (and of a YODA map) for an `h x w` LR input: half the HR
@@ -133,11 +179,11 @@ impl DiWa {
     /// - lr: `[batch, 3, H, W]`
     /// - c, x_init: `[batch, 12, scale*H/2, scale*W/2]`
     pub fn condition(&self, lr: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let up = bicubic_upscale(lr, self.scale)
+        let up = bicubic_upscale(lr.clone(), self.scale)
             .mul_scalar(2.0)
             .sub_scalar(1.0);
         let c = dwt(up);
-        let x_init = self.predictor.forward(c.clone());
+        let x_init = self.predictor.forward(lr, c.clone());
         (c, x_init)
     }
 
@@ -189,8 +235,9 @@ impl DiWa {
         let (c, x_init) = self.condition(lr);
         let target = dwt(hr.mul_scalar(2.0).sub_scalar(1.0));
         assert_eq!(target.dims(), c.dims(), "HR must be scale x the LR size");
-        let y0 = target - x_init;
-        let residual_l1 = y0.clone().abs().mean();
+        let residual = target - x_init;
+        let residual_l1 = residual.clone().abs().mean();
+        let y0 = residual.mul_scalar(self.residual_scale);
         let zeros = || y0.zeros_like();
         let noise = noise_prediction_loss(y0.clone(), zeros, schedule, rng, yoda, |y, gamma| {
             self.predict_noise(c.clone(), y, gamma)
@@ -199,23 +246,22 @@ impl DiWa {
     }
 
     /// A sampling run for `lr` (`[N, 3, h, w]` in `[0, 1]`), to step with
-    /// [`DiWa::predict_noise`]; `seed` fixes it. YODA keeps the residual's zero outside its mask.
+    /// [`DiWa::predict_noise`]; `plan` says how (its seed fixes it). YODA keeps the residual's zero outside its mask.
     pub fn start_sampling(
         &self,
         lr: Tensor<4>,
         schedule: &NoiseSchedule,
-        sampler: Sampler,
-        seed: u64,
+        plan: &RunPlan,
         yoda: Option<&Yoda>,
     ) -> SamplingRun {
         let (c, x_init) = self.condition(lr);
         let guide = yoda.map(|y| YodaGuide::new(y, x_init.zeros_like()));
-        let process = ReverseProcess {
-            schedule,
-            sampler,
-            variance: Self::VARIANCE,
+        let process = plan.process(schedule, Self::VARIANCE);
+        let decoder = Decoder::Wavelet {
+            x_init,
+            residual_scale: self.residual_scale,
         };
-        SamplingRun::start(c, Decoder::Wavelet { x_init }, &process, seed, guide)
+        SamplingRun::start(c, decoder, &process, plan, guide)
     }
 
     /// A super-resolved batch in `[0, 1]`; `seed` fixes it.
@@ -232,7 +278,7 @@ impl DiWa {
         seed: u64,
         yoda: Option<&Yoda>,
     ) -> Tensor<4> {
-        self.start_sampling(lr, schedule, sampler, seed, yoda)
+        self.start_sampling(lr, schedule, &RunPlan::full(sampler, seed), yoda)
             .run_to_end(|c, y, gamma| self.predict_noise(c, y, gamma))
     }
 }

@@ -3,13 +3,14 @@
 //! as JSON in the safetensors metadata under the format `websr-diffusion`, so a weights file
 //! rebuilds its network and its schedule with nothing else.
 
-use super::diwa::{DiWa, DiWaConfig};
-use super::sampler::{Sampler, SamplingRun};
+use super::diwa::{DiWa, DiWaConfig, Predictor};
+use super::sampler::{truncated_start, RunPlan, Sampler, SamplingRun, Window};
 use super::schedule::NoiseSchedule;
 use super::sr3::{Sr3, Sr3Config};
 use super::unet::UNetConfig;
-use super::yoda::{Yoda, YodaConfig};
+use super::yoda::{detail_importance, Yoda, YodaConfig};
 use crate::error::{Result, WebSrError};
+use crate::models::{ModelSpec, SrModel};
 use crate::weights::{self, DIFFUSION_FORMAT};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -58,11 +59,15 @@ pub struct UNetSpec {
     pub attention: bool,
 }
 
-/// DiWa's initial predictor (DWSR's stack on sub-bands).
+/// DiWa's initial predictor. Untagged, so files written before [`PredictorSpec::Frozen`] existed
+/// (`{"features": .., "layers": ..}`) still read as [`PredictorSpec::Joint`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PredictorSpec {
-    pub features: usize,
-    pub layers: usize,
+#[serde(untagged)]
+pub enum PredictorSpec {
+    /// DiWa's own DWSR-shaped stack on the sub-bands, trained with the diffusion.
+    Joint { features: usize, layers: usize },
+    /// A trained one-pass model, frozen; its weights travel in the same file (`predictor.*`).
+    Frozen { one_pass: ModelSpec },
 }
 
 /// The training noise schedule, which sampling subsamples (DDIM) or walks fully (DDPM).
@@ -141,6 +146,26 @@ pub struct DiffusionSpec {
     /// the masked noise loss alone trained a predictor far below bicubic (see the README).
     #[serde(default)]
     pub predictor_l1: bool,
+    /// DiWa: `k`, the diffused signal is `k (DWT(HR) - x_init)` (1 in files written before it
+    /// existed). A frozen strong predictor leaves a residual of a few hundredths, which `k`
+    /// brings to the signal level the noise schedule is made for.
+    #[serde(default = "one")]
+    pub residual_scale: f64,
+    /// How the model samples unless told otherwise: chosen from its measured trade-off
+    /// (`websr tune-diffusion`) and recorded when shipped (`websr ship --steps --strength`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_sampling: Option<DefaultSampling>,
+}
+
+/// A model's own sampling defaults (DDIM, eta 0).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DefaultSampling {
+    pub steps: usize,
+    pub strength: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl DiffusionSpec {
@@ -159,7 +184,7 @@ impl DiffusionSpec {
                 dropout: 0.0,
                 attention: false,
             },
-            predictor: (kind == DiffusionKind::DiWa).then_some(PredictorSpec {
+            predictor: (kind == DiffusionKind::DiWa).then_some(PredictorSpec::Joint {
                 features: 32,
                 layers: 4,
             }),
@@ -170,6 +195,8 @@ impl DiffusionSpec {
             },
             yoda: None,
             predictor_l1: false,
+            residual_scale: 1.0,
+            default_sampling: None,
         }
     }
 
@@ -207,10 +234,22 @@ impl DiffusionSpec {
             return bad("res_blocks must be 1..=4 and dropout in [0, 1)".into());
         }
         match (self.kind, &self.predictor) {
-            (DiffusionKind::DiWa, Some(p))
-                if p.features == 0 || p.features > 256 || p.layers > 32 =>
+            (DiffusionKind::DiWa, Some(PredictorSpec::Joint { features, layers }))
+                if *features == 0 || *features > 256 || *layers > 32 =>
             {
-                return bad(format!("predictor {p:?} is out of bounds"));
+                return bad(format!("predictor {:?} is out of bounds", self.predictor));
+            }
+            (DiffusionKind::DiWa, Some(PredictorSpec::Frozen { one_pass })) => {
+                one_pass.validate()?;
+                if one_pass.scale != self.scale {
+                    return bad(format!(
+                        "the frozen predictor is x{}, the model x{}",
+                        one_pass.scale, self.scale
+                    ));
+                }
+                if self.predictor_l1 {
+                    return bad("a frozen predictor is not trained: no predictor L1".into());
+                }
             }
             (DiffusionKind::DiWa, None) => return bad("DiWa needs its initial predictor".into()),
             (DiffusionKind::Sr3, Some(_)) => return bad("SR3 has no initial predictor".into()),
@@ -230,6 +269,20 @@ impl DiffusionSpec {
         };
         if steps == 0 || steps > 10_000 || !betas_ok {
             return bad(format!("schedule {:?} is out of bounds", self.schedule));
+        }
+        if !(self.residual_scale.is_finite()
+            && self.residual_scale > 0.0
+            && self.residual_scale <= 1e4)
+        {
+            return bad(format!(
+                "residual scale must be in (0, 1e4], got {}",
+                self.residual_scale
+            ));
+        }
+        if let Some(d) = &self.default_sampling {
+            if d.steps == 0 || d.steps > 1000 || !(d.strength > 0.0 && d.strength <= 1.0) {
+                return bad(format!("default sampling {d:?} is out of bounds"));
+            }
         }
         if let Some(y) = &self.yoda {
             if !(0.0..=1.0).contains(&y.delta) || y.levels == 0 || y.levels > 6 {
@@ -291,6 +344,15 @@ pub struct SampleOptions {
     pub seed: u64,
     /// Guide with YODA: the model's own settings, or the defaults when it was trained without.
     pub yoda: bool,
+    /// The fraction of the noise schedule walked back, in `(0, 1]`: 1 starts from pure noise;
+    /// below 1 the run starts from its prior guess (DiWa: the initial prediction; SR3: the
+    /// bicubic) noised to that level, so few steps cover a short distance and the result keeps
+    /// closer to the guess.
+    pub strength: f64,
+    /// Sample in tiles of this many LR pixels a side (with overlap, blended), each drawing the
+    /// noise the whole image has there; `None`: the whole image at once up to
+    /// [`super::upscale::MAX_LR_PIXELS`], tiles of [`super::upscale::DEFAULT_TILE`] above.
+    pub tile: Option<usize>,
 }
 
 impl Default for SampleOptions {
@@ -300,11 +362,35 @@ impl Default for SampleOptions {
             eta: 0.0,
             seed: 0,
             yoda: false,
+            strength: 1.0,
+            tile: None,
         }
     }
 }
 
 impl SampleOptions {
+    /// Bounds: `strength` in `(0, 1]`, a tile of at least 8 pixels.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.strength > 0.0 && self.strength <= 1.0) {
+            return Err(WebSrError::Invalid(format!(
+                "strength must be in (0, 1], got {}",
+                self.strength
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return Err(WebSrError::Invalid(format!(
+                "eta must be in [0, 1], got {}",
+                self.eta
+            )));
+        }
+        if matches!(self.tile, Some(t) if t < 8) {
+            return Err(WebSrError::Invalid(
+                "a diffusion tile must be at least 8 pixels".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn sampler(&self) -> Sampler {
         match self.steps {
             Some(steps) => Sampler::Ddim {
@@ -314,6 +400,14 @@ impl SampleOptions {
             None => Sampler::Ddpm,
         }
     }
+}
+
+/// A tile's slice of the whole image's YODA importance map, and its largest value once read
+/// back (which lets the tile skip the steps whose mask is empty).
+#[derive(Clone, Debug)]
+pub struct TileImportance {
+    pub map: Tensor<4>,
+    pub max: Option<f32>,
 }
 
 /// A diffusion SR model ready for sampling or training.
@@ -335,14 +429,17 @@ impl DiffusionModel {
                     .init(device),
             ),
             DiffusionKind::DiWa => {
-                let p = spec.predictor.clone().expect("validated");
-                DiffusionNet::DiWa(
-                    DiWaConfig::new(spec.scale)
-                        .with_unet(spec.unet_config())
-                        .with_predictor_features(p.features)
-                        .with_predictor_layers(p.layers)
+                let config = DiWaConfig::new(spec.scale).with_unet(spec.unet_config());
+                DiffusionNet::DiWa(match spec.predictor.clone().expect("validated") {
+                    PredictorSpec::Joint { features, layers } => config
+                        .with_predictor_features(features)
+                        .with_predictor_layers(layers)
                         .init(device),
-                )
+                    PredictorSpec::Frozen { one_pass } => {
+                        let net = SrModel::init(one_pass, device)?.net;
+                        config.init_with(Predictor::Frozen(net), spec.residual_scale, device)
+                    }
+                })
             }
         };
         Ok(DiffusionModel {
@@ -357,6 +454,35 @@ impl DiffusionModel {
         crate::device::with_seeded_device(device, seed, || DiffusionModel::init(spec, device))
     }
 
+    /// A fresh DiWa (seeded like [`DiffusionModel::init_seeded`]) on top of a trained one-pass
+    /// model, frozen: `spec.predictor` becomes [`PredictorSpec::Frozen`] with `predictor`'s spec
+    /// and the new model carries its weights.
+    pub fn on_frozen_predictor(
+        mut spec: DiffusionSpec,
+        predictor: SrModel,
+        device: &Device,
+        seed: u64,
+    ) -> Result<DiffusionModel> {
+        if spec.kind != DiffusionKind::DiWa {
+            return Err(WebSrError::Invalid(
+                "only DiWa diffuses the residual of an initial predictor".into(),
+            ));
+        }
+        spec.predictor = Some(PredictorSpec::Frozen {
+            one_pass: predictor.spec.clone(),
+        });
+        let model = DiffusionModel::init_seeded(spec, device, seed)?;
+        let DiffusionNet::DiWa(diwa) = model.net else {
+            unreachable!("the spec is DiWa's")
+        };
+        let net = DiffusionNet::DiWa(diwa.with_predictor(Predictor::Frozen(predictor.net)));
+        Ok(DiffusionModel {
+            spec: model.spec,
+            net,
+            schedule: model.schedule,
+        })
+    }
+
     /// The same spec and schedule with another network (after an optimiser step, or `valid()`).
     pub fn with_net(&self, net: DiffusionNet) -> DiffusionModel {
         DiffusionModel {
@@ -368,6 +494,24 @@ impl DiffusionModel {
 
     pub fn scale(&self) -> usize {
         self.spec.scale
+    }
+
+    /// How this model samples unless told otherwise: its recorded defaults
+    /// ([`DiffusionSpec::default_sampling`]) or [`SampleOptions::default`], with YODA when it was
+    /// trained with YODA; seed 0, eta 0.
+    pub fn default_options(&self) -> SampleOptions {
+        let base = SampleOptions {
+            yoda: self.spec.yoda.is_some(),
+            ..SampleOptions::default()
+        };
+        match self.spec.default_sampling {
+            Some(d) => SampleOptions {
+                steps: Some(d.steps),
+                strength: d.strength,
+                ..base
+            },
+            None => base,
+        }
     }
 
     pub fn schedule(&self) -> &NoiseSchedule {
@@ -389,8 +533,7 @@ impl DiffusionModel {
     /// YODA for `lr` with this model's settings (or the defaults).
     fn yoda_for(&self, lr: &Tensor<4>) -> Yoda {
         let [_, _, h, w] = lr.dims();
-        let config = self.spec.yoda.clone().unwrap_or_default().config();
-        Yoda::from_lr(lr.clone(), self.diffused_size(h, w), &config)
+        Yoda::from_lr(lr.clone(), self.diffused_size(h, w), &self.yoda_config())
     }
 
     /// The training loss on a batch (`lr` and `hr` in `[0, 1]`): the noise-prediction L1,
@@ -412,15 +555,59 @@ impl DiffusionModel {
     /// Starts sampling `lr` (`[N, 3, h, w]` in `[0, 1]`); advance it with
     /// [`DiffusionModel::step`].
     pub fn start_sampling(&self, lr: Tensor<4>, opts: &SampleOptions) -> SamplingRun {
-        let yoda = opts.yoda.then(|| self.yoda_for(&lr));
-        let (schedule, sampler) = (&self.schedule, opts.sampler());
+        self.start_sampling_window(lr, opts, None, None)
+    }
+
+    /// Network evaluations of a run with `opts` (without YODA's skips).
+    pub fn steps_for(&self, opts: &SampleOptions) -> usize {
+        let last = self.schedule.len() - 1;
+        let first = truncated_start(&self.schedule, opts.strength).unwrap_or(last);
+        opts.sampler().transitions_from(&self.schedule, first).len()
+    }
+
+    /// YODA's importance map of a whole image `lr` at the diffused size (this model's settings
+    /// or the defaults), `[N, 1, h, w]` in `[0, 1]`: what tiles slice.
+    pub fn importance_map(&self, lr: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = lr.dims();
+        let config = self.yoda_config();
+        detail_importance(lr, self.diffused_size(h, w), config.levels)
+    }
+
+    fn yoda_config(&self) -> YodaConfig {
+        self.spec.yoda.clone().unwrap_or_default().config()
+    }
+
+    /// [`DiffusionModel::start_sampling`] for a tile: `lr_window` places `lr` in the whole LR
+    /// image (LR pixels), so the run draws the noise the whole image has there; `importance`
+    /// (with YODA) is the tile's slice of the whole image's map, so that tiles share one
+    /// normalisation and a tile of little detail skips the steps its mask leaves empty.
+    pub fn start_sampling_window(
+        &self,
+        lr: Tensor<4>,
+        opts: &SampleOptions,
+        lr_window: Option<Window>,
+        importance: Option<TileImportance>,
+    ) -> SamplingRun {
+        let max_importance = importance.as_ref().and_then(|t| t.max);
+        let yoda = opts.yoda.then(|| match importance {
+            Some(t) => Yoda::from_map(t.map, self.yoda_config().delta),
+            None => self.yoda_for(&lr),
+        });
+        let window = lr_window.map(|w| Window {
+            whole: self.diffused_size(w.whole[0], w.whole[1]),
+            origin: self.diffused_size(w.origin[0], w.origin[1]),
+        });
+        let plan = RunPlan {
+            sampler: opts.sampler(),
+            first_index: truncated_start(&self.schedule, opts.strength),
+            seed: opts.seed,
+            window,
+            max_importance,
+        };
+        let schedule = &self.schedule;
         match &self.net {
-            DiffusionNet::Sr3(m) => {
-                m.start_sampling(lr, schedule, sampler, opts.seed, yoda.as_ref())
-            }
-            DiffusionNet::DiWa(m) => {
-                m.start_sampling(lr, schedule, sampler, opts.seed, yoda.as_ref())
-            }
+            DiffusionNet::Sr3(m) => m.start_sampling(lr, schedule, &plan, yoda.as_ref()),
+            DiffusionNet::DiWa(m) => m.start_sampling(lr, schedule, &plan, yoda.as_ref()),
         }
     }
 

@@ -6,7 +6,8 @@
 //! final result once. The network is a closure `(y_t, gamma) -> eps`, `gamma = sqrt(acp_i)`
 //! being the noise level the network was trained with (SR3's continuous conditioning).
 
-use super::noise::{host_vector, standard_normal_tensor};
+use super::forward_process::noise_to_level;
+use super::noise::{host_vector, Noise, NoiseField};
 use super::reverse::{
     ddim_indices, ddim_step, ddpm_step, predict_y0, DdimCoefficients, DdpmCoefficients,
     PosteriorVariance,
@@ -15,8 +16,6 @@ use super::schedule::NoiseSchedule;
 use super::yoda::YodaGuide;
 use crate::wavelet::idwt;
 use burn::tensor::Tensor;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// How to walk back from noise to a sample.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,9 +37,15 @@ pub struct Transition {
 impl Sampler {
     /// The steps this sampler takes on `schedule`, first to last.
     pub fn transitions(&self, schedule: &NoiseSchedule) -> Vec<Transition> {
+        self.transitions_from(schedule, schedule.len() - 1)
+    }
+
+    /// The steps from index `first` (the schedule's last for a run from pure noise) down.
+    pub fn transitions_from(&self, schedule: &NoiseSchedule, first: usize) -> Vec<Transition> {
+        let first = first.min(schedule.len() - 1);
         let indices = match *self {
-            Sampler::Ddpm => (0..schedule.len()).rev().collect(),
-            Sampler::Ddim { steps, .. } => ddim_indices(schedule.len(), steps),
+            Sampler::Ddpm => (0..=first).rev().collect(),
+            Sampler::Ddim { steps, .. } => ddim_indices(first + 1, steps),
         };
         indices
             .iter()
@@ -60,6 +65,26 @@ pub struct ReverseProcess<'a> {
     pub sampler: Sampler,
     /// Only used by [`Sampler::Ddpm`].
     pub variance: PosteriorVariance,
+    /// The index the run starts from: `None` for the schedule's last (pure noise), or a lower one
+    /// whose level the initial signal already has (a truncated run, see [`truncated_start`]).
+    pub first_index: Option<usize>,
+}
+
+impl ReverseProcess<'_> {
+    fn transitions(&self) -> Vec<Transition> {
+        let last = self.schedule.len() - 1;
+        self.sampler
+            .transitions_from(self.schedule, self.first_index.unwrap_or(last))
+    }
+}
+
+/// The schedule index a run of `strength` (in `(0, 1]`, the fraction of the schedule walked)
+/// starts from; `None` for a full run.
+pub fn truncated_start(schedule: &NoiseSchedule, strength: f64) -> Option<usize> {
+    (strength < 1.0).then(|| {
+        let last = schedule.len() - 1;
+        ((strength.max(0.0) * last as f64).round() as usize).min(last)
+    })
 }
 
 /// The reverse process as a state machine, one network evaluation per [`ReverseRun::step`], so
@@ -67,12 +92,14 @@ pub struct ReverseProcess<'a> {
 /// in between). Step noise (and YODA's re-noising) is drawn from its generator in a fixed order,
 /// so `init` and the generator's seed fix the result; a deterministic DDIM (`eta = 0`) without
 /// YODA draws nothing.
-pub struct ReverseRun<R: Rng> {
+pub struct ReverseRun<R: Noise> {
     schedule: NoiseSchedule,
     sampler: Sampler,
     variance: PosteriorVariance,
     transitions: Vec<Transition>,
     done: usize,
+    /// Steps that ran the network (YODA skips those whose mask is empty).
+    evaluations: usize,
     y: Tensor<4>,
     /// The input and noise estimate of the last step, for [`ReverseRun::clean_estimate`].
     last: Option<(Tensor<4>, Tensor<4>, usize)>,
@@ -80,8 +107,10 @@ pub struct ReverseRun<R: Rng> {
     guide: Option<YodaGuide>,
 }
 
-impl<R: Rng> ReverseRun<R> {
-    /// Starts from `init` (`y_T`, usually `N(0, I)`).
+impl<R: Noise> ReverseRun<R> {
+    /// Starts from `init`: `y_T` (usually `N(0, I)`), or for a truncated process
+    /// ([`ReverseProcess::first_index`]) the signal already at that index's level, which YODA's
+    /// start then leaves as it is.
     pub fn new(
         init: Tensor<4>,
         process: &ReverseProcess,
@@ -89,9 +118,11 @@ impl<R: Rng> ReverseRun<R> {
         guide: Option<YodaGuide>,
     ) -> Self {
         let schedule = process.schedule.clone();
-        let transitions = process.sampler.transitions(&schedule);
-        let y = match (&guide, transitions.first()) {
-            (Some(g), Some(first)) => g.start(init, first.from + 1, schedule.len(), &schedule),
+        let transitions = process.transitions();
+        let y = match (&guide, transitions.first(), process.first_index) {
+            (Some(g), Some(first), None) => {
+                g.start(init, first.from + 1, schedule.len(), &schedule)
+            }
             _ => init,
         };
         ReverseRun {
@@ -100,6 +131,7 @@ impl<R: Rng> ReverseRun<R> {
             variance: process.variance,
             transitions,
             done: 0,
+            evaluations: 0,
             y,
             last: None,
             rng,
@@ -114,6 +146,11 @@ impl<R: Rng> ReverseRun<R> {
 
     pub fn steps_done(&self) -> usize {
         self.done
+    }
+
+    /// Network evaluations so far: the steps done less those YODA skipped.
+    pub fn evaluations(&self) -> usize {
+        self.evaluations
     }
 
     pub fn is_done(&self) -> bool {
@@ -132,11 +169,20 @@ impl<R: Rng> ReverseRun<R> {
         let device = self.y.device();
         let i = step.from;
         let y = self.y.clone();
-        let eps = denoise(y.clone(), schedule.alphas_cumprod()[i].sqrt());
+        // An empty YODA mask discards the step's estimate: skip the network, keep every draw
+        // (the sample is bit-identical to the unskipped run's).
+        let skip = matches!(&self.guide, Some(g) if g.mask_is_empty(i + 1, total));
+        let eps = match skip {
+            true => y.zeros_like(),
+            false => {
+                self.evaluations += 1;
+                denoise(y.clone(), schedule.alphas_cumprod()[i].sqrt())
+            }
+        };
         let (denoised, level) = match self.sampler {
             Sampler::Ddpm => {
                 let c = DdpmCoefficients::new(schedule, i, self.variance);
-                let z = (c.std > 0.0).then(|| standard_normal_tensor(&mut self.rng, dims, &device));
+                let z = (c.std > 0.0).then(|| self.rng.normal(dims, &device));
                 (
                     ddpm_step(y.clone(), eps.clone(), &c, z),
                     schedule.alphas_cumprod_prev()[i],
@@ -144,8 +190,7 @@ impl<R: Rng> ReverseRun<R> {
             }
             Sampler::Ddim { eta, .. } => {
                 let c = DdimCoefficients::new(schedule, i, step.to, eta);
-                let z =
-                    (c.sigma > 0.0).then(|| standard_normal_tensor(&mut self.rng, dims, &device));
+                let z = (c.sigma > 0.0).then(|| self.rng.normal(dims, &device));
                 (
                     ddim_step(y.clone(), eps.clone(), &c, z),
                     c.sqrt_acp_next.powi(2),
@@ -156,7 +201,9 @@ impl<R: Rng> ReverseRun<R> {
             Some(g) => g.after_step(denoised, i + 1, total, level, &mut self.rng),
             None => denoised,
         };
-        self.last = Some((y, eps, i));
+        if !skip {
+            self.last = Some((y, eps, i));
+        }
         self.done += 1;
     }
 
@@ -188,7 +235,7 @@ pub fn reverse_diffusion(
     mut denoise: impl FnMut(Tensor<4>, f64) -> Tensor<4>,
     init: Tensor<4>,
     process: &ReverseProcess,
-    rng: &mut impl Rng,
+    rng: &mut impl Noise,
     guide: Option<YodaGuide>,
 ) -> Tensor<4> {
     let mut run = ReverseRun::new(init, process, rng, guide);
@@ -205,43 +252,124 @@ pub fn reverse_diffusion(
 pub enum Decoder {
     /// SR3: the signal is the image in `[-1, 1]`.
     Pixels,
-    /// DiWa: the signal is a sub-band residual; the image is `IDWT(signal + x_init)`.
-    Wavelet { x_init: Tensor<4> },
+    /// DiWa: the signal is `residual_scale` times a sub-band residual; the image is
+    /// `IDWT(signal / residual_scale + x_init)`.
+    Wavelet {
+        x_init: Tensor<4>,
+        residual_scale: f64,
+    },
 }
 
 impl Decoder {
     pub fn decode(&self, signal: Tensor<4>) -> Tensor<4> {
         match self {
             Decoder::Pixels => to_image(signal),
-            Decoder::Wavelet { x_init } => to_image(idwt(signal + x_init.clone())),
+            Decoder::Wavelet {
+                x_init,
+                residual_scale,
+            } => to_image(idwt(signal.div_scalar(*residual_scale) + x_init.clone())),
+        }
+    }
+}
+
+/// A run's place in a larger signal: the whole signal's `[h, w]` and this run's top-left corner
+/// in it (diffused-signal pixels). A tile's run draws the noise the whole signal has there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub whole: [usize; 2],
+    pub origin: [usize; 2],
+}
+
+/// How one run walks back and what it draws: the sampler, the index it starts from (`None`: pure
+/// noise at the schedule's end), the seed of its [`NoiseField`] and its window (`None`: the run
+/// is the whole signal).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunPlan {
+    pub sampler: Sampler,
+    pub first_index: Option<usize>,
+    pub seed: u64,
+    pub window: Option<Window>,
+    /// The YODA map's largest value, when read back: lets the run skip the steps whose mask is
+    /// empty ([`YodaGuide::mask_is_empty`]).
+    pub max_importance: Option<f32>,
+}
+
+impl RunPlan {
+    /// A whole-signal run from pure noise.
+    pub fn full(sampler: Sampler, seed: u64) -> RunPlan {
+        RunPlan {
+            sampler,
+            first_index: None,
+            seed,
+            window: None,
+            max_importance: None,
+        }
+    }
+
+    /// The process of this plan on `schedule` with the model's posterior `variance`.
+    pub fn process<'a>(
+        &self,
+        schedule: &'a NoiseSchedule,
+        variance: PosteriorVariance,
+    ) -> ReverseProcess<'a> {
+        ReverseProcess {
+            schedule,
+            sampler: self.sampler,
+            variance,
+            first_index: self.first_index,
+        }
+    }
+
+    /// The noise of a run on a signal of `dims`.
+    fn noise(&self, dims: [usize; 4]) -> NoiseField {
+        match self.window {
+            None => NoiseField::whole(self.seed, dims),
+            Some(w) => NoiseField::window(
+                self.seed,
+                [dims[0], dims[1], w.whole[0], w.whole[1]],
+                w.origin,
+            ),
         }
     }
 }
 
 /// One model's sampling run: the reverse process on a batch, the network's condition, and the
-/// decoder to an image. Everything is drawn from one generator seeded with `seed` (the initial
-/// noise first), so the seed fixes the whole sample, on every backend. Only tensor ops run: read
-/// the results with `read_f32_async` in the browser.
+/// decoder to an image. Everything is drawn from one [`NoiseField`] (the initial noise first), so
+/// its seed fixes the whole sample, on every backend, and a tile's run draws the noise the whole
+/// image has there. Only tensor ops run: read the results with `read_f32_async` in the browser.
 pub struct SamplingRun {
-    reverse: ReverseRun<StdRng>,
+    reverse: ReverseRun<NoiseField>,
     condition: Tensor<4>,
     decoder: Decoder,
 }
 
 impl SamplingRun {
     /// A run on a diffused signal the shape of `condition`, with the model's posterior
-    /// `variance` and optional YODA guidance.
+    /// `variance` and optional YODA guidance. A truncated process starts from the decoder's
+    /// prior guess (SR3: the bicubic condition; DiWa: a zero residual) noised to its first level.
     pub fn start(
         condition: Tensor<4>,
         decoder: Decoder,
         process: &ReverseProcess,
-        seed: u64,
+        plan: &RunPlan,
         guide: Option<YodaGuide>,
     ) -> SamplingRun {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let init = standard_normal_tensor(&mut rng, condition.dims(), &condition.device());
+        let mut noise = plan.noise(condition.dims());
+        let mut init = noise.normal(condition.dims(), &condition.device());
+        if let Some(first) = process.first_index {
+            let guess = match decoder {
+                Decoder::Pixels => condition.clone(),
+                Decoder::Wavelet { .. } => condition.zeros_like(),
+            };
+            let level = process.schedule.alphas_cumprod()[first];
+            init = noise_to_level(guess, level, init);
+        }
+        let guide = match plan.max_importance {
+            Some(max) => guide.map(|g| g.with_max_importance(max)),
+            None => guide,
+        };
         SamplingRun {
-            reverse: ReverseRun::new(init, process, rng, guide),
+            reverse: ReverseRun::new(init, process, noise, guide),
             condition,
             decoder,
         }
@@ -253,6 +381,11 @@ impl SamplingRun {
 
     pub fn steps_done(&self) -> usize {
         self.reverse.steps_done()
+    }
+
+    /// Network evaluations so far (YODA skips the steps whose mask is empty).
+    pub fn evaluations(&self) -> usize {
+        self.reverse.evaluations()
     }
 
     pub fn is_done(&self) -> bool {

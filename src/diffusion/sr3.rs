@@ -4,7 +4,7 @@
 
 use super::objective::noise_prediction_loss;
 use super::reverse::PosteriorVariance;
-use super::sampler::{Decoder, ReverseProcess, Sampler, SamplingRun};
+use super::sampler::{Decoder, RunPlan, Sampler, SamplingRun};
 use super::schedule::NoiseSchedule;
 use super::unet::{UNet, UNetConfig};
 use super::yoda::{Yoda, YodaGuide};
@@ -106,23 +106,18 @@ impl Sr3 {
     }
 
     /// A sampling run for `lr` (`[N, 3, h, w]` in `[0, 1]`), to step with
-    /// [`Sr3::predict_noise`]; `seed` fixes it.
+    /// [`Sr3::predict_noise`]; `plan` says how (its seed fixes it).
     pub fn start_sampling(
         &self,
         lr: Tensor<4>,
         schedule: &NoiseSchedule,
-        sampler: Sampler,
-        seed: u64,
+        plan: &RunPlan,
         yoda: Option<&Yoda>,
     ) -> SamplingRun {
         let condition = self.condition(lr);
         let guide = yoda.map(|y| YodaGuide::new(y, condition.clone()));
-        let process = ReverseProcess {
-            schedule,
-            sampler,
-            variance: Self::VARIANCE,
-        };
-        SamplingRun::start(condition, Decoder::Pixels, &process, seed, guide)
+        let process = plan.process(schedule, Self::VARIANCE);
+        SamplingRun::start(condition, Decoder::Pixels, &process, plan, guide)
     }
 
     /// A super-resolved batch in `[0, 1]`; `seed` fixes it.
@@ -139,7 +134,7 @@ impl Sr3 {
         seed: u64,
         yoda: Option<&Yoda>,
     ) -> Tensor<4> {
-        self.start_sampling(lr, schedule, sampler, seed, yoda)
+        self.start_sampling(lr, schedule, &RunPlan::full(sampler, seed), yoda)
             .run_to_end(|c, y, gamma| self.predict_noise(c, y, gamma))
     }
 }

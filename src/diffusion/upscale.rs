@@ -1,21 +1,57 @@
-//! Diffusion upscaling of a whole image: pad the LR input so the diffused signal fits the
-//! U-Net (edge replication), sample step by step, crop back. [`Upscaling`] is the stepwise form
-//! that [`crate::upscale`] drives for every caller (previews, progress, cancel).
+//! Diffusion upscaling of an image of any size: pad the LR input so the diffused signal fits the
+//! U-Net (edge replication), sample it whole or in overlapping tiles step by step, blend, crop
+//! back. Each tile draws the noise the whole image has there ([`super::noise::NoiseField`]), so
+//! the tiles share one noise and the blend hides only the U-Net's context at their borders.
+//! [`Upscaling`] is the stepwise form that [`crate::upscale`] drives for every caller
+//! (previews, progress, cancel).
 
-use super::model::{DiffusionModel, SampleOptions};
-use super::sampler::SamplingRun;
+use super::model::{DiffusionModel, SampleOptions, TileImportance};
+use super::sampler::{SamplingRun, Window};
 use crate::device::{read_f32_async, to_tensor};
 use crate::error::{Result, WebSrError};
 use crate::image::Planar;
+use crate::tiling::{plan, Blender, Tile};
 use burn::tensor::{Device, Tensor};
 
-/// The largest LR input sampled whole: diffusion runs the U-Net on the full image at every
-/// step, and its activations grow with the pixels (about 256 MB on the CPU at this size).
+/// The largest LR input sampled whole by default: diffusion runs the U-Net on the full image at
+/// every step, and its activations grow with the pixels (about 256 MB on the CPU at this size).
+/// Larger images are sampled in tiles.
 pub const MAX_LR_PIXELS: usize = 256 * 256;
 
-/// A diffusion upscale in progress.
+/// The default tile side (LR pixels) above [`MAX_LR_PIXELS`].
+pub const DEFAULT_TILE: usize = 128;
+
+/// Overlap of neighbouring tile cores, blended with linear ramps, and context sampled around
+/// each core (LR pixels, before rounding up to the model's multiple). Unlike a one-pass model's
+/// tiles these change the result a little: a tile's U-Net sees only its own context.
+const TILE_OVERLAP: usize = 16;
+const TILE_HALO: usize = 8;
+
+/// A diffusion upscale in progress: one sampling run per tile of the edge-padded image (one tile
+/// for an image sampled whole), each drawing the noise the whole image has there; finished
+/// tiles are blended into the output.
 pub struct Upscaling {
-    run: SamplingRun,
+    opts: SampleOptions,
+    /// The LR image, edge-padded to the model's multiple; tiles are cut from it.
+    padded: Planar,
+    tiles: Vec<Tile>,
+    /// The tile being sampled (`run`) or the next to start.
+    tile: usize,
+    run: Option<SamplingRun>,
+    steps_per_tile: usize,
+    steps_done: usize,
+    /// `None` when the image is one tile: its run is the result (and can be previewed).
+    blender: Option<Blender>,
+    /// With YODA in tiles: the whole image's importance map (one normalisation for all tiles)
+    /// and each tile's largest value once read back.
+    importance: Option<Tensor<4>>,
+    tile_max: Vec<Option<f32>>,
+    /// Whether to read the tiles' maxima (and so skip YODA's empty steps).
+    skip_idle: bool,
+    /// Network evaluations of the finished tiles.
+    evaluations_done: usize,
+    device: Device,
+    scale: usize,
     /// Output size before padding.
     out_h: usize,
     out_w: usize,
@@ -37,26 +73,47 @@ fn pad_edge(lr: &Planar, h: usize, w: usize) -> Planar {
     out
 }
 
-/// `lr` checked and edge-padded so the diffused signal fits the U-Net, as a tensor.
-fn padded_input(model: &DiffusionModel, lr: &Planar, device: &Device) -> Result<Tensor<4>> {
+/// The side multiple of an LR input whose diffused signal fits the U-Net.
+fn lr_multiple(model: &DiffusionModel) -> usize {
+    // HR sides must be multiples of `m`, so LR sides of `m / gcd(m, scale)`.
+    let (m, s) = (model.spec.hr_multiple(), model.scale());
+    m / gcd(m, s)
+}
+
+/// `lr` checked and edge-padded so the diffused signal fits the U-Net.
+fn padded(model: &DiffusionModel, lr: &Planar) -> Result<Planar> {
     if lr.height == 0 || lr.width == 0 {
         return Err(WebSrError::Empty);
     }
+    let m = lr_multiple(model);
+    let round = |v: usize| v.div_ceil(m) * m;
+    Ok(pad_edge(lr, round(lr.height), round(lr.width)))
+}
+
+/// `padded` for an image small enough to sample whole, as a tensor.
+fn padded_input(model: &DiffusionModel, lr: &Planar, device: &Device) -> Result<Tensor<4>> {
     if lr.height * lr.width > MAX_LR_PIXELS {
         return Err(WebSrError::Invalid(format!(
-            "diffusion upscaling samples the whole image at once and takes inputs up to {} \
-             pixels; this one is {}x{}",
+            "this samples the whole image at once and takes inputs up to {} pixels; this one \
+             is {}x{}",
             MAX_LR_PIXELS, lr.width, lr.height
         )));
     }
-    // HR sides must be multiples of `m`, so LR sides of `m / gcd(m, scale)`.
-    let (m, s) = (model.spec.hr_multiple(), model.scale());
-    let lr_multiple = m / gcd(m, s);
-    let round = |v: usize| v.div_ceil(lr_multiple) * lr_multiple;
-    Ok(to_tensor(
-        &pad_edge(lr, round(lr.height), round(lr.width)),
-        device,
-    ))
+    Ok(to_tensor(&padded(model, lr)?, device))
+}
+
+/// The tiles of a padded `h x w` image for a tile side `tile`: every input rect a multiple of
+/// `m` (the plan's sizes and the padded sides are), one tile when it fits.
+/// Returns the tiles and their cores' overlap.
+fn diffusion_tiles(h: usize, w: usize, tile: usize, m: usize) -> (Vec<Tile>, usize) {
+    let up = |v: usize| v.div_ceil(m) * m;
+    let (tile, halo) = (up(tile.max(m)), up(TILE_HALO));
+    if h <= tile && w <= tile {
+        return (plan(h, w, tile, 0, 0), 0);
+    }
+    // The plan halves an overlap above half the tile; keep it a multiple of m.
+    let overlap = up(TILE_OVERLAP).min(tile / 2 / m * m);
+    (plan(h, w, tile, overlap, halo), overlap)
 }
 
 /// DiWa's initial prediction alone (what its diffusion adds a residual to), for an RGB image;
@@ -76,36 +133,163 @@ pub fn initial_prediction_rgb(
 }
 
 impl Upscaling {
-    /// Starts upscaling the RGB image `lr` (values in `[0, 1]`).
+    /// Starts upscaling the RGB image `lr` (values in `[0, 1]`): whole when `opts.tile` is unset
+    /// and it is at most [`MAX_LR_PIXELS`], else in tiles.
     pub fn start(
         model: &DiffusionModel,
         lr: &Planar,
         opts: &SampleOptions,
         device: &Device,
     ) -> Result<Upscaling> {
-        let padded = padded_input(model, lr, device)?;
-        Ok(Upscaling {
-            run: model.start_sampling(padded, opts),
+        opts.validate()?;
+        let padded = padded(model, lr)?;
+        let m = lr_multiple(model);
+        let tile = match opts.tile {
+            Some(t) => t,
+            None if lr.height * lr.width <= MAX_LR_PIXELS => padded.height.max(padded.width),
+            None => DEFAULT_TILE,
+        };
+        let (tiles, overlap) = diffusion_tiles(padded.height, padded.width, tile, m);
+        let blender = (tiles.len() > 1)
+            .then(|| Blender::new(3, padded.height, padded.width, model.scale(), overlap));
+        let importance = (opts.yoda && tiles.len() > 1)
+            .then(|| model.importance_map(to_tensor(&padded, device)));
+        let mut job = Upscaling {
+            opts: opts.clone(),
+            tile_max: vec![None; tiles.len()],
+            padded,
+            tiles,
+            tile: 0,
+            run: None,
+            steps_per_tile: model.steps_for(opts),
+            steps_done: 0,
+            blender,
+            importance,
+            skip_idle: true,
+            evaluations_done: 0,
+            device: device.clone(),
+            scale: model.scale(),
             out_h: lr.height * model.scale(),
             out_w: lr.width * model.scale(),
-        })
+        };
+        if job.tiles.len() == 1 {
+            job.start_tile(model);
+        }
+        Ok(job)
     }
 
+    /// This upscale running every step of every tile, even those YODA's mask leaves empty (the
+    /// same image, slower: for benchmarks and tests of the skipping).
+    pub fn without_skipping(self) -> Self {
+        Upscaling {
+            skip_idle: false,
+            ..self
+        }
+    }
+
+    /// Tile `i`'s slice of the whole image's importance map (diffused pixels).
+    fn importance_of(&self, model: &DiffusionModel, i: usize) -> Option<Tensor<4>> {
+        let r = self.tiles[i].input;
+        let ([y, x], [h, w]) = (model.diffused_size(r.y, r.x), model.diffused_size(r.h, r.w));
+        let map = self.importance.as_ref()?;
+        Some(map.clone().narrow(2, y, h).narrow(3, x, w))
+    }
+
+    /// Starts the run of the current tile, drawing the noise the whole image has there.
+    fn start_tile(&mut self, model: &DiffusionModel) {
+        let r = self.tiles[self.tile].input;
+        let input = to_tensor(&self.padded.crop(r.y, r.x, r.h, r.w), &self.device);
+        let window = Window {
+            whole: [self.padded.height, self.padded.width],
+            origin: [r.y, r.x],
+        };
+        let importance = self
+            .importance_of(model, self.tile)
+            .map(|map| TileImportance {
+                map,
+                max: self.tile_max[self.tile],
+            });
+        self.run = Some(model.start_sampling_window(input, &self.opts, Some(window), importance));
+    }
+
+    /// Network evaluations so far: the steps less those YODA skipped (tiles of little detail,
+    /// whose mask stays empty for the first steps).
+    pub fn evaluations(&self) -> usize {
+        self.evaluations_done + self.run.as_ref().map_or(0, SamplingRun::evaluations)
+    }
+
+    /// How many tiles the image is sampled in.
+    pub fn tiles(&self) -> usize {
+        self.tiles.len()
+    }
+
+    /// Network evaluations in the whole upscale.
     pub fn steps(&self) -> usize {
-        self.run.steps()
+        self.steps_per_tile * self.tiles.len()
     }
 
     pub fn steps_done(&self) -> usize {
-        self.run.steps_done()
+        self.steps_done
     }
 
     pub fn is_done(&self) -> bool {
-        self.run.is_done()
+        self.steps_done == self.steps()
     }
 
-    /// One network evaluation.
+    /// One network evaluation. A tiled upscale then needs [`Upscaling::settle_async`] to blend
+    /// a finished tile and start the next.
     pub fn step(&mut self, model: &DiffusionModel) {
-        model.step(&mut self.run);
+        if self.run.is_none() && self.tile < self.tiles.len() {
+            self.start_tile(model);
+        }
+        if let Some(run) = &mut self.run {
+            assert!(
+                !(run.is_done() && self.blender.is_some()),
+                "a finished tile must be settled (settle_async) before the next step"
+            );
+            if !run.is_done() {
+                model.step(run);
+                self.steps_done += 1;
+            }
+        }
+    }
+
+    /// In a tiled upscale: blends the current tile once its run is done (reading it back), and
+    /// with YODA reads the next tile's largest importance so its run can skip the steps its mask
+    /// leaves empty (exact: without the read the tile runs every step to the same result).
+    /// Call it before the first step and after each.
+    pub async fn settle_async(&mut self, model: &DiffusionModel) -> Result<()> {
+        self.blend_finished_async().await?;
+        let next = self.tile;
+        let unread = self.skip_idle && self.tile_max.get(next) == Some(&None);
+        if self.run.is_none() && unread {
+            if let Some(slice) = self.importance_of(model, next) {
+                let max = read_f32_async(slice.max()).await?;
+                self.tile_max[next] = max.first().copied();
+            }
+        }
+        Ok(())
+    }
+
+    async fn blend_finished_async(&mut self) -> Result<()> {
+        let finished = matches!(&self.run, Some(run) if run.is_done());
+        let Some(blender) = self.blender.as_mut().filter(|_| finished) else {
+            return Ok(());
+        };
+        let run = self.run.take().expect("a finished run");
+        self.evaluations_done += run.evaluations();
+        let r = self.tiles[self.tile].input;
+        let (h, w) = (r.h * self.scale, r.w * self.scale);
+        let image = run.finish();
+        let output = Planar::new(3, h, w, read_f32_async(image).await?);
+        blender.add(&self.tiles[self.tile], &output);
+        self.tile += 1;
+        Ok(())
+    }
+
+    /// Whether [`Upscaling::preview_async`] can show the whole image: only when it is one tile.
+    pub fn can_preview(&self) -> bool {
+        self.blender.is_none()
     }
 
     async fn read(&self, image: Tensor<4>) -> Result<Planar> {
@@ -118,15 +302,36 @@ impl Upscaling {
         ))
     }
 
-    /// The image the current clean estimate decodes to (a preview between steps).
+    /// The image the current clean estimate decodes to (a preview between steps of an image
+    /// sampled whole).
     pub async fn preview_async(&self) -> Result<Planar> {
-        self.read(self.run.preview()).await
+        match (&self.run, self.can_preview()) {
+            (Some(run), true) => self.read(run.preview()).await,
+            _ => Err(WebSrError::Invalid(
+                "a tiled diffusion upscale has no whole-image preview".into(),
+            )),
+        }
     }
 
-    /// The result (of the steps taken so far, if not done).
-    pub async fn finish_async(self) -> Result<Planar> {
-        let image = self.run.preview_final();
-        self.read(image).await
+    /// The result (of the steps taken so far, if not done; a tiled upscale must be done).
+    pub async fn finish_async(mut self) -> Result<Planar> {
+        match self.blender.take() {
+            None => {
+                let run = self.run.as_ref().expect("one run");
+                self.read(run.preview_final()).await
+            }
+            Some(blender) => {
+                if self.tile != self.tiles.len() {
+                    return Err(WebSrError::Invalid(format!(
+                        "only {} of {} tiles were sampled",
+                        self.tile,
+                        self.tiles.len()
+                    )));
+                }
+                let full = blender.finish();
+                Ok(full.crop(0, 0, self.out_h, self.out_w))
+            }
+        }
     }
 }
 

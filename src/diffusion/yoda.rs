@@ -20,14 +20,13 @@
 //! - Training loss: `mean |M(t) ⊙ (eps - eps_hat)|` ([`masked_l1`]).
 
 use super::forward_process::noise_to_level;
-use super::noise::{host_vector, standard_normal_tensor};
+use super::noise::{host_vector, Noise};
 use super::schedule::NoiseSchedule;
 use crate::wavelet::dwt;
 use burn::config::Config;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions, PadMode};
 use burn::tensor::Tensor;
-use rand::Rng;
 
 /// Subtracted from the thresholds `t/T`: the division that normalises a map may give its
 /// maximum as 0.99999976 on WebGPU, and the most important pixel must still be in `M(T)`.
@@ -183,6 +182,9 @@ fn min_max_normalise(x: Tensor<4>) -> Tensor<4> {
 pub struct YodaGuide {
     pub yoda: Yoda,
     pub condition: Tensor<4>,
+    /// The map's largest value, when the caller read it back: steps whose mask is then empty
+    /// need no network evaluation ([`YodaGuide::mask_is_empty`]).
+    max_importance: Option<f32>,
 }
 
 impl YodaGuide {
@@ -196,7 +198,25 @@ impl YodaGuide {
         YodaGuide {
             yoda: yoda.clone(),
             condition,
+            max_importance: None,
         }
+    }
+
+    /// This guide knowing its map's largest value (read back by the caller).
+    pub fn with_max_importance(self, max: f32) -> Self {
+        YodaGuide {
+            max_importance: Some(max),
+            ..self
+        }
+    }
+
+    /// Whether `M(t)` is empty: every pixel is then replaced by the noised condition after the
+    /// step, so the step's network evaluation cannot change the sample and is skipped. The
+    /// comparison is [`Yoda::masks`]' own, in `f32`; without a known maximum, never.
+    pub fn mask_is_empty(&self, t: usize, total: usize) -> bool {
+        let threshold = (t as f64 / total as f64 - THRESHOLD_SLACK) as f32;
+        self.max_importance
+            .is_some_and(|max| max.max(self.yoda.delta as f32) < threshold)
     }
 
     /// `z_T`: the initial noise inside `M(t)`, the condition noised to `alpha_bar_t` with the
@@ -219,9 +239,9 @@ impl YodaGuide {
         t: usize,
         total: usize,
         alpha_bar_next: f64,
-        rng: &mut impl Rng,
+        rng: &mut impl Noise,
     ) -> Tensor<4> {
-        let noise = standard_normal_tensor(rng, denoised.dims(), &denoised.device());
+        let noise = rng.normal(denoised.dims(), &denoised.device());
         let known = noise_to_level(self.condition.clone(), alpha_bar_next, noise);
         blend(&self.yoda.mask(t, total), denoised, known)
     }

@@ -7,14 +7,20 @@ use super::checkpoint::{resume_or_start, save_resumable, CheckpointPaths, RunCon
 use super::data::TrainingSet;
 use super::step::descend;
 use super::{Schedule, TrainState, TrainingRun};
+use crate::diffusion::model::PredictorSpec;
 use crate::diffusion::{DiffusionModel, DiffusionSpec, SampleOptions};
 use crate::error::{Result, WebSrError};
 use crate::eval::{evaluate_model_files, Report};
 use crate::model::Model;
+use crate::models::SrModel;
 use crate::upscale::UpscaleOptions;
+use crate::wavelet::dwt;
+use crate::weights;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -54,6 +60,7 @@ impl DiffusionTrainConfig {
             eta: 0.0,
             seed: 0,
             yoda: self.spec.yoda.is_some(),
+            ..SampleOptions::default()
         }
     }
 }
@@ -70,6 +77,31 @@ impl RunConfig for DiffusionTrainConfig {
     }
 }
 
+/// The root-mean-square of `DWT(HR) - DWT(predictor(LR))` (images in `[-1, 1]`) over `batches`
+/// training batches drawn with `seed`: what a frozen predictor leaves for the diffusion, from
+/// which a run picks its `residual_scale`. Deterministic for a given set and seed.
+pub fn predictor_residual_rms(
+    predictor: &SrModel,
+    data: &TrainingSet,
+    batch: usize,
+    patch: usize,
+    batches: usize,
+    seed: u64,
+) -> f64 {
+    let device = predictor.device();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut sum = 0.0;
+    for _ in 0..batches.max(1) {
+        let (lr, hr) = data
+            .batch(&mut rng, batch, patch, predictor.scale())
+            .to_tensors(&device);
+        let signed = |x: Tensor<4>| dwt(x.mul_scalar(2.0).sub_scalar(1.0));
+        let residual = signed(hr) - signed(predictor.forward(lr));
+        sum += residual.powf_scalar(2.0).mean().into_scalar::<f32>() as f64;
+    }
+    (sum / batches.max(1) as f64).sqrt()
+}
+
 /// A diffusion training run, with checkpoints in `dir` (the same files as [`super::Trainer`]'s).
 pub struct DiffusionTrainer {
     pub cfg: DiffusionTrainConfig,
@@ -82,21 +114,47 @@ pub struct DiffusionTrainer {
 
 impl DiffusionTrainer {
     /// Starts a new run, or resumes the one in `dir` when it has a checkpoint and `resume` is set.
+    /// A DiWa whose spec has a [`PredictorSpec::Frozen`] predictor starts a new run from
+    /// `frozen_predictor`'s weights (a resumed run has them in its checkpoint).
     pub fn new(
         cfg: DiffusionTrainConfig,
         dir: &Path,
         resume: bool,
+        frozen_predictor: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
         let device = device.clone().autodiff();
+        let new_model = || match (&cfg.spec.predictor, frozen_predictor) {
+            (Some(PredictorSpec::Frozen { one_pass }), Some(path)) => {
+                let predictor = weights::load(path, &device)?;
+                if &predictor.spec != one_pass {
+                    return Err(WebSrError::Invalid(format!(
+                        "{} is a {:?}, the spec names {:?}",
+                        path.display(),
+                        predictor.spec,
+                        one_pass
+                    )));
+                }
+                DiffusionModel::on_frozen_predictor(
+                    cfg.spec.clone(),
+                    predictor,
+                    &device,
+                    cfg.schedule.seed,
+                )
+            }
+            (Some(PredictorSpec::Frozen { .. }), None) => Err(WebSrError::Invalid(
+                "a new run on a frozen predictor needs the predictor's weights".into(),
+            )),
+            _ => DiffusionModel::init_seeded(cfg.spec.clone(), &device, cfg.schedule.seed),
+        };
         let (model, optim, state) = resume_or_start(
             dir,
             &cfg,
             resume,
             |model: &mut DiffusionModel| &mut model.net,
             || DiffusionModel::init(cfg.spec.clone(), &device),
-            || DiffusionModel::init_seeded(cfg.spec.clone(), &device, cfg.schedule.seed),
+            new_model,
         )?;
         Ok(Self {
             cfg,

@@ -54,14 +54,24 @@ impl Engine {
             0 => self.auto_tile(),
             t => t,
         };
+        // A diffusion model's own defaults (steps, strength) for what the page leaves out.
+        let defaults = match &self.model {
+            Model::Diffusion(d) => d.default_options(),
+            Model::OnePass(_) => SampleOptions::default(),
+        };
+        let steps = number(options, "steps").map(|s| s.max(1.0) as usize);
         UpscaleOptions {
             tile: Some(tile.max(1) as usize),
             tta: boolean(options, "tta").unwrap_or(false),
             sampling: SampleOptions {
-                steps: Some(number(options, "steps").unwrap_or(50.0).max(1.0) as usize),
+                steps: steps.or(defaults.steps),
                 eta: 0.0,
                 seed: number(options, "seed").unwrap_or(0.0) as u32 as u64,
                 yoda: boolean(options, "yoda").unwrap_or(false),
+                strength: number(options, "strength")
+                    .unwrap_or(defaults.strength)
+                    .clamp(1e-3, 1.0),
+                ..SampleOptions::default()
             },
             preview_every: number(options, "previewEvery").unwrap_or(0.0).max(0.0) as usize,
             ..UpscaleOptions::default()
@@ -123,6 +133,26 @@ impl Engine {
     #[wasm_bindgen(getter, js_name = yodaTrained)]
     pub fn yoda_trained(&self) -> bool {
         self.model.yoda_trained()
+    }
+
+    /// A diffusion model's default DDIM steps (its card's; 50 without one), 0 for a one-pass
+    /// model.
+    #[wasm_bindgen(getter, js_name = defaultSteps)]
+    pub fn default_steps(&self) -> u32 {
+        match &self.model {
+            Model::Diffusion(d) => d.default_options().steps.unwrap_or(0) as u32,
+            Model::OnePass(_) => 0,
+        }
+    }
+
+    /// A diffusion model's default strength (the fraction of the noise schedule walked back),
+    /// 1 for a model without recorded defaults and for one-pass models.
+    #[wasm_bindgen(getter, js_name = defaultStrength)]
+    pub fn default_strength(&self) -> f64 {
+        match &self.model {
+            Model::Diffusion(d) => d.default_options().strength,
+            Model::OnePass(_) => 1.0,
+        }
     }
 
     /// Multiply-adds per output pixel (convolutions only) of a one-pass model, 0 for diffusion:
@@ -202,7 +232,9 @@ impl Engine {
     pub fn start_tiles(&self, image: Image, options: JsValue) -> Result<TiledUpscale, JsValue> {
         let Model::OnePass(model) = &self.model else {
             return Err(js_error(&WebSrError::Invalid(
-                "a diffusion model samples the whole image: it cannot be split into tiles".into(),
+                "a diffusion model samples its tiles in one worker (one noise across them): use \
+                 upscale"
+                    .into(),
             )));
         };
         let pic = image.picture;

@@ -116,7 +116,7 @@ pub fn tiny_diffusion_spec(kind: DiffusionKind, yoda: bool) -> DiffusionSpec {
         attention: false,
     };
     if kind == DiffusionKind::DiWa {
-        spec.predictor = Some(PredictorSpec {
+        spec.predictor = Some(PredictorSpec::Joint {
             features: 8,
             layers: 1,
         });

@@ -172,6 +172,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             eta: 0.0,
             seed: 0,
             yoda,
+            ..SampleOptions::default()
         };
         let row = |model: String, steps: usize, set5, set14| Row {
             model,

@@ -58,7 +58,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let device = Backend::Cpu.device()?;
     let (report, title) = match resolve(&args.model, args.scale, &device)? {
         Resolved::Bicubic => {
-            args.sampling.for_model(None, &args.model, 50)?;
+            args.sampling.for_model(None, &args.model)?;
             let s = args.scale.context("--scale is required for bicubic")?;
             let report = score_folder(&args, s, &mut |lr| Ok(imresize(lr, s as f64)))?;
             (report, title(&args, s, ""))
@@ -66,7 +66,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Resolved::Model(m) => {
             let opts = UpscaleOptions {
                 tta: args.tta,
-                sampling: args.sampling.for_model(Some(&m), &args.model, 50)?,
+                sampling: args.sampling.for_model(Some(&m), &args.model)?,
                 ..UpscaleOptions::default()
             };
             let how = match m.kind() {
@@ -104,13 +104,18 @@ fn title(args: &EvalArgs, scale: usize, how: &str) -> String {
 pub fn print_report(title: &str, report: &Report) {
     println!("{title}");
     println!(
-        "{:<16} {:>9} {:>8} {:>10}",
-        "image", "PSNR-Y", "SSIM-Y", "PSNR-RGB"
+        "{:<16} {:>9} {:>8} {:>10}  {:>17}",
+        "image", "PSNR-Y", "SSIM-Y", "PSNR-RGB", "detail LH/HL/HH"
     );
     for r in report.rows.iter().chain(std::iter::once(&report.mean)) {
+        let [lh, hl, hh] = r.detail;
         println!(
-            "{:<16} {:>9.3} {:>8.4} {:>10.3}",
+            "{:<16} {:>9.3} {:>8.4} {:>10.3}  {lh:>5.2} {hl:>5.2} {hh:>5.2}",
             r.name, r.psnr_y, r.ssim_y, r.psnr_rgb
         );
     }
+    println!(
+        "(detail: the output's level-1 Haar detail energy on Y over the ground truth's, per \
+         sub-band; 1 = as much fine detail as the truth)"
+    );
 }

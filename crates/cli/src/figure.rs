@@ -42,9 +42,12 @@ pub fn run(args: FigureArgs) -> Result<()> {
         let model = resolve_model(name, Some(args.scale), &device)?;
         // The sampling flags apply to the diffusion panels; one-pass panels run as `upscale`.
         let mut opts = UpscaleOptions::default();
-        if let Model::Diffusion(_) = &model {
-            opts.sampling = args.sampling.options(10)?;
-            opts.sampling.yoda |= model.yoda_trained();
+        if let Model::Diffusion(d) = &model {
+            let mut defaults = d.default_options();
+            if d.spec.default_sampling.is_none() {
+                defaults.steps = Some(10);
+            }
+            opts.sampling = args.sampling.options(&defaults)?;
         }
         panels.push((model, opts));
     }

@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_diffusion;
+mod bench_tiles;
 mod eval;
 mod figure;
 mod fl_client;
@@ -19,6 +20,7 @@ mod reencode;
 mod sampling;
 mod ship;
 mod train;
+mod tune_diffusion;
 mod upscale;
 
 use anyhow::Result;
@@ -59,6 +61,12 @@ enum Command {
     /// The diffusion benchmark: SR3 vs DiWa vs DiWa+YODA at equal DDIM steps on Set5/Set14
     /// (PSNR/SSIM), images per second and peak memory, and the step-count trade-off.
     BenchDiffusion(bench_diffusion::BenchArgs),
+    /// Tiled diffusion: YODA's skipped steps (time saved, same image) and peak memory whole
+    /// against in tiles.
+    BenchTiles(bench_tiles::BenchTilesArgs),
+    /// A DiWa model's steps / strength trade-off on held-out training images (PSNR, SSIM,
+    /// Haar detail energy) and the default it implies.
+    TuneDiffusion(tune_diffusion::TuneArgs),
     /// List the shipped models.
     Models,
     /// Side-by-side crop: LR | bicubic | each --model | HR, from a benchmark image.
@@ -82,6 +90,8 @@ fn main() -> Result<()> {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::BenchDiffusion(args) => bench_diffusion::run(args),
+        Command::TuneDiffusion(args) => tune_diffusion::run(args),
+        Command::BenchTiles(args) => bench_tiles::run(args),
         Command::Models => models::list(),
         Command::Figure(args) => figure::run(args),
         Command::Ship(args) => ship::run(&args),

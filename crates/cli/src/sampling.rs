@@ -1,4 +1,5 @@
-//! How a diffusion model samples (`--steps`, `--seed`, `--eta`, `--yoda`), shared by the
+//! How a diffusion model samples (`--steps`, `--seed`, `--eta`, `--yoda`, `--strength`,
+//! `--diffusion-tile`), shared by the
 //! commands that run models; refused for one-pass models.
 
 use anyhow::{bail, Result};
@@ -20,42 +21,57 @@ pub struct SamplingArgs {
     /// Diffusion models: guide sampling with YODA (detail-energy importance map).
     #[arg(long)]
     pub yoda: bool,
+    /// Diffusion models: the fraction of the noise schedule walked back, in (0, 1]. Below 1 the
+    /// run starts from the model's guess (DiWa: its initial prediction) noised to that level.
+    /// Default: the model's own (its card), else 1.
+    #[arg(long)]
+    pub strength: Option<f64>,
+    /// Diffusion models: sample in tiles of this many LR pixels a side (default: the whole
+    /// image up to 256x256 pixels, tiles of 128 above).
+    #[arg(long)]
+    pub diffusion_tile: Option<usize>,
 }
 
 impl SamplingArgs {
     fn given(&self) -> bool {
-        self.steps.is_some() || self.seed.is_some() || self.eta.is_some() || self.yoda
+        self.steps.is_some()
+            || self.seed.is_some()
+            || self.eta.is_some()
+            || self.yoda
+            || self.strength.is_some()
+            || self.diffusion_tile.is_some()
     }
 
-    /// The options these flags give, with `default_steps` when `--steps` is absent.
-    pub fn options(&self, default_steps: usize) -> Result<SampleOptions> {
-        let eta = self.eta.unwrap_or(0.0);
+    /// The options these flags give over `defaults` (a model's own, for what is not given).
+    pub fn options(&self, defaults: &SampleOptions) -> Result<SampleOptions> {
+        let eta = self.eta.unwrap_or(defaults.eta);
         if !(0.0..=1.0).contains(&eta) {
             bail!("--eta must lie in [0, 1]");
         }
-        Ok(SampleOptions {
-            steps: match self.steps.unwrap_or(default_steps) {
-                0 => None,
-                n => Some(n),
+        let opts = SampleOptions {
+            steps: match self.steps {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => defaults.steps,
             },
             eta,
-            seed: self.seed.unwrap_or(0),
-            yoda: self.yoda,
-        })
+            seed: self.seed.unwrap_or(defaults.seed),
+            yoda: self.yoda || defaults.yoda,
+            strength: self.strength.unwrap_or(defaults.strength),
+            tile: self.diffusion_tile.or(defaults.tile),
+        };
+        opts.validate()?;
+        Ok(opts)
     }
 
-    /// The sampling options for `model` (`name` on the command line): an error when sampling
-    /// flags are given for a model that is not sampled.
-    pub fn for_model(
-        &self,
-        model: Option<&Model>,
-        name: &str,
-        default_steps: usize,
-    ) -> Result<SampleOptions> {
+    /// The sampling options for `model` (`name` on the command line) over the model's own
+    /// defaults: an error when sampling flags are given for a model that is not sampled.
+    pub fn for_model(&self, model: Option<&Model>, name: &str) -> Result<SampleOptions> {
         match model {
-            Some(Model::Diffusion(_)) => self.options(default_steps),
+            Some(Model::Diffusion(d)) => self.options(&d.default_options()),
             _ if self.given() => bail!(
-                "--steps, --seed, --eta and --yoda are for diffusion models; {name} is not one"
+                "--steps, --seed, --eta, --yoda, --strength and --diffusion-tile are for diffusion \
+                 models; {name} is not one"
             ),
             _ => Ok(SampleOptions::default()),
         }
@@ -69,5 +85,9 @@ pub fn describe(opts: &SampleOptions) -> String {
         None => "DDPM, every step".to_string(),
     };
     let yoda = if opts.yoda { ", YODA" } else { "" };
-    format!("{steps}, seed {}{yoda}", opts.seed)
+    let strength = match opts.strength < 1.0 {
+        true => format!(", strength {}", opts.strength),
+        false => String::new(),
+    };
+    format!("{steps}{strength}, seed {}{yoda}", opts.seed)
 }

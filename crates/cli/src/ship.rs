@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use websr::burn::tensor::Device;
 use websr::degrade::PHOTO_EVAL_SEED;
 use websr::device::Backend;
+use websr::diffusion::model::{DefaultSampling, PredictorSpec};
 use websr::diffusion::SampleOptions;
 use websr::eval::{evaluate_bicubic, evaluate_inputs, evaluate_model, image_files, Report};
 use websr::image::Planar;
@@ -48,6 +49,10 @@ pub struct ShipArgs {
     /// Diffusion runs: the DDIM steps (eta 0, seed 0) the scores are measured with.
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Diffusion runs: the strength the scores are measured with. Given, it and --steps are
+    /// recorded in the shipped file as the model's own defaults (see `websr tune-diffusion`).
+    #[arg(long)]
+    strength: Option<f64>,
     /// How the shipped file stores its weights (training checkpoints stay f32).
     #[arg(long, value_enum, default_value = "f16")]
     wire: Wire,
@@ -120,8 +125,17 @@ pub fn run(args: &ShipArgs) -> Result<()> {
     let checkpoint = std::fs::read(&paths.model)
         .with_context(|| format!("reading {}", paths.model.display()))?;
     // The scores are the shipped file's, so the model is loaded from the re-encoded bytes.
-    let bytes = args.wire.encode(&checkpoint)?;
-    let model = Model::from_bytes(&bytes, &device)?;
+    let mut bytes = args.wire.encode(&checkpoint)?;
+    let mut model = Model::from_bytes(&bytes, &device)?;
+    if let (Model::Diffusion(d), Some(strength)) = (&mut model, args.strength) {
+        d.spec.default_sampling = Some(DefaultSampling {
+            steps: args.steps,
+            strength,
+        });
+        d.spec.validate()?;
+        bytes = args.wire.encode(&d.to_bytes()?)?;
+        model = Model::from_bytes(&bytes, &device)?;
+    }
     let (steps, described, degradation) = match &model {
         Model::Diffusion(_) => {
             let cfg: DiffusionTrainConfig = read_json(&paths.config)?;
@@ -227,13 +241,15 @@ pub fn score_sets(
 /// How a shipped model is scored: a one-pass model as `websr eval` runs it, a diffusion model
 /// with `steps` DDIM steps, eta 0, seed 0, and YODA sampling if it was trained with YODA.
 pub fn card_options(model: &Model, steps: usize) -> UpscaleOptions {
-    let sampling = match model.kind() {
-        ModelKind::OnePass => SampleOptions::default(),
-        ModelKind::Diffusion => SampleOptions {
+    let sampling = match model {
+        Model::OnePass(_) => SampleOptions::default(),
+        Model::Diffusion(d) => SampleOptions {
             steps: Some(steps),
             eta: 0.0,
             seed: 0,
             yoda: model.yoda_trained(),
+            strength: d.spec.default_sampling.map_or(1.0, |s| s.strength),
+            ..SampleOptions::default()
         },
     };
     UpscaleOptions {
@@ -290,14 +306,22 @@ fn describe_diffusion(
         None => String::new(),
     };
     let predictor = match &spec.predictor {
-        Some(p) => format!(
-            ", initial predictor {} layers of width {}{}",
-            p.layers + 2,
-            p.features,
+        Some(PredictorSpec::Joint { features, layers }) => format!(
+            ", initial predictor {} layers of width {features}{}",
+            layers + 2,
             match spec.predictor_l1 {
                 true => " (also trained with its own L1 error)",
                 false => " (trained through the noise loss only)",
             }
+        ),
+        Some(PredictorSpec::Frozen { one_pass }) => format!(
+            ", initial predictor the one-pass `{}` x{} ({} body layers of width {}), frozen, its \
+             residual diffused at {:.2}x",
+            one_pass.arch.name(),
+            one_pass.scale,
+            one_pass.body_layers,
+            one_pass.features,
+            spec.residual_scale
         ),
         None => String::new(),
     };
@@ -320,15 +344,25 @@ fn describe_diffusion(
                 &cfg.schedule,
                 "L1 noise-prediction loss with SR3's continuous noise level",
             ),
-            format!(
-                "Sampling for the scores below: {} DDIM steps, eta 0, seed 0.",
-                args.steps
-            ),
+            match args.strength {
+                Some(strength) => format!(
+                    "Sampling for the scores below, and the model's default: {} DDIM steps from \
+                     strength {strength} (the fraction of the noise schedule walked back), eta \
+                     0, seed 0.",
+                    args.steps
+                ),
+                None => format!(
+                    "Sampling for the scores below: {} DDIM steps, eta 0, seed 0.",
+                    args.steps
+                ),
+            },
         ],
         eval_command: format!(
-            "websr eval --model {} --steps {} --seed 0{} --data ../shared/data/setN",
+            "websr eval --model {} --steps {}{} --seed 0{} --data ../shared/data/setN",
             args.name,
             args.steps,
+            args.strength
+                .map_or(String::new(), |s| format!(" --strength {s}")),
             if spec.yoda.is_some() { " --yoda" } else { "" }
         ),
         opts,

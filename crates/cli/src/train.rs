@@ -8,13 +8,16 @@ use clap::Args;
 use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 use websr::device::Backend;
-use websr::diffusion::model::YodaSpec;
+use websr::diffusion::model::{PredictorSpec, YodaSpec};
 use websr::diffusion::{DiffusionKind, DiffusionSpec};
 use websr::eval::image_files;
 use websr::models::{Arch, ModelSpec};
 use websr::train::data::{split_holdout, TrainingSet};
-use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
-use websr::train::{Schedule, StepInfo, TrainConfig, TrainDegradation, Trainer, TrainingRun};
+use websr::train::diffusion::{predictor_residual_rms, DiffusionTrainConfig, DiffusionTrainer};
+use websr::train::{
+    read_json, CheckpointPaths, Schedule, StepInfo, TrainConfig, TrainDegradation, Trainer,
+    TrainingRun,
+};
 
 /// Arguments of `websr train`.
 #[derive(Args)]
@@ -31,6 +34,14 @@ pub struct TrainArgs {
     /// Diffusion (DiWa): also train the initial predictor with its own L1 error.
     #[arg(long, requires = "model")]
     pub predictor_l1: bool,
+    /// Diffusion (DiWa): the initial predictor is this trained one-pass model, frozen (its
+    /// weights go into the new model); the diffusion learns only its residual.
+    #[arg(long, requires = "model", conflicts_with = "predictor_l1")]
+    pub predictor: Option<PathBuf>,
+    /// Diffusion with --predictor: diffuse K times the residual (default: K so the residual's
+    /// RMS on the training set is 0.5, the level of an image in [-1, 1]).
+    #[arg(long, requires = "predictor")]
+    pub residual_scale: Option<f64>,
     /// Diffusion: the U-Net's base width C (levels 1, 2, 2 x C).
     #[arg(long, requires = "model")]
     pub unet_width: Option<usize>,
@@ -162,14 +173,57 @@ fn train_diffusion(args: TrainArgs) -> Result<()> {
         bail!("--subset is not supported for diffusion training yet");
     }
     let (data, _) = load_training_data(&args)?;
+    let device = Backend::Cpu.device()?;
+    if let Some(path) = &args.predictor {
+        if kind != DiffusionKind::DiWa {
+            bail!("--predictor is for DiWa (--model diwa)");
+        }
+        let predictor = websr::weights::load(path, &device)
+            .with_context(|| format!("reading the predictor {}", path.display()))?;
+        if predictor.scale() != args.scale {
+            bail!(
+                "{} is x{}, training x{}",
+                path.display(),
+                predictor.scale(),
+                args.scale
+            );
+        }
+        // A resumed run keeps the scale it started with: re-measured, it would differ in the
+        // last digits on another build (float rounding) and the checkpoint would not match.
+        let config = CheckpointPaths::new(&args.out).config;
+        let saved = match args.resume && config.exists() {
+            true => Some(
+                read_json::<DiffusionTrainConfig>(&config)?
+                    .spec
+                    .residual_scale,
+            ),
+            false => None,
+        };
+        spec.residual_scale = match args.residual_scale.or(saved) {
+            Some(k) => k,
+            None => {
+                let rms = predictor_residual_rms(&predictor, &data, 16, args.patch, 16, 0);
+                eprintln!("the predictor's residual RMS on 16 training batches: {rms:.4}");
+                0.5 / rms
+            }
+        };
+        spec.predictor = Some(PredictorSpec::Frozen {
+            one_pass: predictor.spec.clone(),
+        });
+    }
     let cfg = DiffusionTrainConfig {
         spec,
         schedule: args.schedule(),
         val_steps: args.val_steps,
     };
-    let device = Backend::Cpu.device()?;
-    let mut trainer = DiffusionTrainer::new(cfg, &args.out, args.resume, &device)
-        .with_context(|| format!("starting the run in {}", args.out.display()))?;
+    let mut trainer = DiffusionTrainer::new(
+        cfg,
+        &args.out,
+        args.resume,
+        args.predictor.as_deref(),
+        &device,
+    )
+    .with_context(|| format!("starting the run in {}", args.out.display()))?;
     let (label, params) = (trainer.cfg.spec.label(), trainer.model.num_params());
     drive(&mut trainer, &data, &args, &label, params)
 }

@@ -59,7 +59,7 @@ pub fn run(args: UpscaleArgs) -> Result<()> {
     let opts = UpscaleOptions {
         tile: (args.tile > 0).then_some(args.tile),
         tta: args.tta,
-        sampling: args.sampling.for_model(model, &name, 50)?,
+        sampling: args.sampling.for_model(model, &name)?,
         ..UpscaleOptions::default()
     };
     match model {

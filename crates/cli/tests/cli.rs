@@ -481,3 +481,97 @@ fn reencode_rewrites_a_model_within_the_score_tolerance_only() {
     assert!(text.contains("kept as it was"), "{text}");
     assert_eq!(std::fs::read(&file).unwrap(), f16_bytes);
 }
+
+#[test]
+fn diwa_on_a_frozen_predictor_trains_resumes_with_its_scale_and_samples_at_a_strength() {
+    let dir = tempdir("frozen-diwa");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_rgba(&data.join("a.png"), 48, 40);
+    let run = dir.join("run");
+    let predictor =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/wavelr-x4.safetensors");
+    let train = |steps: &str, resume: bool| {
+        let mut args = vec![
+            "train",
+            "--model",
+            "diwa",
+            "--predictor",
+            predictor.to_str().unwrap(),
+            "--unet-width",
+            "8",
+            "--scale",
+            "4",
+            "--steps",
+            steps,
+            "--batch",
+            "2",
+            "--patch",
+            "32",
+            "--data",
+            data.to_str().unwrap(),
+            "--holdout",
+            "0",
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        websr(&args)
+    };
+    let first = train("1", false);
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{err}");
+    assert!(
+        err.contains("residual RMS"),
+        "a new run measures its scale: {err}"
+    );
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(
+        config.contains("one_pass") && config.contains("residual_scale"),
+        "{config}"
+    );
+    // The resumed run takes its scale from the checkpoint instead of measuring it again.
+    let second = train("2", true);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    assert!(
+        !err.contains("residual RMS") && err.contains("starting at step 1"),
+        "{err}"
+    );
+
+    let input = dir.join("in.png");
+    write_rgba(&input, 20, 14);
+    let weights = run.join("last.safetensors");
+    let model = weights.to_str().unwrap();
+    let sample = |strength: &str, name: &str| {
+        let output = dir.join(name);
+        upscale_ok(
+            &input,
+            &output,
+            &["--model", model, "--steps", "2", "--strength", strength],
+        );
+        std::fs::read(output).unwrap()
+    };
+    assert_ne!(
+        sample("0.2", "a.png"),
+        sample("1", "b.png"),
+        "the strength changed nothing"
+    );
+    let refused = websr(&[
+        "upscale",
+        input.to_str().unwrap(),
+        "-o",
+        dir.join("c.png").to_str().unwrap(),
+        "--model",
+        model,
+        "--strength",
+        "1.5",
+    ]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("strength"),
+        "{err}"
+    );
+}

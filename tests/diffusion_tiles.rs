@@ -1,0 +1,279 @@
+//! Diffusion as a product feature: DiWa on a frozen one-pass predictor (its output is the
+//! starting point and training never moves it), truncated few-step runs, and tiled sampling of
+//! any size that draws the noise the whole image has at each pixel.
+
+mod common;
+
+use common::{max_abs_diff, perturbed, synthetic, tiny_diffusion_spec as tiny};
+use websr::burn::tensor::{Device, Tensor, TensorData};
+use websr::diffusion::model::PredictorSpec;
+use websr::diffusion::upscale::Upscaling;
+use websr::diffusion::{DiffusionKind, DiffusionModel, SampleOptions};
+use websr::image::Planar;
+use websr::metrics::psnr_rgb as psnr;
+use websr::models::{Arch, ModelSpec};
+use websr::train::data::TrainingSet;
+use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
+use websr::train::{Schedule, TrainingRun};
+use websr::upscale::{upscale_rgb, UpscaleOptions};
+use websr::{Model, SrModel};
+
+/// Training and burn's seeded initialisation take turns (see tests/train.rs).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lr_tensor(p: &Planar, device: &Device) -> Tensor<4> {
+    Tensor::from_data(
+        TensorData::new(p.data.clone(), [1, p.channels, p.height, p.width]),
+        device,
+    )
+}
+
+fn values(t: Tensor<4>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+fn opts(steps: usize, seed: u64) -> SampleOptions {
+    SampleOptions {
+        steps: Some(steps),
+        seed,
+        ..SampleOptions::default()
+    }
+}
+
+/// A small trained-looking WaveLR x2 (perturbed weights, so its output is not bicubic).
+fn one_pass(device: &Device) -> SrModel {
+    let spec = ModelSpec {
+        arch: Arch::WaveLr,
+        scale: 2,
+        features: 8,
+        body_layers: 1,
+    };
+    perturbed(SrModel::init_seeded(spec, device, 4).unwrap(), 0.05)
+}
+
+fn frozen_diwa(device: &Device, seed: u64) -> DiffusionModel {
+    let mut spec = tiny(DiffusionKind::DiWa, false);
+    spec.residual_scale = 4.0;
+    DiffusionModel::on_frozen_predictor(spec, one_pass(device), device, seed).unwrap()
+}
+
+fn upscale(model: &DiffusionModel, lr: &Planar, sampling: SampleOptions) -> Planar {
+    let opts = UpscaleOptions {
+        sampling,
+        ..UpscaleOptions::default()
+    };
+    let device = Device::flex();
+    upscale_rgb(
+        &Model::from(model.clone()),
+        lr,
+        &opts,
+        &device,
+        &mut |_, _| true,
+    )
+    .unwrap()
+}
+
+#[test]
+fn diwa_on_a_frozen_predictor_starts_from_its_output_round_trips_and_never_trains_it() {
+    let _turn = serial();
+    let device = Device::flex();
+    let predictor = one_pass(&device);
+    let model = frozen_diwa(&device, 1);
+    assert!(matches!(
+        model.spec.predictor,
+        Some(PredictorSpec::Frozen { ref one_pass }) if *one_pass == predictor.spec
+    ));
+    let lr = lr_tensor(&synthetic(8, 8, 1), &device);
+    let alone = values(predictor.forward(lr.clone()).clamp(0.0, 1.0));
+    let initial = values(model.initial_prediction(lr.clone()).unwrap());
+    assert!(
+        max_abs_diff(&alone, &initial) < 1e-5,
+        "x_init must be the one-pass model's output"
+    );
+
+    // The predictor's weights travel in the file, under the same spec.
+    let back = DiffusionModel::from_bytes(&model.to_bytes().unwrap(), &device).unwrap();
+    assert_eq!(back.spec, model.spec);
+    assert_eq!(
+        values(back.initial_prediction(lr.clone()).unwrap()),
+        initial
+    );
+
+    // Training moves the U-Net, never the predictor.
+    let dir = std::env::temp_dir().join(format!("websr-test-frozen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let weights = dir.join("predictor.safetensors");
+    websr::weights::save(&predictor, &weights).unwrap();
+    let cfg = DiffusionTrainConfig {
+        spec: model.spec.clone(),
+        schedule: Schedule {
+            steps: 3,
+            batch: 2,
+            patch: 16,
+            lr: 1e-2,
+            lr_min: 1e-3,
+            seed: 5,
+            checkpoint_every: 1000,
+            validate_every: 1000,
+        },
+        val_steps: 2,
+    };
+    let missing = DiffusionTrainer::new(cfg.clone(), &dir.join("run0"), false, None, &device);
+    assert!(
+        missing.is_err(),
+        "a frozen run needs the predictor's weights"
+    );
+    let mut trainer =
+        DiffusionTrainer::new(cfg, &dir.join("run"), false, Some(&weights), &device).unwrap();
+    let data = TrainingSet::from_images(&[synthetic(32, 32, 3), synthetic(24, 40, 4)]);
+    let before = values(trainer.inference_model().sample(lr.clone(), &opts(2, 3)));
+    trainer.run(&data, None, &mut |_| true).unwrap();
+    let trained = trainer.inference_model();
+    assert_eq!(
+        values(trained.initial_prediction(lr.clone()).unwrap()),
+        initial,
+        "training moved the frozen predictor"
+    );
+    let after = values(trained.sample(lr, &opts(2, 3)));
+    assert!(
+        max_abs_diff(&before, &after) > 1e-5,
+        "training changed nothing"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_truncated_run_takes_its_steps_over_part_of_the_schedule_and_stays_near_its_guess() {
+    let _turn = serial();
+    let device = Device::flex();
+    let model = frozen_diwa(&device, 2);
+    let lr = synthetic(12, 12, 2);
+    let initial = values(model.initial_prediction(lr_tensor(&lr, &device)).unwrap());
+    let distance = |strength: f64| {
+        let mut o = opts(3, 7);
+        o.strength = strength;
+        let mut job = Upscaling::start(&model, &lr, &o, &device).unwrap();
+        assert_eq!(job.steps(), 3, "strength {strength}: the steps asked for");
+        while !job.is_done() {
+            job.step(&model);
+        }
+        let out = pollster::block_on(job.finish_async()).unwrap();
+        max_abs_diff(&out.data, &initial)
+    };
+    let (near, far) = (distance(0.01), distance(1.0));
+    // An untrained U-Net's noise estimate is wrong by O(1); a run from level 0.01 can move the
+    // residual only by that times sqrt(1 - alpha_bar), a full run by all of it.
+    assert!(near * 5.0 < far, "strength 0.01: {near}, strength 1: {far}");
+    let mut bad = opts(3, 7);
+    bad.strength = 0.0;
+    assert!(Upscaling::start(&model, &lr, &bad, &device).is_err());
+}
+
+#[test]
+fn tiles_draw_the_whole_images_noise_so_a_tiled_sample_matches_the_untiled_one() {
+    let _turn = serial();
+    let device = Device::flex();
+    let model = frozen_diwa(&device, 3);
+    let lr = synthetic(44, 52, 5);
+    for eta in [0.0, 0.5] {
+        let base = SampleOptions { eta, ..opts(3, 11) };
+        let whole = upscale(&model, &lr, base.clone());
+        let tiled_opts = SampleOptions {
+            tile: Some(24),
+            ..base.clone()
+        };
+        let job = Upscaling::start(&model, &lr, &tiled_opts, &device).unwrap();
+        assert!(job.tiles() >= 4, "{} tiles", job.tiles());
+        let tiled = upscale(&model, &lr, tiled_opts);
+        assert_eq!((tiled.height, tiled.width), (88, 104));
+        // Another seed: how far apart two samples with independent noise are.
+        let other = upscale(&model, &lr, SampleOptions { seed: 12, ..base });
+        let (same_noise, other_noise) = (psnr(&tiled, &whole, 0), psnr(&other, &whole, 0));
+        eprintln!("eta {eta}: tiled vs whole {same_noise:.1} dB, another seed {other_noise:.1} dB");
+        assert!(
+            same_noise > other_noise + 10.0,
+            "eta {eta}: tiled {same_noise:.1} dB vs another seed {other_noise:.1} dB"
+        );
+    }
+}
+
+#[test]
+fn an_image_above_the_whole_image_limit_is_sampled_in_tiles() {
+    let _turn = serial();
+    let device = Device::flex();
+    let model = frozen_diwa(&device, 4);
+    let lr = Planar::zeros(3, 300, 300);
+    let job = Upscaling::start(&model, &lr, &opts(2, 1), &device).unwrap();
+    assert!(job.tiles() >= 9, "{} tiles", job.tiles());
+    assert_eq!(job.steps(), 2 * job.tiles());
+    assert!(!job.can_preview(), "no whole-image preview while tiled");
+}
+
+/// A 48x64 image: a checkerboard in the left quarter, flat grey elsewhere.
+fn detail_on_the_left() -> Planar {
+    let (h, w) = (48, 64);
+    let mut p = Planar::zeros(3, h, w);
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                let v = match x < 16 && (x / 2 + y / 2) % 2 == 0 {
+                    true => 0.9,
+                    false if x < 16 => 0.1,
+                    false => 0.5,
+                };
+                p.plane_mut(c)[y * w + x] = v;
+            }
+        }
+    }
+    p
+}
+
+/// Runs a tiled YODA upscale to the end; returns the image and the network evaluations.
+fn tiled_yoda(model: &DiffusionModel, lr: &Planar, skip: bool) -> (Planar, usize, usize) {
+    let device = Device::flex();
+    let opts = SampleOptions {
+        yoda: true,
+        tile: Some(16),
+        eta: 0.3,
+        ..opts(6, 4)
+    };
+    let mut job = Upscaling::start(model, lr, &opts, &device).unwrap();
+    if !skip {
+        job = job.without_skipping();
+    }
+    pollster::block_on(async {
+        job.settle_async(model).await.unwrap();
+        while !job.is_done() {
+            job.step(model);
+            job.settle_async(model).await.unwrap();
+        }
+    });
+    let (evaluations, steps) = (job.evaluations(), job.steps());
+    (
+        pollster::block_on(job.finish_async()).unwrap(),
+        evaluations,
+        steps,
+    )
+}
+
+#[test]
+fn tiled_yoda_skips_the_steps_a_flat_tile_leaves_unmasked_and_changes_no_pixel() {
+    let _turn = serial();
+    let device = Device::flex();
+    let model = frozen_diwa(&device, 5);
+    let lr = detail_on_the_left();
+    let (all, every, steps) = tiled_yoda(&model, &lr, false);
+    assert_eq!(every, steps, "without skipping every step runs the network");
+    let (skipped, fewer, _) = tiled_yoda(&model, &lr, true);
+    eprintln!("{fewer} of {steps} network evaluations with skipping");
+    assert!(
+        fewer * 10 < steps * 7,
+        "flat tiles must skip most steps: {fewer} of {steps}"
+    );
+    assert_eq!(skipped.data, all.data, "skipping must not change a pixel");
+}
