@@ -8,6 +8,7 @@
 //! client step is the one the real clients run (`websr::federated::local`); only the network is
 //! left out.
 
+use crate::fl_sim_fedbuff::{client_step_times, fedbuff};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rand::rngs::StdRng;
@@ -76,6 +77,15 @@ pub struct FlSimArgs {
     pub eval: Vec<String>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also run FedBuff (buffered asynchronous aggregation, K updates per version, deltas damped
+    /// by 1/sqrt(1 + staleness)) for the simulated time the synchronous rounds took, with
+    /// --per-round clients training at any moment.
+    #[arg(long)]
+    pub fedbuff: Option<usize>,
+    /// Client speeds: each client's time per local step is drawn log-uniformly from 1 to this
+    /// (seeded); a synchronous round lasts as long as its slowest picked client.
+    #[arg(long, default_value_t = 4.0)]
+    pub speed_spread: f64,
     /// Write the full results (per round losses, every score) as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -138,7 +148,7 @@ const SIM_STRATEGIES: [StrategyKind; 5] = [
 /// The strategy `name` with fl-sim's settings: the aggregator's defaults (server step 1,
 /// Krum f = 1) except `--prox-mu` and a trimmed-mean cut of 0.25 (one client at each end of
 /// the default round of 4).
-fn strategy_config(name: &str, args: &FlSimArgs) -> Result<StrategyConfig> {
+pub(crate) fn strategy_config(name: &str, args: &FlSimArgs) -> Result<StrategyConfig> {
     let Some(kind) = StrategyKind::from_name(name).filter(|k| SIM_STRATEGIES.contains(k)) else {
         let known: Vec<&str> = SIM_STRATEGIES.iter().map(|k| k.name()).collect();
         bail!("unknown strategy '{name}' ({})", known.join(", "));
@@ -163,13 +173,16 @@ fn client_data(all: &TrainingSet, share: &Share) -> Result<ClientData> {
 }
 
 /// Seed of one client's local run in one round of one method.
-fn local_seed(seed: u64, round: usize, client: usize) -> u64 {
+pub(crate) fn local_seed(seed: u64, round: usize, client: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((round as u64) << 20) ^ client as u64
 }
 
 pub fn run(args: FlSimArgs) -> Result<()> {
     if args.per_round == 0 || args.per_round > args.clients {
         bail!("--per-round must be between 1 and --clients");
+    }
+    if args.fedbuff == Some(0) || !(args.speed_spread >= 1.0 && args.speed_spread.is_finite()) {
+        bail!("--fedbuff must be at least 1 and --speed-spread at least 1");
     }
     // Unknown names are refused before any training.
     let strategies = args
@@ -243,16 +256,49 @@ pub fn run(args: FlSimArgs) -> Result<()> {
             bytes,
         ));
     }
+    let step_times = client_step_times(args.clients, args.speed_spread, args.seed);
+    let mut sync_time = 0.0;
     for (name, strategy) in args.strategies.iter().zip(&strategies) {
         let t = std::time::Instant::now();
-        let (bytes, losses) = federated(&args, strategy.as_ref(), &clients, &init, &device)?;
+        let (bytes, losses, round_times) = federated(
+            &args,
+            strategy.as_ref(),
+            &clients,
+            &init,
+            &step_times,
+            &device,
+        )?;
         let seconds = t.elapsed().as_secs_f64();
+        sync_time = round_times.iter().sum();
         methods.push(MethodResult::new(
             name.clone(),
             total_steps,
             seconds,
             losses,
             bytes,
+        ));
+    }
+    if let Some(k) = args.fedbuff {
+        println!(
+            "synchronous rounds took {sync_time:.0} simulated time units (client step times \
+             1-{} units); FedBuff with K = {k} gets the same time",
+            args.speed_spread
+        );
+        let t = std::time::Instant::now();
+        let run = fedbuff(&args, k, &clients, &init, &step_times, sync_time, &device)?;
+        println!(
+            "fedbuff-{k}: {} updates ({} local steps), {} versions, mean staleness {:.2}",
+            run.updates,
+            run.updates * args.local_steps,
+            run.versions,
+            run.mean_staleness
+        );
+        methods.push(MethodResult::new(
+            format!("fedbuff-{k}"),
+            run.updates * args.local_steps,
+            t.elapsed().as_secs_f64(),
+            run.losses,
+            run.weights,
         ));
     }
 
@@ -332,14 +378,51 @@ fn print_table(dir: &Path, scale: usize, set: usize, names: &[String], methods: 
 /// The federated run: each round, `per_round` random clients train from the global model and
 /// the strategy merges their deltas. Returns the final weights and the mean client loss per
 /// round.
+/// One client's local run from `global` with the real client step: its delta, weighted by its
+/// examples, and its mean loss.
+pub(crate) fn local_update(
+    args: &FlSimArgs,
+    prox_mu: f64,
+    global: &[u8],
+    client: &ClientData,
+    seed: u64,
+    device: &Device,
+    pb: &indicatif::ProgressBar,
+) -> Result<(Update, f64)> {
+    let cfg = LocalConfig {
+        steps: args.local_steps,
+        batch: args.batch,
+        patch: args.patch,
+        lr: args.lr,
+        prox_mu,
+        seed,
+    };
+    let mut trainer = LocalTrainer::new(global, cfg, device)?;
+    for _ in 0..args.local_steps {
+        let loss = trainer.step(client)?;
+        pb.set_prefix(format!("{loss:.4}"));
+        pb.inc(1);
+    }
+    let delta = ModelDelta::between(global, &trainer.trained_bytes()?)?;
+    let update = Update {
+        tensors: delta.tensors,
+        num_examples: client.num_examples(args.patch),
+    };
+    Ok((update, trainer.mean_loss().unwrap_or(f64::NAN)))
+}
+
+/// Synchronous rounds; also returns each round's simulated duration, the slowest picked
+/// client's (`step_times[c]` per local step): a round waits for its stragglers.
 fn federated(
     args: &FlSimArgs,
     strategy: &dyn Strategy,
     clients: &[ClientData],
     init: &[u8],
+    step_times: &[f64],
     device: &Device,
-) -> Result<(Vec<u8>, Vec<f64>)> {
+) -> Result<(Vec<u8>, Vec<f64>, Vec<f64>)> {
     let prox_mu = strategy.client_config().prox_mu;
+    let mut round_times = Vec::with_capacity(args.rounds);
     let mut global = init.to_vec();
     let mut opt = OptState::default();
     let mut losses = Vec::with_capacity(args.rounds);
@@ -355,27 +438,18 @@ fn federated(
         let mut updates = Vec::with_capacity(picked.len());
         let mut round_loss = 0.0;
         for &c in &picked {
-            let cfg = LocalConfig {
-                steps: args.local_steps,
-                batch: args.batch,
-                patch: args.patch,
-                lr: args.lr,
-                prox_mu,
-                seed: local_seed(args.seed, round, c),
-            };
-            let mut trainer = LocalTrainer::new(&global, cfg, device)?;
-            for _ in 0..args.local_steps {
-                let loss = trainer.step(&clients[c])?;
-                pb.set_prefix(format!("{loss:.4}"));
-                pb.inc(1);
-            }
-            round_loss += trainer.mean_loss().unwrap_or(f64::NAN);
-            let delta = ModelDelta::between(&global, &trainer.trained_bytes()?)?;
-            updates.push(Update {
-                tensors: delta.tensors,
-                num_examples: clients[c].num_examples(args.patch),
-            });
+            let seed = local_seed(args.seed, round, c);
+            let (update, loss) =
+                local_update(args, prox_mu, &global, &clients[c], seed, device, &pb)?;
+            round_loss += loss;
+            updates.push(update);
         }
+        round_times.push(
+            picked
+                .iter()
+                .map(|&c| args.local_steps as f64 * step_times[c])
+                .fold(0.0, f64::max),
+        );
         let merged = strategy
             .aggregate(&updates)
             .map_err(|e| anyhow::anyhow!("round {round}: {e}"))?;
@@ -395,7 +469,7 @@ fn federated(
         });
     }
     pb.finish_and_clear();
-    Ok((global, losses))
+    Ok((global, losses, round_times))
 }
 
 /// Centralized training on the union of the clients' images (each with its assigned kind), for

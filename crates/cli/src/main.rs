@@ -12,6 +12,7 @@ mod figure;
 mod fl_client;
 mod fl_secagg;
 mod fl_sim;
+mod fl_sim_fedbuff;
 mod models;
 mod peak_alloc;
 mod progress;

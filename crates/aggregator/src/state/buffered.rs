@@ -34,11 +34,7 @@
 use super::{Inner, Server};
 use crate::config::BufferedSettings;
 use crate::error::Error;
-
-/// FedBuff's polynomial staleness weight `1 / sqrt(1 + s)`.
-pub fn staleness_weight(staleness: u64) -> f64 {
-    1.0 / (1.0 + staleness as f64).sqrt()
-}
+pub use websr_federated::strategy::staleness::staleness_weight;
 
 /// The version check of an update based on `base` while `current` is the global version; returns
 /// its staleness. Synchronous rounds (`buffered` = `None`) take only `base == current`.
@@ -65,15 +61,7 @@ pub(super) fn check_base(
 
 /// Scales a delta by its staleness weight, once, as it enters the buffer (on acceptance and
 /// again on resume, from the body as received).
-pub(super) fn scale_for_staleness(tensors: &mut [Vec<f32>], staleness: u64) {
-    if staleness == 0 {
-        return;
-    }
-    let w = staleness_weight(staleness);
-    for v in tensors.iter_mut().flatten() {
-        *v = (f64::from(*v) * w) as f32;
-    }
-}
+pub(super) use websr_federated::strategy::staleness::scale_for_staleness;
 
 impl Server {
     /// How a round closed when its buffer (or target) filled up.

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 mod config;
+pub mod staleness;
 pub use config::{StrategyConfig, StrategyConfigError, StrategyKind};
 
 /// One client's delta (`local - global`) and its weight.
