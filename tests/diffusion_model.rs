@@ -4,8 +4,10 @@
 
 mod common;
 
-use common::{max_abs_diff, rewrite, synthetic, tiny_diffusion_spec as tiny};
-use websr::burn::tensor::{Device, Tensor, TensorData};
+use common::{
+    max_abs_diff, planar_tensor, rewrite, serial, synthetic, tiny_diffusion_spec as tiny, values,
+};
+use websr::burn::tensor::Device;
 use websr::diffusion::upscale::Upscaling;
 use websr::diffusion::{DiffusionKind, DiffusionModel, DiffusionSpec, SampleOptions};
 use websr::image::Planar;
@@ -15,24 +17,6 @@ use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
 use websr::train::{Schedule, TrainingRun};
 use websr::upscale::{upscale_rgb, UpscaleOptions};
 use websr::{Model, SrModel, WebSrError};
-
-/// Training and burn's seeded initialisation take turns (see tests/train.rs).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn lr_tensor(p: &Planar, device: &Device) -> Tensor<4> {
-    Tensor::from_data(
-        TensorData::new(p.data.clone(), [1, p.channels, p.height, p.width]),
-        device,
-    )
-}
-
-fn values(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().unwrap()
-}
 
 fn opts(steps: usize, seed: u64, yoda: bool) -> SampleOptions {
     SampleOptions {
@@ -55,7 +39,7 @@ fn weights_error(result: websr::Result<impl std::fmt::Debug>) -> String {
 fn diffusion_models_round_trip_through_safetensors_and_refuse_bad_files() {
     let _turn = serial();
     let device = Device::flex();
-    let lr = lr_tensor(&synthetic(8, 8, 1), &device);
+    let lr = planar_tensor(&synthetic(8, 8, 1), &device);
     for (kind, yoda) in [(DiffusionKind::Sr3, false), (DiffusionKind::DiWa, true)] {
         let model = DiffusionModel::init_seeded(tiny(kind, yoda), &device, 3).unwrap();
         let bytes = model.to_bytes().unwrap();
@@ -144,7 +128,7 @@ fn specs_outside_the_bounds_are_refused() {
 fn stepwise_sampling_equals_the_one_shot_sample_and_ends_at_its_preview() {
     let _turn = serial();
     let device = Device::flex();
-    let lr = lr_tensor(&synthetic(8, 8, 2), &device);
+    let lr = planar_tensor(&synthetic(8, 8, 2), &device);
     for kind in [DiffusionKind::Sr3, DiffusionKind::DiWa] {
         let model = DiffusionModel::init_seeded(tiny(kind, false), &device, 1).unwrap();
         let o = opts(4, 9, false);
@@ -249,7 +233,7 @@ fn a_resumed_diffusion_run_continues_exactly_and_training_changes_the_model() {
     assert_eq!(second.state.step, 2);
     second.run(&data, None, &mut |_| true).unwrap();
 
-    let lr = lr_tensor(&synthetic(8, 8, 6), &device);
+    let lr = planar_tensor(&synthetic(8, 8, 6), &device);
     let o = opts(3, 2, true);
     let a = values(straight.inference_model().sample(lr.clone(), &o));
     let b = values(second.inference_model().sample(lr.clone(), &o));

@@ -4,8 +4,10 @@
 
 mod common;
 
-use common::{max_abs_diff, perturbed, synthetic, tiny_diffusion_spec as tiny};
-use websr::burn::tensor::{Device, Tensor, TensorData};
+use common::{
+    max_abs_diff, perturbed, planar_tensor, serial, synthetic, tiny_diffusion_spec as tiny, values,
+};
+use websr::burn::tensor::Device;
 use websr::diffusion::model::PredictorSpec;
 use websr::diffusion::upscale::Upscaling;
 use websr::diffusion::{DiffusionKind, DiffusionModel, SampleOptions};
@@ -17,24 +19,6 @@ use websr::train::diffusion::{DiffusionTrainConfig, DiffusionTrainer};
 use websr::train::{Schedule, TrainingRun};
 use websr::upscale::{upscale_rgb, UpscaleOptions};
 use websr::{Model, SrModel};
-
-/// Training and burn's seeded initialisation take turns (see tests/train.rs).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn lr_tensor(p: &Planar, device: &Device) -> Tensor<4> {
-    Tensor::from_data(
-        TensorData::new(p.data.clone(), [1, p.channels, p.height, p.width]),
-        device,
-    )
-}
-
-fn values(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().unwrap()
-}
 
 fn opts(steps: usize, seed: u64) -> SampleOptions {
     SampleOptions {
@@ -87,7 +71,7 @@ fn diwa_on_a_frozen_predictor_starts_from_its_output_round_trips_and_never_train
         model.spec.predictor,
         Some(PredictorSpec::Frozen { ref one_pass }) if *one_pass == predictor.spec
     ));
-    let lr = lr_tensor(&synthetic(8, 8, 1), &device);
+    let lr = planar_tensor(&synthetic(8, 8, 1), &device);
     let alone = values(predictor.forward(lr.clone()).clamp(0.0, 1.0));
     let initial = values(model.initial_prediction(lr.clone()).unwrap());
     assert!(
@@ -153,7 +137,11 @@ fn a_truncated_run_takes_its_steps_over_part_of_the_schedule_and_stays_near_its_
     let device = Device::flex();
     let model = frozen_diwa(&device, 2);
     let lr = synthetic(12, 12, 2);
-    let initial = values(model.initial_prediction(lr_tensor(&lr, &device)).unwrap());
+    let initial = values(
+        model
+            .initial_prediction(planar_tensor(&lr, &device))
+            .unwrap(),
+    );
     let distance = |strength: f64| {
         let mut o = opts(3, 7);
         o.strength = strength;

@@ -33,6 +33,16 @@ const defaultModel = (scale) => MANIFEST.models.find((m) => m.default && m.scale
 const DEFAULT_X4 = defaultModel(4);
 /** The shipped diffusion model the browser is checked against the CLI with. */
 const DIFFUSION_MODEL = 'diwa-yoda-x4';
+/** The diffusion model with recorded sampling defaults (steps, strength) that the page must use. */
+const DETAIL_MODEL = 'diwa-wavelr-x4';
+
+/** The `default_sampling` of a shipped diffusion model, from its safetensors header. */
+function defaultSampling(name) {
+  const bytes = fs.readFileSync(path.join(DIST, 'models', `${name}.safetensors`));
+  const len = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + len).toString('utf8'));
+  return JSON.parse(header.__metadata__.spec).default_sampling;
+}
 /** A model no other test loads here, served tampered: it must not be in the cache yet. */
 const TAMPERED_MODEL = 'wavelr-x4';
 /** The note of 'auto' over a software WebGPU adapter (SwiftShader in headless Chromium). */
@@ -298,6 +308,22 @@ try {
       await slow.locator('[data-testid=cancel]').click();
       assert((await waitStatus(slow, ['cancelled', 'done', 'error'])) === 'cancelled', 'status after cancel');
       assert(Number(await slow.getAttribute('data-done')) < 200, 'cancelled before the last step');
+      await dpage.close();
+    });
+
+    await t('a diffusion model samples with its own steps and strength, as the CLI does without flags', async () => {
+      const { steps, strength } = defaultSampling(DETAIL_MODEL);
+      const dpage = await openApp(browser, base, q({ model: DETAIL_MODEL }));
+      assert(Number(await dpage.inputValue('[data-testid=steps]')) === steps, `steps ${await dpage.inputValue('[data-testid=steps]')} vs ${steps}`);
+      assert(Number(await dpage.inputValue('[data-testid=strength]')) === strength, `strength ${await dpage.inputValue('[data-testid=strength]')} vs ${strength}`);
+      const png = syntheticPng(24, 20, { seed: 4 });
+      const item = await upload(dpage, 'small.png', png);
+      assert((await waitStatus(item, ['done', 'error'])) === 'done', await item.textContent());
+      const out = decodePng(await downloadedPng(item));
+      const native = nativeUpscale('detail', png, DETAIL_MODEL);
+      const p = psnr(out, native);
+      console.log(`     ${steps} steps from strength ${strength}: browser vs native ${p.toFixed(2)} dB`);
+      assert(p >= 40, `browser vs native: ${p.toFixed(2)} dB`);
       await dpage.close();
     });
 

@@ -124,3 +124,23 @@ pub fn tiny_diffusion_spec(kind: DiffusionKind, yoda: bool) -> DiffusionSpec {
     spec.yoda = yoda.then(YodaSpec::default);
     spec
 }
+
+/// Tests that train, or rely on burn's seeded initialisation, take turns: one lock per test
+/// binary (each compiles its own copy of this module).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `p` as a `[1, c, h, w]` tensor.
+pub fn planar_tensor(p: &Planar, device: &Device) -> Tensor<4> {
+    Tensor::from_data(
+        websr::burn::tensor::TensorData::new(p.data.clone(), [1, p.channels, p.height, p.width]),
+        device,
+    )
+}
+
+/// A tensor's values, read back.
+pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap()
+}

@@ -309,6 +309,40 @@ fn fl_sim_refuses_impossible_settings_before_training() {
     );
 }
 
+/// `websr train` of a tiny DiWa x4 (U-Net width 8) on `data` into `run`, plus `extra`.
+fn tiny_diwa_args<'a>(
+    data: &'a Path,
+    run: &'a Path,
+    steps: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--model",
+        "diwa",
+        "--unet-width",
+        "8",
+        "--scale",
+        "4",
+        "--steps",
+        steps,
+        "--batch",
+        "2",
+        "--patch",
+        "32",
+        "--holdout",
+        "0",
+    ];
+    args.extend([
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn diffusion_trains_from_the_cli_and_its_samples_are_fixed_by_the_seed() {
     let dir = tempdir("diffusion");
@@ -316,29 +350,12 @@ fn diffusion_trains_from_the_cli_and_its_samples_are_fixed_by_the_seed() {
     std::fs::create_dir_all(&data).unwrap();
     write_rgba(&data.join("a.png"), 48, 40);
     let run = dir.join("run");
-    let out = websr(&[
-        "train",
-        "--model",
-        "diwa",
-        "--yoda",
-        "--predictor-l1",
-        "--unet-width",
-        "8",
-        "--scale",
-        "4",
-        "--steps",
+    let out = websr(&tiny_diwa_args(
+        &data,
+        &run,
         "2",
-        "--batch",
-        "2",
-        "--patch",
-        "32",
-        "--data",
-        data.to_str().unwrap(),
-        "--holdout",
-        "0",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+        &["--yoda", "--predictor-l1"],
+    ));
     assert!(
         out.status.success(),
         "{}",
@@ -492,33 +509,11 @@ fn diwa_on_a_frozen_predictor_trains_resumes_with_its_scale_and_samples_at_a_str
     let predictor =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/wavelr-x4.safetensors");
     let train = |steps: &str, resume: bool| {
-        let mut args = vec![
-            "train",
-            "--model",
-            "diwa",
-            "--predictor",
-            predictor.to_str().unwrap(),
-            "--unet-width",
-            "8",
-            "--scale",
-            "4",
-            "--steps",
-            steps,
-            "--batch",
-            "2",
-            "--patch",
-            "32",
-            "--data",
-            data.to_str().unwrap(),
-            "--holdout",
-            "0",
-            "--out",
-            run.to_str().unwrap(),
-        ];
+        let mut extra = vec!["--predictor", predictor.to_str().unwrap()];
         if resume {
-            args.push("--resume");
+            extra.push("--resume");
         }
-        websr(&args)
+        websr(&tiny_diwa_args(&data, &run, steps, &extra))
     };
     let first = train("1", false);
     let err = String::from_utf8_lossy(&first.stderr);
