@@ -287,11 +287,14 @@ pub fn run(args: FlSimArgs) -> Result<()> {
         let t = std::time::Instant::now();
         let run = fedbuff(&args, k, &clients, &init, &step_times, sync_time, &device)?;
         println!(
-            "fedbuff-{k}: {} updates ({} local steps), {} versions, mean staleness {:.2}",
+            "fedbuff-{k}: {} updates ({} local steps), {} versions, mean staleness {:.2}; \
+             updates per client {:?} (step times {:.2?})",
             run.updates,
             run.updates * args.local_steps,
             run.versions,
-            run.mean_staleness
+            run.mean_staleness,
+            run.per_client,
+            step_times
         );
         methods.push(MethodResult::new(
             format!("fedbuff-{k}"),

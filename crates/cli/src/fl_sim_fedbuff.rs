@@ -35,6 +35,8 @@ pub struct FedBuffRun {
     /// Global versions made.
     pub versions: usize,
     pub mean_staleness: f64,
+    /// Updates that arrived from each client: fast clients arrive more often.
+    pub per_client: Vec<usize>,
 }
 
 /// A client training from version `base` since `start`.
@@ -77,6 +79,7 @@ pub fn fedbuff(
     let pb = crate::bar(0, "fedbuff {spinner} {pos} local steps, loss {prefix}");
     let (mut buffer, mut buffer_loss) = (Vec::<Update>::with_capacity(k), 0.0);
     let (mut losses, mut updates, mut staleness_sum) = (Vec::new(), 0, 0u64);
+    let mut per_client = vec![0; clients.len()];
     loop {
         let next = (0..running.len())
             .min_by(|&a, &b| running[a].finish.total_cmp(&running[b].finish))
@@ -102,6 +105,7 @@ pub fn fedbuff(
         scale_for_staleness(&mut update.tensors, staleness);
         staleness_sum += staleness;
         updates += 1;
+        per_client[done.client] += 1;
         buffer.push(update);
         buffer_loss += loss;
         if buffer.len() == k {
@@ -135,6 +139,7 @@ pub fn fedbuff(
         losses,
         updates,
         mean_staleness: staleness_sum as f64 / updates.max(1) as f64,
+        per_client,
     })
 }
 
