@@ -2,7 +2,7 @@
 //!
 //! burn seeds its random generator per backend (and, on some, globally), so a seed given to the
 //! device does not pin the numbers a later `Tensor::random` returns once other code draws in
-//! between. Drawing from a [`StdRng`](rand::rngs::StdRng) that the caller owns makes a seed fix
+//! between. Drawing from a [`StdRng`] that the caller owns makes a seed fix
 //! the whole sample, and gives the same numbers on the CPU and on WebGPU.
 
 use burn::tensor::{Device, Tensor, TensorData};
