@@ -80,6 +80,17 @@ lane-k() {
   diffuse diwa-l1-x4 diwa 2500 --predictor-l1 --holdout 0
 }
 
+# Issue #17.1: DiWa on the shipped default. The frozen wavelr-deep-x4 is the initial predictor
+# (its weights travel in the DiWa file); the U-Net learns the wavelet residual, scaled to the
+# schedule's level (k = 0.5 / RMS of the residual, measured at the start). 96x96 patches, so the
+# predictor sees its training context. The run is kept in training/runs/ (resumable there).
+lane-l() {
+  "$BIN" train --model diwa --predictor models/wavelr-deep-x4.safetensors --scale 4 --steps 3000 \
+    --batch 8 --patch 96 --lr 2e-4 --lr-min 1e-6 --seed 1 --data-root "$DATA" \
+    --checkpoint-every 250 --validate-every 1000 --val-steps 10 --resume \
+    --out training/runs/diwa-wavelr-x4
+}
+
 # Fifth round (issue #2): the default fast models were at SRCNN's level (Set5 x4 30.43 vs 30.48,
 # x2 36.66 vs 36.66) and had stopped improving at 6 body layers. They grow deeper from their own
 # weights (Net2DeeperNet: identity layers interleaved, so training starts at their quality) and
