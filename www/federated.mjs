@@ -20,13 +20,20 @@ function setStatus(text) {
   $('status').textContent = text;
 }
 
+/** What the server did with an update: for secure aggregation, whose masked updates it summed. */
+function serverCell(a) {
+  const sa = a.secure_aggregation;
+  if (sa) return `sent masked (secure aggregation, session ${sa.session}): the server summed ${sa.survivors.length} updates -> v${sa.global_version}`;
+  return a.round_closed ? `accepted, closed the round -> v${a.global_version}` : 'accepted';
+}
+
 function addRow(result) {
   const u = result.update;
   const a = result.accepted;
   const tr = document.createElement('tr');
   const cells = [result.round, u.baseVersion, u.bytes.toLocaleString(), u.steps, u.numExamples,
     u.meanLoss.toFixed(4), u.norm.toFixed(4), u.sentNorm.toFixed(4), u.clipBound.toFixed(4),
-    a.round_closed ? `accepted, closed the round -> v${a.global_version}` : 'accepted'];
+    serverCell(a)];
   tr.dataset.clipBound = String(u.clipBound);
   for (const c of cells) {
     const td = document.createElement('td');

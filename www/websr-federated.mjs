@@ -9,7 +9,8 @@
 //   const r = await fl.contribute({ onStatus, onProgress, signal });  // one round
 //
 // The protocol is websr-aggregator's (version 1): join -> poll /v1/round until selected ->
-// GET /v1/model (checked against the round's SHA-256 in the worker) -> train -> POST /v1/update.
+// GET /v1/model (checked against the round's SHA-256 in the worker) -> train -> POST /v1/update,
+// or, when the round announces secure aggregation, the masked update through /v1/secagg/...
 import { WebSRError, WorkerChannel, toWorkerInput } from './websr.mjs';
 
 const sleep = (ms, signal) => new Promise((resolve, reject) => {
@@ -100,6 +101,7 @@ export class FederatedClient {
   async contribute({ maxSteps = 50, seed = (Math.random() * 2 ** 32) >>> 0, onStatus, onProgress, signal, timeoutMs = 600_000 } = {}) {
     if (!this.#token) await this.join();
     const t0 = Date.now();
+    let secaggFailures = 0;
     for (;;) {
       signal?.throwIfAborted();
       const round = await this.round(signal);
@@ -123,6 +125,23 @@ export class FederatedClient {
         if (e.name === 'WeightsError' && /SHA-256/.test(e.message)) continue;
         throw e;
       }
+      if (update.secureAggregation) {
+        // The trained delta stays in the worker: it leaves only masked, through the SecAgg phases.
+        const { body, ...rest } = update;
+        let done;
+        try {
+          done = await this.#secureAggregate(round, { onStatus, signal });
+        } catch (e) {
+          if (e.name === 'AbortError') throw e;
+          secaggFailures += 1;
+          onStatus?.(`round ${round.round}: secure aggregation: ${e.message}`);
+          if (secaggFailures >= 3) throw new WebSRError('ServerError', `secure aggregation failed three times in a row: ${e.message}`);
+          continue;
+        }
+        const summary = { ...rest, bytes: done.maskedBytes };
+        const accepted = { round_closed: true, global_version: done.result.global_version, secure_aggregation: done.result };
+        return { round: round.round, update: summary, accepted, roundConfig: round };
+      }
       onStatus?.(`round ${round.round}: sending the update (${update.body.byteLength} bytes)`);
       const res = await this.#send('/v1/update', {
         method: 'POST',
@@ -139,6 +158,59 @@ export class FederatedClient {
       }
       if (!res.ok) throw await serverError(res, 'update');
       return { round: round.round, update: summary, accepted: await res.json(), roundConfig: round };
+    }
+  }
+
+  /** POSTs one secure-aggregation message; throws with the server's message when refused. */
+  async #post(path, body, type, signal) {
+    await this.#fetch(path, { method: 'POST', headers: { 'Content-Type': type }, body, signal }, path);
+  }
+
+  /** GETs the broadcast of a closed phase (as text), asking again while it is open (425). */
+  async #waitFor(path, deadline, signal) {
+    for (;;) {
+      const res = await this.#send(path, { signal }, path);
+      if (res.ok) return res.text();
+      if (res.status !== 425) throw await serverError(res, path);
+      if (Date.now() > deadline) throw new WebSRError('ServerError', `${path}: the phase did not close in time`);
+      await sleep(250, signal);
+    }
+  }
+
+  /** The update trained in `round` through the session the server announces now: keys, shares,
+   *  masked input, unmasking (the protocol is websr_federated::secagg, run in the worker).
+   *  Resolves to { session, maskedBytes, result: {session, global_version, survivors} }. */
+  async #secureAggregate(round, { onStatus, signal }) {
+    // The session may have started over while we trained: take the current one.
+    const now = await this.round(signal);
+    if (now.global_version !== round.global_version) {
+      throw new WebSRError('ServerError', `the global version moved from ${round.global_version} to ${now.global_version} during training`);
+    }
+    const sa = now.secure_aggregation;
+    if (!sa) throw new WebSRError('ServerError', 'the server no longer announces secure aggregation');
+    const call = (msg) => this.#channel.call(msg, [], { signal });
+    const { session, keys } = await call({ type: 'secagg-join', round: JSON.stringify(now), clientId: this.clientId });
+    const phaseMs = Math.max(1, sa.phase_secs) * 1000;
+    const roundLeftMs = Math.min(Math.max(0, now.deadline_unix_ms - Date.now()), 24 * 3600 * 1000);
+    const q = `?session=${session}`;
+    try {
+      onStatus?.(`round ${round.round}: secure aggregation session ${session}, sending public keys`);
+      await this.#post('/v1/secagg/keys', keys, 'application/json', signal);
+      // The keys phase lasts until enough clients have trained; each later one at most phase_secs.
+      const directory = await this.#waitFor(`/v1/secagg/keys${q}`, Date.now() + roundLeftMs + 4 * phaseMs, signal);
+      onStatus?.(`round ${round.round}: sending encrypted key shares to your neighbours`);
+      await this.#post('/v1/secagg/shares', await call({ type: 'secagg-shares', directory }), 'application/json', signal);
+      const routed = await this.#waitFor(`/v1/secagg/shares${q}`, Date.now() + 2 * phaseMs, signal);
+      const masked = await call({ type: 'secagg-masked', routed });
+      onStatus?.(`round ${round.round}: sending the masked update (${masked.byteLength} bytes)`);
+      await this.#post('/v1/secagg/masked', masked, 'application/octet-stream', signal);
+      const request = await this.#waitFor(`/v1/secagg/unmask${q}`, Date.now() + 2 * phaseMs, signal);
+      await this.#post('/v1/secagg/unmask', await call({ type: 'secagg-unmask', request }), 'application/json', signal);
+      const result = JSON.parse(await this.#waitFor(`/v1/secagg/result${q}`, Date.now() + 2 * phaseMs, signal));
+      return { session, maskedBytes: masked.byteLength, result };
+    } catch (e) {
+      call({ type: 'secagg-drop' }).catch(() => {});
+      throw e;
     }
   }
 

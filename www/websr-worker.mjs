@@ -20,7 +20,13 @@
 //                   {type:'fl-add', input, patch}                    -> {type:'result', value:{images, examples}}
 //                   {type:'fl-train', model:ArrayBuffer, round:string, patch, maxSteps, seed}
 //                                                                     -> {type:'progress', done, total, loss}*
-//                                                                     -> {type:'result', value:{body:ArrayBuffer, ...}}
+//                                                                     -> {type:'result', value:{body:ArrayBuffer, secureAggregation, ...}}
+//                 a secure-aggregation round (the trained delta stays here; only masked it leaves):
+//                   {type:'secagg-join', round:string, clientId}      -> {type:'result', value:{session, keys:string}}
+//                   {type:'secagg-shares', directory:string}          -> {type:'result', value: shares JSON}
+//                   {type:'secagg-masked', routed:string}             -> {type:'result', value: ArrayBuffer}
+//                   {type:'secagg-unmask', request:string}            -> {type:'result', value: response JSON}
+//                   {type:'secagg-drop'}                              (the session ended or failed)
 //                   {type:'jpeg-quality', bytes:ArrayBuffer}          -> {type:'result', value: 1-100 | null}
 //   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
 import init, { clientFloor, Engine, FlClient, Image, jpegQuality, setCpuSimd, setDirectConv } from './websr.js';
@@ -28,6 +34,8 @@ import init, { clientFloor, Engine, FlClient, Image, jpegQuality, setCpuSimd, se
 const ready = init();
 let engine = null;
 let flClient = null;
+let securedUpdate = null; // a trained update waiting for its secure-aggregation session
+let participant = null; // this worker's part in the open secure-aggregation session
 const cancelled = new Set();
 let queue = Promise.resolve(); // one job at a time: the device is shared
 const tileJobs = new Map(); // pooled upscales this worker coordinates, by the id of their tiles-start
@@ -249,9 +257,50 @@ async function flTrain({ id, model, round, patch, maxSteps, seed }) {
   const value = {
     body, baseVersion: u.baseVersion, numExamples: u.numExamples, steps: u.steps,
     meanLoss: u.meanLoss, norm: u.norm, sentNorm: u.sentNorm, clipBound: u.clipBound,
+    secureAggregation: u.secureAggregation,
   };
-  u.free();
+  securedUpdate?.free();
+  securedUpdate = null;
+  if (u.secureAggregation) securedUpdate = u;
+  else u.free();
   return [value, [body]];
+}
+
+function secaggDrop() {
+  participant?.free();
+  participant = null;
+}
+
+/** One step of this worker's part in a secure-aggregation session (see the header). */
+function secaggStep(msg) {
+  if (msg.type === 'secagg-join') {
+    if (!securedUpdate) throw Object.assign(new Error('no trained update waits for secure aggregation'), { name: 'WebSrError' });
+    secaggDrop();
+    const u = securedUpdate;
+    securedUpdate = null;
+    try {
+      participant = u.joinSecureAggregation(msg.round, msg.clientId);
+    } finally {
+      u.free();
+    }
+    return [{ session: participant.session, keys: participant.keysMessage() }, []];
+  }
+  if (msg.type === 'secagg-drop') {
+    secaggDrop();
+    return [null, []];
+  }
+  if (!participant) throw Object.assign(new Error('no secure-aggregation session: send secagg-join first'), { name: 'WebSrError' });
+  if (msg.type === 'secagg-shares') return [participant.shareKeys(msg.directory), []];
+  if (msg.type === 'secagg-masked') {
+    const body = participant.maskedInput(msg.routed).buffer;
+    return [body, [body]];
+  }
+  if (msg.type === 'secagg-unmask') {
+    const response = participant.unmask(msg.request);
+    secaggDrop(); // the last message: the session's secrets go with it
+    return [response, []];
+  }
+  throw new Error(`unknown message type ${msg.type}`);
 }
 
 self.onmessage = (event) => {
@@ -294,6 +343,9 @@ self.onmessage = (event) => {
         postMessage({ type: 'result', id: msg.id, value: await flAdd(msg) });
       } else if (msg.type === 'fl-train') {
         const [value, transfer] = await flTrain(msg);
+        postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else if (msg.type.startsWith('secagg-')) {
+        const [value, transfer] = secaggStep(msg);
         postMessage({ type: 'result', id: msg.id, value }, transfer);
       } else {
         throw new Error(`unknown message type ${msg.type}`);

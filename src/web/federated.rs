@@ -2,11 +2,12 @@
 //! round trains the global model on them ([`crate::federated::round`]) and returns only the
 //! update body, with what the page shows about it (size, norms, loss). The page does the HTTP.
 
+use super::secagg::SecAggParticipant;
 use super::{call_progress, js_error, pick_device, Image};
 use crate::degrade::DegradationSampler;
 use crate::device::DeviceInfo;
 use crate::error::WebSrError;
-use crate::federated::round::{run_round_async, ClientOptions};
+use crate::federated::round::{run_round_with_delta_async, ClientOptions};
 use crate::federated::ClientData;
 use crate::train::data::TrainingSet;
 use burn::tensor::Device;
@@ -125,10 +126,14 @@ impl FlClient {
                 let f = after_step.clone();
                 async move { call_progress(&f, &[step as f64, steps as f64, loss]).await }
             };
-            let outcome = run_round_async(&global, &round, &data, &opts, &device, after).await;
+            let outcome =
+                run_round_with_delta_async(&global, &round, &data, &opts, &device, after).await;
             device.memory_cleanup();
-            let o = outcome.map_err(|e| js_error(&e))?;
+            let (o, delta) = outcome.map_err(|e| js_error(&e))?;
+            // Kept only for a secure-aggregation round, which sends it masked instead of `body`.
+            let delta = round.secure_aggregation.is_some().then_some(delta);
             Ok(TrainedUpdate {
+                delta,
                 body: o.body,
                 base_version: o.base_version,
                 num_examples: o.num_examples,
@@ -147,6 +152,8 @@ impl FlClient {
 #[wasm_bindgen]
 pub struct TrainedUpdate {
     body: Vec<u8>,
+    /// The clipped weight change, tensor by tensor, when the round aggregates securely.
+    delta: Option<Vec<Vec<f32>>>,
     base_version: u64,
     num_examples: u64,
     steps: usize,
@@ -207,5 +214,28 @@ impl TrainedUpdate {
     #[wasm_bindgen(getter, js_name = clipBound)]
     pub fn clip_bound(&self) -> f64 {
         self.clip_bound
+    }
+
+    /// Whether the round aggregates securely: the update then goes through
+    /// [`TrainedUpdate::secure_aggregation`], never as `body`.
+    #[wasm_bindgen(getter, js_name = secureAggregation)]
+    pub fn is_secure_aggregation(&self) -> bool {
+        self.delta.is_some()
+    }
+
+    /// Joins the secure-aggregation session that `round_json` (a fresh `GET /v1/round`)
+    /// announces as client `client_id`, handing the weight change over (once).
+    #[wasm_bindgen(js_name = joinSecureAggregation)]
+    pub fn secure_aggregation(
+        &mut self,
+        round_json: String,
+        client_id: f64,
+    ) -> Result<SecAggParticipant, JsValue> {
+        let delta = self.delta.take().ok_or_else(|| {
+            js_error(&WebSrError::Invalid(
+                "this update is not for a secure-aggregation round, or already joined one".into(),
+            ))
+        })?;
+        SecAggParticipant::start(&round_json, client_id as u64, delta)
     }
 }

@@ -26,11 +26,15 @@ mod engine;
 mod federated;
 mod image;
 mod pool;
+#[cfg(feature = "train")]
+mod secagg;
 pub use engine::Engine;
 #[cfg(feature = "train")]
 pub use federated::{FlClient, TrainedUpdate};
 pub use image::{Image, Upscaled};
 pub use pool::TiledUpscale;
+#[cfg(feature = "train")]
+pub use secagg::SecAggParticipant;
 
 #[wasm_bindgen(start)]
 pub fn start() {

@@ -9,7 +9,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::time::{Duration, Instant};
-use websr_federated::dp;
 use websr_federated::protocol::{
     encode_masked_input, ClientId, RoundConfig, SecAggAck, SecAggResult, SecureAggregation,
 };
@@ -61,7 +60,7 @@ pub fn contribute(
     client: &Client,
     round: &RoundConfig,
     id: ClientId,
-    mut delta: Vec<Vec<f32>>,
+    delta: Vec<Vec<f32>>,
 ) -> Result<SecAggResult> {
     // The session may have started over while we trained: take the current one.
     let now: RoundConfig = client.json("GET", "/v1/round")?;
@@ -85,30 +84,15 @@ pub fn contribute(
     }
     let session = sa.config.round;
     let mut rng = os_rng()?;
-    // The delta is already clipped to at most the round's bound; the encoding is sized for
-    // `sa.clip_norm`, so make sure (a no-op when it already holds).
-    dp::clip(&mut delta, sa.clip_norm);
-    if let Some(noise) = sa.noise().context("the announced noise")? {
-        noise.add(&mut delta, &mut rng);
-    }
-    // An encoding refused after noise is not retried with new noise (that would truncate the
-    // Gaussian): the client sits the round out.
-    let encoded = sa
-        .config
-        .encoding
-        .encode_tensors(&delta)
-        .context("encoding the update for secure aggregation")?;
-    drop(delta);
-
+    let mut me = secagg::Participant::start(sa, id, delta, &mut rng)
+        .context("preparing the update for secure aggregation")?;
     let phase = Duration::from_secs_f64(sa.phase_secs.max(1.0));
     let round_left = Duration::from_millis(
         now.deadline_unix_ms
             .saturating_sub(unix_ms())
             .min(24 * 3600 * 1000),
     );
-    let (mut me, keys) = secagg::Client::new(sa.config.clone(), id, &mut rng)
-        .context("the announced secure-aggregation config")?;
-    post(client, "/v1/secagg/keys", &serde_json::to_vec(&keys)?)?;
+    post(client, "/v1/secagg/keys", &serde_json::to_vec(me.keys())?)?;
     // The keys phase lasts until enough clients have trained (at most the round deadline, which
     // may be extended); each later phase at most `phase_secs`.
     let dir: KeyDirectory = wait_for(
@@ -123,7 +107,7 @@ pub fn contribute(
         &format!("/v1/secagg/shares?session={session}"),
         Instant::now() + 2 * phase,
     )?;
-    let masked = me.masked_input(&routed, &encoded)?;
+    let masked = me.masked_input(&routed)?;
     post(client, "/v1/secagg/masked", &encode_masked_input(&masked))?;
     drop(masked);
     let request: UnmaskRequest = wait_for(

@@ -10,7 +10,7 @@
 //! | [`tensors`] | safetensors <-> named flat vectors, update bodies, strict validation |
 //! | [`dp`] | client-side clipping, Gaussian noise, the RDP accountant |
 //! | [`strategy`] | the [`Strategy`] trait: FedAvg, FedProx, FedAdam, FedYogi, median, trimmed mean, Krum |
-//! | [`secagg`] | secure aggregation (SecAgg/SecAgg+): fixed-point encoding, masking, Shamir shares, the client and server state machines, distributed DP noise |
+//! | [`secagg`] | secure aggregation (SecAgg/SecAgg+): fixed-point encoding, masking, Shamir shares, the client and server state machines, the `Participant` both clients drive, distributed DP noise |
 //!
 //! A model here is a [`tensors::Layout`] (sorted tensor names and shapes) plus one flat `f32`
 //! vector per tensor; nothing depends on burn.

@@ -804,3 +804,84 @@ fn up_to_unmask_without_sharer(
     let req = server.close_masked().unwrap();
     (clients, server, req)
 }
+
+/// `Participant`, what both the browser's worker and `websr fl-client` drive: it clips the update
+/// to the session's bound itself (a client that sends more than the encoding is sized for would
+/// wrap the sum), encodes tensor after tensor, and masks once.
+#[test]
+fn participants_clip_encode_and_mask_their_own_updates() {
+    use websr_federated::protocol::SecureAggregation;
+    use websr_federated::secagg::Participant;
+    let (clip, dims) = (1.0, [300usize, 200]);
+    let dim: usize = dims.iter().sum();
+    let f = FixedPoint::for_clip_norm(clip, 8).unwrap();
+    let sa = SecureAggregation {
+        config: config(9, 2, None, dim, f),
+        clip_norm: clip,
+        noise_multiplier: 0.0,
+        phase: "keys".into(),
+        phase_secs: 30.0,
+    };
+    let ids = ids(3);
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    // Client 0 sends 5x the bound: its participant must clip it.
+    let deltas: Vec<Vec<Vec<f32>>> = (0..ids.len())
+        .map(|i| {
+            let scale = if i == 0 { 5.0 } else { 0.01 };
+            dims.iter()
+                .map(|&n| {
+                    (0..n)
+                        .map(|_| scale * rng.random_range(-1.0f32..1.0))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let mut expected = vec![0.0f64; dim];
+    for d in &deltas {
+        let mut clipped = d.clone();
+        dp::clip(&mut clipped, clip);
+        for (e, x) in expected.iter_mut().zip(clipped.iter().flatten()) {
+            *e += f64::from(*x);
+        }
+    }
+
+    let mut server = Server::new(sa.config.clone()).unwrap();
+    let mut parts = BTreeMap::new();
+    for (&id, delta) in ids.iter().zip(deltas) {
+        let mut rng = client_rng(1, id);
+        let p = Participant::start(&sa, id, delta, &mut rng).unwrap();
+        assert_eq!(p.session(), 9);
+        server.receive_keys(wire(p.keys())).unwrap();
+        parts.insert(id, (p, rng));
+    }
+    let directory = wire(&server.close_keys().unwrap());
+    for (p, rng) in parts.values_mut() {
+        server
+            .receive_shares(wire(&p.share_keys(&directory, rng).unwrap()))
+            .unwrap();
+    }
+    for routed in server.close_shares().unwrap() {
+        let (p, _) = parts.get_mut(&routed.client).unwrap();
+        let routed = wire(&routed);
+        server
+            .receive_masked(wire(&p.masked_input(&routed).unwrap()))
+            .unwrap();
+        // The encoded update is gone once masked: a second masking is refused.
+        assert!(matches!(
+            p.masked_input(&routed),
+            Err(SecAggError::OutOfOrder { .. })
+        ));
+    }
+    let request = wire(&server.close_masked().unwrap());
+    for (p, _) in parts.values_mut() {
+        server
+            .receive_unmask(wire(&p.unmask(&request).unwrap()))
+            .unwrap();
+    }
+    let decoded = server.finish().unwrap().decode(&f).unwrap();
+    let tol = ids.len() as f64 * f.step() / 2.0 + 1e-9;
+    for (i, (d, e)) in decoded.iter().zip(&expected).enumerate() {
+        assert!((d - e).abs() <= tol, "coordinate {i}: {d} vs {e}");
+    }
+}

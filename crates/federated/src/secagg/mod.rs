@@ -86,6 +86,7 @@ pub mod keys;
 pub mod masks;
 pub mod messages;
 pub mod noise;
+pub mod participant;
 pub mod server;
 pub mod shamir;
 
@@ -97,6 +98,7 @@ pub use messages::{
     RoutedShares, ShareKeys, UnmaskRequest, UnmaskResponse,
 };
 pub use noise::DistributedNoise;
+pub use participant::Participant;
 pub use server::Server;
 
 use serde::{Deserialize, Serialize};
