@@ -130,11 +130,15 @@ impl FlClient {
                 run_round_with_delta_async(&global, &round, &data, &opts, &device, after).await;
             device.memory_cleanup();
             let (o, delta) = outcome.map_err(|e| js_error(&e))?;
-            // Kept only for a secure-aggregation round, which sends it masked instead of `body`.
-            let delta = round.secure_aggregation.is_some().then_some(delta);
+            // A secure-aggregation round sends the delta only masked: its plain body is dropped
+            // here, so it never reaches the page; the delta stays for the SecAgg session.
+            let (body, delta) = match round.secure_aggregation {
+                Some(_) => (Vec::new(), Some(delta)),
+                None => (o.body, None),
+            };
             Ok(TrainedUpdate {
                 delta,
-                body: o.body,
+                body,
                 base_version: o.base_version,
                 num_examples: o.num_examples,
                 steps: o.steps,
@@ -172,7 +176,8 @@ pub fn client_floor() -> String {
 
 #[wasm_bindgen]
 impl TrainedUpdate {
-    /// The safetensors body: weight differences and three numbers, never pixels.
+    /// The safetensors body: weight differences and three numbers, never pixels. Empty in a
+    /// secure-aggregation round, whose update leaves only masked ([`Self::secure_aggregation`]).
     #[wasm_bindgen(getter)]
     pub fn body(&self) -> Uint8Array {
         Uint8Array::from(self.body.as_slice())

@@ -40,21 +40,9 @@ impl SecAggParticipant {
         delta: Vec<Vec<f32>>,
     ) -> Result<Self, JsValue> {
         let round: RoundConfig = parse("the round config", round_json)?;
-        let sa = round.secure_aggregation.as_ref().ok_or_else(|| {
-            protocol_error(
-                "the round config",
-                "the server announces no secure aggregation",
-            )
-        })?;
-        if sa.phase != "keys" {
-            return Err(protocol_error(
-                "the round config",
-                format!(
-                    "session {} is past its keys phase ({}): this client is not part of it",
-                    sa.config.round, sa.phase
-                ),
-            ));
-        }
+        let sa = round
+            .joinable_secagg()
+            .map_err(|e| protocol_error("the round config", e))?;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| protocol_error("randomness", format!("crypto.getRandomValues: {e}")))?;

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::time::{Duration, Instant};
 use websr_federated::protocol::{
-    encode_masked_input, ClientId, RoundConfig, SecAggAck, SecAggResult, SecureAggregation,
+    encode_masked_input, ClientId, RoundConfig, SecAggAck, SecAggResult,
 };
 use websr_federated::secagg::{self, KeyDirectory, RoutedShares, UnmaskRequest};
 
@@ -71,17 +71,7 @@ pub fn contribute(
             now.global_version
         );
     }
-    let sa: &SecureAggregation = now
-        .secure_aggregation
-        .as_ref()
-        .ok_or_else(|| anyhow!("the server no longer announces secure aggregation"))?;
-    if sa.phase != "keys" {
-        bail!(
-            "session {} is past its keys phase ({}): this client is not part of it",
-            sa.config.round,
-            sa.phase
-        );
-    }
+    let sa = now.joinable_secagg().map_err(|e| anyhow!(e))?;
     let session = sa.config.round;
     let mut rng = os_rng()?;
     let mut me = secagg::Participant::start(sa, id, delta, &mut rng)

@@ -52,6 +52,25 @@ pub struct RoundConfig {
     pub secure_aggregation: Option<SecureAggregation>,
 }
 
+impl RoundConfig {
+    /// The secure-aggregation session a client that has just trained can still join: announced,
+    /// and in its keys phase (a session past it was formed without this client). Both clients
+    /// (`websr fl-client` and the browser's worker) ask this of a fresh `GET /v1/round`.
+    pub fn joinable_secagg(&self) -> Result<&SecureAggregation, String> {
+        let sa = self
+            .secure_aggregation
+            .as_ref()
+            .ok_or("the server no longer announces secure aggregation")?;
+        if sa.phase != "keys" {
+            return Err(format!(
+                "session {} is past its keys phase ({}): this client is not part of it",
+                sa.config.round, sa.phase
+            ));
+        }
+        Ok(sa)
+    }
+}
+
 /// A secure-aggregation round as announced in [`RoundConfig::secure_aggregation`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecureAggregation {
