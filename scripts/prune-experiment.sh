@@ -39,7 +39,7 @@ run() { # scale seed subset(full|des|ref|random) steps patch
   esac
   if [ ! -f "$OUT/$name/set14.json" ]; then
     "$BIN" train --arch wavelr --scale "$s" --steps "$steps" --batch 16 --patch "$patch" \
-      --lr 5e-4 --lr-min 1e-6 --seed "$seed" --data-root "$DATA" --val "$OUT/no-validation" \
+      --lr 5e-4 --lr-min 1e-6 --seed "$seed" --data-root "$DATA" --holdout 0 \
       --checkpoint-every 500 --out "$OUT/$name" --resume "${extra[@]}"
     for set in set5 set14; do
       "$BIN" eval --model "$OUT/$name/last.safetensors" --data "$DATA/$set" --json \

@@ -106,15 +106,21 @@ pub enum Predictor {
 }
 
 impl Predictor {
-    /// The initial prediction's sub-bands for `lr` in `[0, 1]`, given `c = DWT(x_up)`.
-    fn forward(&self, lr: Tensor<4>, c: Tensor<4>) -> Tensor<4> {
+    /// The initial prediction's sub-bands for `lr` in `[0, 1]`, given `c = DWT(x_up)`. A frozen
+    /// predictor's output is detached unless `through_input` (gradients then reach `lr`, never
+    /// the frozen weights: LD3M optimises the LR code, [`crate::distill`]).
+    fn forward(&self, lr: Tensor<4>, c: Tensor<4>, through_input: bool) -> Tensor<4> {
         match self {
             Predictor::Joint(p) => p.forward(c),
             Predictor::Frozen(net) => {
                 // Untracked parameters: under autodiff a tracked forward whose result is only
                 // detached leaves its graph behind every step (memory grew ~1 GB a minute).
                 let up = net.clone().no_grad().forward(lr);
-                dwt(up.mul_scalar(2.0).sub_scalar(1.0)).detach()
+                let bands = dwt(up.mul_scalar(2.0).sub_scalar(1.0));
+                match through_input {
+                    true => bands,
+                    false => bands.detach(),
+                }
             }
         }
     }
@@ -179,12 +185,27 @@ impl DiWa {
     /// - lr: `[batch, 3, H, W]`
     /// - c, x_init: `[batch, 12, scale*H/2, scale*W/2]`
     pub fn condition(&self, lr: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        self.condition_impl(lr, false)
+    }
+
+    /// [`DiWa::condition`] with gradients from both outputs back to `lr`, also through a frozen
+    /// predictor (whose weights stay untracked): the generator of [`crate::distill`].
+    pub fn condition_through_input(&self, lr: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        self.condition_impl(lr, true)
+    }
+
+    fn condition_impl(&self, lr: Tensor<4>, through_input: bool) -> (Tensor<4>, Tensor<4>) {
         let up = bicubic_upscale(lr.clone(), self.scale)
             .mul_scalar(2.0)
             .sub_scalar(1.0);
         let c = dwt(up);
-        let x_init = self.predictor.forward(lr, c.clone());
+        let x_init = self.predictor.forward(lr, c.clone(), through_input);
         (c, x_init)
+    }
+
+    /// `k`: the diffused signal is `k (DWT(HR) - x_init)`.
+    pub fn residual_scale(&self) -> f64 {
+        self.residual_scale
     }
 
     /// `eps_hat = UNet(cat[c, y_t], gamma)`: the network's forward pass.

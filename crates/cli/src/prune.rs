@@ -25,6 +25,9 @@ pub struct PruneArgs {
     /// Fraction of all samples to keep.
     #[arg(long, default_value_t = 0.5)]
     pub keep: f64,
+    /// Keep exactly this many samples instead of a fraction (e.g. the K of a distilled set).
+    #[arg(long, conflicts_with = "keep")]
+    pub count: Option<usize>,
     /// Fraction of all samples removed from the hardest end first ("refined"; e.g. 0.05).
     #[arg(long, default_value_t = 0.0)]
     pub drop_hardest: f64,
@@ -62,7 +65,7 @@ fn scorer_sha256(name: &str) -> Result<String> {
 pub fn run(args: PruneArgs) -> Result<()> {
     let device = Backend::Cpu.device()?;
     let model = crate::models::resolve_one_pass(&args.scorer, &device)?;
-    let selection = SelectParams {
+    let mut selection = SelectParams {
         order: websr::prune::Order::parse(&args.order)?,
         keep: args.keep,
         drop_hardest: args.drop_hardest,
@@ -96,6 +99,12 @@ pub fn run(args: PruneArgs) -> Result<()> {
         pb.inc(1);
     }
     pb.finish_and_clear();
+    if let Some(count) = args.count {
+        if count == 0 || count > all.len() {
+            bail!("--count {count}: the grid has {} sub-images", all.len());
+        }
+        selection.keep = count as f64 / all.len() as f64;
+    }
     let scorer = ScorerInfo {
         name: args.scorer.clone(),
         sha256: scorer_sha256(&args.scorer)?,

@@ -570,3 +570,94 @@ fn diwa_on_a_frozen_predictor_trains_resumes_with_its_scale_and_samples_at_a_str
         "{err}"
     );
 }
+
+#[test]
+fn distill_writes_its_patches_and_never_overwrites_a_finished_set() {
+    let dir = tempdir("distill");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_rgba(&data.join("a.png"), 64, 48);
+    write_rgba(&data.join("b.png"), 40, 72);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let distill = |out: &Path, patch: &str, extra: &[&str]| {
+        let mut args = vec![
+            "distill".to_string(),
+            "--data".into(),
+            s(&data),
+            "--holdout".into(),
+            "0".into(),
+            "--images".into(),
+            "3".into(),
+            "--batch".into(),
+            "2".into(),
+            "--real-batch".into(),
+            "2".into(),
+            "--iterations".into(),
+            "2".into(),
+            "--patch".into(),
+            patch.into(),
+            "--out".into(),
+            s(out),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        websr(&args)
+    };
+    let out = dir.join("set");
+    let first = distill(&out, "32", &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    for sub in ["synthetic", "real"] {
+        for i in 0..3 {
+            let img = image::open(out.join(format!("{sub}/{i:03}.png"))).unwrap();
+            assert_eq!((img.width(), img.height()), (32, 32), "{sub}/{i}");
+        }
+        assert!(!out.join(format!("{sub}/003.png")).exists());
+    }
+    let overview = image::open(out.join("overview.png")).unwrap();
+    assert_eq!(
+        (overview.width(), overview.height()),
+        (3 * 32 + 2 * 4, 2 * 32 + 4)
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("distill.json")).unwrap()).unwrap();
+    assert_eq!(record["format"], "websr-ld3m");
+    assert_eq!(
+        record["config"]["steps"], 4,
+        "the generator's own default steps"
+    );
+    assert_eq!(record["loss_curve"].as_array().unwrap().len(), 2);
+
+    // A finished set is never overwritten.
+    let before = std::fs::read(out.join("synthetic/000.png")).unwrap();
+    let again = distill(&out, "32", &["--seed", "5"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    assert_eq!(
+        std::fs::read(out.join("synthetic/000.png")).unwrap(),
+        before
+    );
+
+    // Settings that cannot work name their reason and write nothing.
+    for (patch, extra, reason) in [
+        (
+            "32",
+            &["--generator", "wavelr-x4"][..],
+            "not a diffusion model",
+        ),
+        ("36", &[][..], "multiple of 32"),
+        ("32", &["--lr", "0"][..], "learning rate"),
+    ] {
+        let target = dir.join("refused");
+        let out = distill(&target, patch, extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(reason),
+            "{extra:?}: {err}"
+        );
+        assert!(!target.join("distill.json").exists());
+    }
+}
