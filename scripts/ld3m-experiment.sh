@@ -23,9 +23,14 @@ export RAYON_NUM_THREADS=1
 
 distill() { # K
   local k=$1 it
-  it=$(for p in $ITERATIONS; do [ "${p%:*}" = "$k" ] && echo "${p#*:}"; done)
+  it=300
+  for p in $ITERATIONS; do if [ "${p%:*}" = "$k" ]; then it=${p#*:}; fi; done
   [ -f "$OUT/k$k/distill.json" ] || "$BIN" distill --generator diwa-wavelr-x4 --images "$k" \
-    --iterations "${it:-300}" --lr 0.1 --seed 0 --data-root "$DATA" --out "$OUT/k$k"
+    --iterations "$it" --lr 0.1 --seed 0 --data-root "$DATA" --out "$OUT/k$k"
+  # The control: the generator's resample of the same real patches, with no optimisation (one
+  # step at a learning rate of 1e-12), separating DM's effect from DiWa's.
+  [ -f "$OUT/k$k-resampled/distill.json" ] || "$BIN" distill --generator diwa-wavelr-x4 \
+    --images "$k" --iterations 1 --lr 1e-12 --seed 0 --data-root "$DATA" --out "$OUT/k$k-resampled"
   [ -f "$OUT/hardest-k$k.json" ] || "$BIN" prune --scorer wavelr-x4 --data-root "$DATA" \
     --count "$k" -o "$OUT/hardest-k$k.json"
 }
@@ -36,6 +41,7 @@ run() { # seed set(full|distilled-K|real-K|hardest-K)
     full) ;;
     distilled-*) extra=(--data "$OUT/k${set#distilled-}/synthetic") ;;
     real-*) extra=(--data "$OUT/k${set#real-}/real") ;;
+    resampled-*) extra=(--data "$OUT/k${set#resampled-}-resampled/synthetic") ;;
     hardest-*) extra=(--subset "$OUT/hardest-k${set#hardest-}.json") ;;
   esac
   local name="$set-s$seed"
@@ -62,7 +68,7 @@ all() {
   for seed in $SEEDS; do
     run "$seed" full
     for k in $KS; do
-      for set in distilled real hardest; do run "$seed" "$set-$k"; done
+      for set in distilled resampled real hardest; do run "$seed" "$set-$k"; done
     done
   done
   table
@@ -82,6 +88,7 @@ def scores(set_, bench):
 rows = [("full", "full 291 set")]
 for k in ks:
     rows += [(f"distilled-{k}", f"K = {k} distilled (LD3M)"),
+             (f"resampled-{k}", f"K = {k} resampled by DiWa, not optimised (control)"),
              (f"real-{k}", f"K = {k} real (the distillation's start)"),
              (f"hardest-{k}", f"K = {k} hardest (prune)")]
 print("| train set | Set5 x4 per seed | Set5 x4 mean | vs real K | Set14 x4 per seed "
@@ -97,7 +104,7 @@ for key, label in rows:
         cells.append(" / ".join(f"{v[0]:.2f}" for v in vals.values()))
         cells.append(f"{st.mean(v[0] for v in vals.values()):.3f} / "
                      f"{st.mean(v[1] for v in vals.values()):.4f}")
-        if key.startswith(("distilled-", "hardest-")):
+        if key.startswith(("distilled-", "resampled-", "hardest-")):
             ref = scores("real-" + key.split("-")[1], bench)
             diffs = [v[0] - ref[s][0] for s, v in vals.items() if s in ref]
             cells.append(" / ".join(f"{d:+.2f}" for d in diffs) + f" (mean {st.mean(diffs):+.3f})"
