@@ -166,18 +166,24 @@ impl<'a> Distiller<'a> {
         )
     }
 
+    /// A real batch and a fresh random embedder, drawn from `rng` in that order: the real
+    /// batch's embedding (detached) and the embedder for the synthetic side.
+    fn real_draw(&self, rng: &mut StdRng) -> (Tensor<2>, RandomEmbedder) {
+        let (_, real) = self
+            .data
+            .batch(rng, self.cfg.real_batch, self.cfg.patch, self.scale)
+            .to_tensors(&self.device);
+        let embedder = RandomEmbedder::new(rng, &self.band_rms, &self.device);
+        (embedder.embed(real).detach(), embedder)
+    }
+
     /// Iteration `it`'s DM loss, with the codes it reads marked for gradients: the real batch,
     /// embedder and noise come from `it`'s own generator, the codes from chunk `it mod chunks`.
     fn iteration_loss_graph(&self, it: usize) -> (Tensor<1>, Tensor<4>, Tensor<4>) {
         let mut rng = self.iteration_rng(it);
-        let (_, real) = self
-            .data
-            .batch(&mut rng, self.cfg.real_batch, self.cfg.patch, self.scale)
-            .to_tensors(&self.device);
-        let embedder = RandomEmbedder::new(&mut rng, &self.band_rms, &self.device);
+        let (real_embedding, embedder) = self.real_draw(&mut rng);
         let chunk = &self.chunks[it % self.chunks.len()];
         let noise = standard_normal_tensor(&mut rng, chunk.latent.dims(), &self.device);
-        let real_embedding = embedder.embed(real).detach();
         let latent = chunk.latent.clone().detach().require_grad();
         let lr_code = chunk.lr_code.clone().detach().require_grad();
         let synthetic = self
@@ -238,22 +244,14 @@ impl<'a> Distiller<'a> {
     /// The DM loss of all synthetic patches against `real_batch` real ones under a fixed
     /// embedder and noise (`seed`): the same number before and after optimising, to compare.
     pub fn evaluate(&self, seed: u64) -> f64 {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let (_, real) = self
-            .data
-            .batch(&mut rng, self.cfg.real_batch, self.cfg.patch, self.scale)
-            .to_tensors(&self.device);
-        let embedder = RandomEmbedder::new(&mut rng, &self.band_rms, &self.device);
+        let (real_embedding, embedder) = self.real_draw(&mut StdRng::seed_from_u64(seed));
         let synthetic: Vec<Tensor<4>> = self
             .synthetic(seed)
             .iter()
             .map(|p| crate::device::to_tensor(p, &self.device))
             .collect();
         let synthetic = Tensor::cat(synthetic, 0);
-        let loss = mean_embedding_distance(
-            embedder.embed(real).detach(),
-            embedder.embed(synthetic).detach(),
-        );
+        let loss = mean_embedding_distance(real_embedding, embedder.embed(synthetic).detach());
         loss.into_scalar::<f32>() as f64
     }
 
