@@ -9,6 +9,8 @@
 // Modes: webgpu (one worker); cpu (the pool: one worker per core); cpu-1 (one worker);
 // cpu-burn (one worker, burn's im2col + GEMM convolution instead of websr's direct kernel);
 // cpu-scalar (one worker, SIMD off: the build before SIMD).
+// With --native, the same run times the native CLI: `websr bench` for the one-pass models and
+// `websr upscale` of the same 64x64 input (1 and 2 threads) for the diffusion models.
 // Needs dist/ (scripts/web-build.sh) and Debian's Chromium.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
@@ -114,6 +116,31 @@ if (native) {
   }
 }
 
+// Diffusion natively: `websr upscale` of the browser's 64x64 input on 1 and 2 threads, the
+// whole process (loading included), median of `runs` after one warm-up.
+if (native) {
+  const diffusionModels = [...new Set(diffusionRows.map((r) => r.model))];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'websr-bench-native-'));
+  const input = path.join(dir, 'in.png');
+  fs.writeFileSync(input, benchPng(64));
+  for (const model of diffusionModels) {
+    for (const threads of [1, 2]) {
+      const times = [];
+      for (let k = 0; k <= runs; k++) {
+        const t = performance.now();
+        execFileSync(native, ['upscale', input, '-o', path.join(dir, 'out.png'), '--model', model, '--steps', String(diffusionSteps)], {
+          env: { ...process.env, RAYON_NUM_THREADS: String(threads) },
+          stdio: 'ignore',
+        });
+        if (k > 0) times.push(performance.now() - t);
+      }
+      times.sort((a, b) => a - b);
+      const strength = diffusionRows.find((r) => r.model === model).strength;
+      diffusionRows.push({ what: `native CLI (\`websr upscale\`, whole process), ${threads} thread${threads > 1 ? 's' : ''}`, model, cold: NaN, warm: times[Math.floor(times.length / 2)], strength });
+    }
+  }
+}
+
 console.log(`| backend | model | cold start (ms) | warm ms per ${side}x${side} input | GMAC/s | ms per output MP |`);
 console.log('|---|---|---|---|---|---|');
 for (const r of rows) {
@@ -124,7 +151,40 @@ if (diffusionRows.length) {
   console.log(`\n| backend | diffusion model | cold start (ms) | warm ms per ${diffusionSteps}-step 64x64 input | ms per step (256x256 output tile) |`);
   console.log('|---|---|---|---|---|');
   for (const r of diffusionRows) {
-    console.log(`| ${r.what} | ${r.model} (strength ${r.strength}) | ${r.cold.toFixed(0)} | ${r.warm.toFixed(0)} | ${(r.warm / diffusionSteps).toFixed(0)} |`);
+    const cold = Number.isNaN(r.cold) ? '-' : r.cold.toFixed(0);
+    console.log(`| ${r.what} | ${r.model} (strength ${r.strength}) | ${cold} | ${r.warm.toFixed(0)} | ${(r.warm / diffusionSteps).toFixed(0)} |`);
   }
 }
 console.log(`\nwasm: ${(wasm.length / 1048576).toFixed(2)} MiB raw, ${(gz / 1048576).toFixed(2)} MiB gzip (websr_bg.wasm); ${os.cpus().length} cores, ${os.cpus()[0]?.model}`);
+
+/** The browser run's input pattern as an RGB PNG of `side` x `side` (for the native rows). */
+function benchPng(side) {
+  const raw = Buffer.alloc(side * (1 + 3 * side));
+  for (let y = 0; y < side; y++) {
+    raw[y * (1 + 3 * side)] = 0; // filter: none
+    for (let x = 0; x < side; x++) {
+      for (let c = 0; c < 3; c++) {
+        const i = (y * side + x) * 4 + c; // the ImageData index the page fills
+        raw[y * (1 + 3 * side) + 1 + 3 * x + c] = Number((BigInt(i) * 2654435761n) & 0xffffffffn) >>> 24;
+      }
+    }
+  }
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(side, 0);
+  header.writeUInt32BE(side, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', zlib.deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}

@@ -13,7 +13,10 @@
 //!   block. Up path: per level `res_blocks + 1` blocks on `cat[x, skip]`, then nearest x2 +
 //!   Conv3x3 (not after the top level). Out: GN -> Swish -> Conv3x3.
 //! - Height and width must be multiples of `2^(levels - 1)`.
+//! - Inference on the browser's CPU path runs the same 3x3 convolutions (stride 1) on
+//!   websr-kernels' direct kernel ([`crate::models::direct_conv`]); everything else is burn's.
 
+use crate::models::direct_conv;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -76,7 +79,7 @@ impl NormActConv {
         if let Some(dropout) = &self.dropout {
             x = dropout.forward(x);
         }
-        self.conv.forward(x)
+        direct_conv::forward(&self.conv, x)
     }
 }
 
@@ -284,7 +287,7 @@ impl UNet {
             .embed_out
             .forward(silu(self.embed_in.forward(self.encode(gamma))));
 
-        let mut x = self.conv_in.forward(x);
+        let mut x = direct_conv::forward(&self.conv_in, x);
         let mut skips = vec![x.clone()];
         for level in &self.down {
             for block in &level.blocks {
@@ -307,7 +310,7 @@ impl UNet {
                 x = block.forward(Tensor::cat(vec![x, skip], 1), emb.clone());
             }
             if let Some(upsample) = &level.upsample {
-                x = upsample.forward(nearest_x2(x));
+                x = direct_conv::forward(upsample, nearest_x2(x));
             }
         }
         self.out.forward(x)

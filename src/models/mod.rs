@@ -1,6 +1,7 @@
 //! The super-resolution models, each a burn `Config` + `Module`, and [`SrModel`], the one type the
 //! rest of websr uses: an architecture description ([`ModelSpec`]) plus its network.
 
+pub mod direct_conv;
 pub mod dwa;
 pub mod dwsr;
 mod layers;

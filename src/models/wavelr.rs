@@ -6,6 +6,7 @@
 //! on the upscaled image and 4x fewer than DWSR (which runs at half the output size), so with
 //! a comparable depth it needs about 10x fewer multiply-adds per output pixel than DWSR.
 
+use super::direct_conv;
 use super::layers::{conv3, conv3_zero, deepen_body};
 use crate::upsample::bicubic_upscale;
 use crate::wavelet::idwt_levels;
@@ -60,12 +61,16 @@ impl WaveLr {
     ///
     /// - lr: `[batch, 3, H, W]`
     /// - output: `[batch, 3, scale*H, scale*W]`
+    ///
+    /// On the browser's CPU path (inference only) the convolutions take the direct kernel one at
+    /// a time ([`super::direct_conv`]); a whole upscale goes through [`super::wavelr_direct`]
+    /// instead, which also keeps the features channel-last between layers.
     pub fn forward(&self, lr: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(self.head.forward(lr.clone()));
+        let mut x = relu(direct_conv::forward(&self.head, lr.clone()));
         for conv in &self.body {
-            x = relu(conv.forward(x));
+            x = relu(direct_conv::forward(conv, x));
         }
-        self.reconstruct(lr, self.tail.forward(x))
+        self.reconstruct(lr, direct_conv::forward(&self.tail, x))
     }
 
     /// The same function with `body_layers` body convolutions (Net2DeeperNet: `layers::deepen_body`).

@@ -53,8 +53,9 @@ pub fn set_cpu_simd(enable: bool) {
     websr_kernels::set_simd128(enable);
 }
 
-/// Whether WaveLR on the CPU runs through websr's direct convolution kernel (the default) or
-/// burn's im2col + GEMM convolution: for side-by-side benchmarks (`--modes cpu,cpu-burn`).
+/// Whether the CPU path's 3x3 convolutions (WaveLR's, and the diffusion U-Net's stride-1 ones)
+/// run through websr's direct convolution kernel (the default) or burn's im2col + GEMM
+/// convolution: for side-by-side benchmarks (`--modes cpu,cpu-burn`).
 #[wasm_bindgen(js_name = setDirectConv)]
 pub fn set_direct_conv(enable: bool) {
     crate::models::wavelr_direct::set_enabled(enable);

@@ -115,8 +115,9 @@ fn main() {
         );
     }
     println!("\nover HTTP on loopback, {HTTP_UPDATES} clients, {HTTP_THREADS} threads, durable before each reply:");
+    let http_bodies = bodies_for(&layout, HTTP_UPDATES);
     for strategy in ["fedavg", "median", "trimmed-mean"] {
-        let (rate, aggregation_ms) = http_round(path, strategy, &bodies_for(&layout, HTTP_UPDATES));
+        let (rate, aggregation_ms) = http_round(path, strategy, &http_bodies);
         println!(
             "{strategy:<14} {rate:>10.0} updates/s (HTTP, round included; its aggregation {aggregation_ms:.0} ms)"
         );

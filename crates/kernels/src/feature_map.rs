@@ -31,11 +31,16 @@ impl FeatureMap {
             "planar data must hold channels x height x width values"
         );
         let mut map = FeatureMap::zeros(height, width, channels);
-        for (c, plane) in planar.chunks_exact(height * width.max(1)).enumerate() {
-            for (y, row) in plane.chunks_exact(width.max(1)).enumerate() {
-                for (x, &v) in row.iter().enumerate() {
-                    let i = map.index(y, x) + c;
-                    map.data[i] = v;
+        // Row by row: one grid row of every channel (read) and one map row (written) stay in
+        // cache together; channel-outer order walked the whole map once per channel.
+        let plane = height * width;
+        for y in 0..height {
+            let start = map.index(y, 0);
+            let row = &mut map.data[start..start + width * channels];
+            for c in 0..channels {
+                let src = &planar[c * plane + y * width..][..width];
+                for (pixel, &v) in row.chunks_exact_mut(channels).zip(src) {
+                    pixel[c] = v;
                 }
             }
         }
@@ -49,10 +54,18 @@ impl FeatureMap {
             "the map has {} channels",
             self.channels
         );
-        let mut out = Vec::with_capacity(channels * self.height * self.width);
-        for c in 0..channels {
-            for y in 0..self.height {
-                out.extend((0..self.width).map(|x| self.data[self.index(y, x) + c]));
+        let (height, width) = (self.height, self.width);
+        let plane = height * width;
+        let mut out = vec![0.0; channels * plane];
+        // Row by row, as in `from_planar`.
+        for y in 0..height {
+            let start = self.index(y, 0);
+            let row = &self.data[start..start + width * self.channels];
+            for c in 0..channels {
+                let dst = &mut out[c * plane + y * width..][..width];
+                for (v, pixel) in dst.iter_mut().zip(row.chunks_exact(self.channels)) {
+                    *v = pixel[c];
+                }
             }
         }
         out
