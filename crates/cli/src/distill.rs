@@ -3,7 +3,7 @@
 //! the real patches they started from (the "K random real patches" control), an overview image
 //! (real over synthetic, the first ten) and a JSON record.
 
-use crate::models::{resolve_bytes, resolve_diffusion};
+use crate::models::{diffusion_from_bytes, resolve_bytes};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -79,7 +79,14 @@ struct Record<'a> {
 pub fn run(args: DistillArgs) -> Result<()> {
     prepare_out(&args.out)?;
     let device = Backend::Cpu.device()?.autodiff();
-    let model = frozen(resolve_diffusion(&args.generator, &device)?);
+    // Read once: the same bytes build the generator and name it in the record.
+    let generator_bytes = resolve_bytes(&args.generator)?;
+    let generator_sha256 = sha256_hex(&generator_bytes);
+    let model = frozen(diffusion_from_bytes(
+        &args.generator,
+        &generator_bytes,
+        &device,
+    )?);
     let defaults = model.default_options();
     let cfg = DistillConfig {
         images: args.images,
@@ -138,7 +145,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
     let record = Record {
         format: "websr-ld3m",
         generator: &args.generator,
-        generator_sha256: sha256_hex(&resolve_bytes(&args.generator)?),
+        generator_sha256,
         config: &cfg,
         loss_curve: curve,
         fixed_loss_before: before,

@@ -69,7 +69,16 @@ pub fn resolve_one_pass(name: &str, device: &Device) -> Result<SrModel> {
 
 /// A diffusion model (for the diffusion benchmark).
 pub fn resolve_diffusion(name: &str, device: &Device) -> Result<DiffusionModel> {
-    match resolve_model(name, None, device)? {
+    if name == "bicubic" {
+        bail!("bicubic is not a trained model; name one");
+    }
+    diffusion_from_bytes(name, &resolve_bytes(name)?, device)
+}
+
+/// The diffusion model in `bytes` (the file `name` resolved to, already read: a caller that
+/// also hashes the file reads it once).
+pub fn diffusion_from_bytes(name: &str, bytes: &[u8], device: &Device) -> Result<DiffusionModel> {
+    match Model::from_bytes(bytes, device).with_context(|| format!("model {name}"))? {
         Model::Diffusion(m) => Ok(m),
         Model::OnePass(_) => bail!("{name} is a one-pass model, not a diffusion model"),
     }

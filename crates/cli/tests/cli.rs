@@ -630,6 +630,15 @@ fn distill_writes_its_patches_and_never_overwrites_a_finished_set() {
         "the generator's own default steps"
     );
     assert_eq!(record["loss_curve"].as_array().unwrap().len(), 2);
+    // The record names the generator file that ran, by its bytes' SHA-256.
+    let shipped = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/diwa-wavelr-x4.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(
+        record["generator_sha256"],
+        websr::weights::sha256_hex(&shipped)
+    );
 
     // A finished set is never overwritten.
     let before = std::fs::read(out.join("synthetic/000.png")).unwrap();
