@@ -35,6 +35,7 @@ while read -r target flags; do
 done <<'BUILDS'
 x86_64-unknown-linux-gnu --workspace --features websr/wgpu
 wasm32-unknown-unknown -p websr --no-default-features --features flex,wgpu,train
+wasm32-unknown-unknown -p websr --no-default-features --features flex,wgpu,train,relaxed-simd
 BUILDS
 [ "$fail" = 0 ] && echo "check-fresh-cargo: every build's dependencies are fetched before it runs offline"
 exit "$fail"

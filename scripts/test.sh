@@ -14,6 +14,8 @@ cargo fmt --all -- --check
 for js in www/*.mjs tests/browser/*.mjs scripts/*.mjs; do node --check "$js"; done
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --lib "${wasm_features[@]}" -- -D warnings
+# The second browser build (the kernel on relaxed SIMD), as scripts/web-build.sh makes it.
+cargo clippy --lib "${wasm_features[@]}" --features relaxed-simd -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 log=$(mktemp)

@@ -4,9 +4,10 @@
 // same models (`websr bench`) in the same run. Prints a markdown table. A diffusion model among
 // --models is timed on a 64x64 input (a 256x256 output tile) with --steps DDIM steps from its
 // default strength: ms per step, in a table of its own.
-//   node scripts/web-bench.mjs [--models wavelr-deep-x4] [--modes webgpu,cpu,cpu-1,cpu-burn,cpu-scalar]
+//   node scripts/web-bench.mjs [--models wavelr-deep-x4] [--modes webgpu,cpu,cpu-1,cpu-plain,cpu-1-plain,cpu-burn,cpu-scalar]
 //                              [--runs 3] [--native target/release/websr] [--steps 4]
 // Modes: webgpu (one worker); cpu (the pool: one worker per core); cpu-1 (one worker);
+// cpu-plain, cpu-1-plain (the same on the plain-SIMD wasm build, no relaxed SIMD);
 // cpu-burn (one worker, burn's im2col + GEMM convolution instead of websr's direct kernel);
 // cpu-scalar (one worker, SIMD off: the build before SIMD).
 // With --native, the same run times the native CLI: `websr bench` for the one-pass models and
@@ -33,6 +34,8 @@ const MODES = {
   webgpu: { backend: 'webgpu' },
   cpu: { backend: 'cpu' },
   'cpu-1': { backend: 'cpu', workers: 1 },
+  'cpu-plain': { backend: 'cpu', relaxedSimd: false },
+  'cpu-1-plain': { backend: 'cpu', workers: 1, relaxedSimd: false },
   'cpu-burn': { backend: 'cpu', workers: 1, directConv: false },
   'cpu-scalar': { backend: 'cpu', workers: 1, cpuSimd: false },
 };
@@ -84,7 +87,8 @@ for (const mode of modes) {
       sr.dispose();
       return { load: tLoaded - t0, cold, warm: warm[Math.floor(warm.length / 2)], info, workers, cores: navigator.hardwareConcurrency };
     }, { model, side, runs, options: MODES[mode], steps: diffusionSteps });
-    const what = `${mode}: ${r.info.backend} (${r.info.adapter}), ${r.workers} worker${r.workers > 1 ? 's' : ''}`;
+    const kernel = r.info.backend === 'cpu' ? `, kernel ${r.info.cpuKernel}` : '';
+    const what = `${mode}: ${r.info.backend} (${r.info.adapter}${kernel}), ${r.workers} worker${r.workers > 1 ? 's' : ''}`;
     if (r.info.kind === 'diffusion') {
       diffusionRows.push({ what, model, cold: r.cold, warm: r.warm, strength: r.info.defaultStrength });
       console.error(`${what} ${model}: cold ${r.cold.toFixed(0)} ms, warm ${r.warm.toFixed(0)} ms for ${diffusionSteps} steps`);

@@ -80,7 +80,10 @@ async function loadSelectedModel() {
     status.dataset.fromCache = String(info.fromCache);
     const badge = $('backend');
     const workers = state.sr.workerCount;
-    badge.textContent = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : `CPU (wasm)${workers > 1 ? ` · ${workers} workers` : ''}`;
+    const kernel = { 'relaxed-simd': ' · SIMD + FMA', simd128: ' · SIMD', portable: '' }[info.cpuKernel] ?? '';
+    badge.textContent = info.backend === 'webgpu'
+      ? `WebGPU · ${info.adapter}`
+      : `CPU (wasm${kernel})${workers > 1 ? ` · ${workers} workers` : ''}`;
     badge.dataset.workers = String(workers);
     badge.dataset.backend = info.backend;
     const diffusion = info.kind === 'diffusion';

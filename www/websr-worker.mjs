@@ -29,9 +29,38 @@
 //                   {type:'secagg-drop'}                              (the session ended or failed)
 //                   {type:'jpeg-quality', bytes:ArrayBuffer}          -> {type:'result', value: 1-100 | null}
 //   errors          {type:'error', error:{name,message}, fatal}  (fatal: the wasm instance trapped)
-import init, { clientFloor, Engine, FlClient, Image, jpegQuality, setCpuSimd, setDirectConv } from './websr.js';
+// Two builds of the same runtime: websr-relaxed.js (the convolution kernel with relaxed SIMD's
+// fused multiply-add) where this browser validates relaxed SIMD, else websr.js (plain wasm
+// SIMD). The page can ask for the plain one with `?kernel=simd128` on this worker's URL.
+let wasm = null; // the loaded build's exports, once `ready` resolves
+const ready = (async () => {
+  const plain = new URL(import.meta.url).searchParams.get('kernel') === 'simd128';
+  if (!plain && relaxedSimdSupported()) {
+    try {
+      wasm = await import('./websr-relaxed.js');
+    } catch {
+      wasm = null; // not deployed (an embedder may ship only websr.js): the plain build
+    }
+  }
+  wasm ??= await import('./websr.js');
+  await wasm.default();
+})();
 
-const ready = init();
+/** Whether this engine validates relaxed SIMD: a module computing
+ *  `i8x16.relaxed_swizzle(i8x16.splat(1), i8x16.splat(2))` (wasm-feature-detect's probe). */
+function relaxedSimdSupported() {
+  const probe = new Uint8Array([
+    0, 97, 115, 109, 1, 0, 0, 0, // magic, version
+    1, 5, 1, 96, 0, 1, 123, // type section: () -> v128
+    3, 2, 1, 0, // function section: one function of type 0
+    10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11, // its code
+  ]);
+  try {
+    return WebAssembly.validate(probe);
+  } catch {
+    return false;
+  }
+}
 let engine = null;
 let flClient = null;
 let securedUpdate = null; // a trained update waiting for its secure-aggregation session
@@ -107,13 +136,13 @@ function deviceInfo(runtime, use, backend, note) {
 
 async function load({ weights, backend, cpuSimd = true, directConv = true }) {
   const { use, note } = await chooseBackend(backend);
-  setCpuSimd(cpuSimd !== false);
-  setDirectConv(directConv !== false);
+  wasm.setCpuSimd(cpuSimd !== false);
+  wasm.setDirectConv(directConv !== false);
   for (const job of tileJobs.values()) job.free();
   tileJobs.clear();
   engine?.free();
   engine = null;
-  const e = await Engine.create(new Uint8Array(weights), use);
+  const e = await wasm.Engine.create(new Uint8Array(weights), use);
   engine = e;
   return {
     ...deviceInfo(e, use, backend, note),
@@ -126,6 +155,8 @@ async function load({ weights, backend, cpuSimd = true, directConv = true }) {
     autoTile: e.autoTile,
     maxBufferBytes: e.maxBufferBytes,
     macsPerOutputPixel: e.macsPerOutputPixel,
+    // The CPU convolution kernel's arithmetic: 'relaxed-simd', 'simd128' or 'portable'.
+    cpuKernel: wasm.cpuKernel(),
   };
 }
 
@@ -144,15 +175,15 @@ async function browserDecode(source) {
   ctx.drawImage(bitmap, 0, 0);
   const data = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
   bitmap.close();
-  return Image.fromRgba(new Uint8Array(data.data.buffer), data.width, data.height);
+  return wasm.Image.fromRgba(new Uint8Array(data.data.buffer), data.width, data.height);
 }
 
 async function toImage(input) {
-  if (input.kind === 'rgba') return Image.fromRgba(new Uint8Array(input.rgba), input.width, input.height);
+  if (input.kind === 'rgba') return wasm.Image.fromRgba(new Uint8Array(input.rgba), input.width, input.height);
   if (input.kind === 'bitmap') return browserDecode(input.bitmap);
   const bytes = new Uint8Array(input.bytes);
   try {
-    return Image.decode(bytes); // same decoder as the native CLI: identical pixels
+    return wasm.Image.decode(bytes); // same decoder as the native CLI: identical pixels
   } catch (e) {
     if (e.name !== 'DecodeError') throw e;
     return browserDecode(new Blob([bytes], { type: input.type || '' }));
@@ -233,9 +264,9 @@ async function flCreate({ backend, degradation }) {
   const { use, note } = await chooseBackend(backend);
   flClient?.free();
   flClient = null;
-  const c = await FlClient.create(use, degradation);
+  const c = await wasm.FlClient.create(use, degradation);
   flClient = c;
-  return { ...deviceInfo(c, use, backend, note), floor: JSON.parse(clientFloor()) };
+  return { ...deviceInfo(c, use, backend, note), floor: JSON.parse(wasm.clientFloor()) };
 }
 
 function needClient() {
@@ -336,7 +367,7 @@ self.onmessage = (event) => {
         postMessage({ type: 'result', id: msg.id, value: null });
       } else if (msg.type === 'jpeg-quality') {
         await ready;
-        postMessage({ type: 'result', id: msg.id, value: jpegQuality(new Uint8Array(msg.bytes)) ?? null });
+        postMessage({ type: 'result', id: msg.id, value: wasm.jpegQuality(new Uint8Array(msg.bytes)) ?? null });
       } else if (msg.type === 'fl-create') {
         postMessage({ type: 'result', id: msg.id, value: await flCreate(msg) });
       } else if (msg.type === 'fl-add') {

@@ -5,7 +5,8 @@
 //   const { imageData, png } = await sr.upscale(file, { scale: 4, onProgress, signal });
 //
 // Everything heavy runs in a module Web Worker (websr-worker.mjs + the wasm in websr.js /
-// websr_bg.wasm, all next to this file), so the page never freezes. Model files are fetched from
+// websr_bg.wasm, or websr-relaxed.js / websr-relaxed_bg.wasm where the browser has relaxed SIMD;
+// all next to this file), so the page never freezes. Model files are fetched from
 // `modelBase` (default: ./models/ next to this file) with download progress, checked against the
 // SHA-256 in its manifest.json, and kept in the Cache API so the next visit works offline.
 
@@ -149,6 +150,13 @@ export class WorkerChannel {
   #worker = null;
   #nextId = 1;
   #pending = new Map();
+  #relaxedSimd;
+
+  /** relaxedSimd = true: the worker loads the relaxed-SIMD build where the browser has relaxed
+   *  SIMD (false: the plain SIMD build everywhere, for comparisons). */
+  constructor({ relaxedSimd = true } = {}) {
+    this.#relaxedSimd = relaxedSimd;
+  }
 
   /** Whether a worker is running (false at first and after a crash). */
   get alive() {
@@ -182,7 +190,9 @@ export class WorkerChannel {
 
   #ensureWorker() {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(new URL('./websr-worker.mjs', import.meta.url), { type: 'module', name: 'websr' });
+    const url = new URL('./websr-worker.mjs', import.meta.url);
+    if (!this.#relaxedSimd) url.searchParams.set('kernel', 'simd128');
+    const worker = new Worker(url, { type: 'module', name: 'websr' });
     worker.onmessage = (e) => this.#onMessage(e.data);
     worker.onerror = (e) => this.terminate(new WebSRError('DeviceError', `The websr worker crashed: ${e.message || 'unknown error'}`));
     this.#worker = worker;
@@ -221,7 +231,7 @@ export function defaultWorkerCount() {
 const POOL_MAX_TILE = 256;
 
 export class WebSR {
-  #channel = new WorkerChannel();
+  #channel;
   /** The other workers of the CPU pool (the first worker, #channel, is the coordinator). */
   #pool = [];
   /** The loaded model's bytes, for pool workers started later. */
@@ -232,6 +242,11 @@ export class WebSR {
 
   constructor(options) {
     this.#options = options;
+    this.#channel = new WorkerChannel(this.#channelOptions());
+  }
+
+  #channelOptions() {
+    return { relaxedSimd: this.#options.relaxedSimd !== false };
   }
 
   /** Starts the worker and loads `model` (a name from the manifest).
@@ -239,6 +254,8 @@ export class WebSR {
    *             backend = 'auto' | 'webgpu' | 'cpu', modelBase,
    *             cpuSimd = true (false: the scalar CPU kernels, for comparisons),
    *             directConv = true (false: burn's im2col + GEMM convolution, for comparisons),
+   *             relaxedSimd = true (false: the plain-SIMD wasm build even where the browser has
+   *               relaxed SIMD's fused multiply-add; info.cpuKernel says which kernel runs),
    *             workers = 'auto' | n (CPU workers sharing a one-pass upscale; 'auto':
    *               defaultWorkerCount(); WebGPU always runs one),
    *             onDownloadProgress({loaded, total, fromCache}) } */
@@ -385,7 +402,7 @@ export class WebSR {
   /** Starts (once per model) the pool workers beyond the first, each with the model on the CPU. */
   async #startPool() {
     const want = this.workerCount - 1;
-    while (this.#pool.length < want) this.#pool.push(new WorkerChannel());
+    while (this.#pool.length < want) this.#pool.push(new WorkerChannel(this.#channelOptions()));
     await Promise.all(this.#pool.map(async (w) => {
       if (w.alive && w.loaded) return;
       const bytes = this.#modelBytes.slice();

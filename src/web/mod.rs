@@ -53,6 +53,13 @@ pub fn set_cpu_simd(enable: bool) {
     websr_kernels::set_simd128(enable);
 }
 
+/// The arithmetic the CPU path's convolution kernel runs on: `"relaxed-simd"` (the second
+/// wasm build, fused multiply-add), `"simd128"` or `"portable"` (SIMD switched off).
+#[wasm_bindgen(js_name = cpuKernel)]
+pub fn cpu_kernel() -> String {
+    websr_kernels::active_kernel().to_string()
+}
+
 /// Whether the CPU path's 3x3 convolutions (WaveLR's, and the diffusion U-Net's stride-1 ones)
 /// run through websr's direct convolution kernel (the default) or burn's im2col + GEMM
 /// convolution: for side-by-side benchmarks (`--modes cpu,cpu-burn`).

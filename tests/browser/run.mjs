@@ -354,9 +354,10 @@ try {
     });
 
     if (mode === 'cpu') {
-      await t('the CPU pool gives the bytes of one worker, and SIMD those of the portable kernel', async () => {
+      await t('the CPU pool gives the bytes of one worker, SIMD those of the portable kernel, relaxed SIMD (where the browser has it) within a level', async () => {
         // Same tile plan everywhere (tileSize 24: 6 tiles, more than the pool's minimum of 2), so
-        // only who computes a tile differs: a 2-worker pool, one worker, one without SIMD.
+        // only who computes a tile differs: a 2-worker pool, one worker, one on the plain-SIMD
+        // build, one without SIMD. Chromium has relaxed SIMD, so the default is its build.
         const r = await page.evaluate(async () => {
           const { WebSR } = await import('/websr.mjs');
           const data = new ImageData(40, 52);
@@ -366,21 +367,29 @@ try {
             const steps = [];
             const out = await sr.upscale(data, { tileSize: 24, onProgress: (p) => steps.push(p.done) });
             const workers = sr.workerCount;
+            const kernel = sr.info.cpuKernel;
             sr.dispose();
-            return { bytes: Array.from(out.imageData.data), steps, workers, tiles: out.tiles };
+            return { bytes: Array.from(out.imageData.data), steps, workers, tiles: out.tiles, kernel };
           };
           const pool = await run({ workers: 2 });
           const one = await run({ workers: 1 });
-          const scalar = await run({ workers: 1, cpuSimd: false });
+          const plain = await run({ workers: 1, relaxedSimd: false });
+          const scalar = await run({ workers: 1, relaxedSimd: false, cpuSimd: false });
           const differ = (a, b) => a.bytes.findIndex((v, i) => v !== b.bytes[i]);
+          const maxDiff = (a, b) => a.bytes.reduce((m, v, i) => Math.max(m, Math.abs(v - b.bytes[i])), 0);
           return { workers: pool.workers, steps: pool.steps, tiles: pool.tiles, oneTiles: one.tiles,
-            poolVsOne: differ(pool, one), simdVsScalar: differ(one, scalar), n: one.bytes.length };
+            poolVsOne: differ(pool, one), simdVsScalar: differ(plain, scalar), n: one.bytes.length,
+            kernels: [pool.kernel, one.kernel, plain.kernel, scalar.kernel].join(),
+            relaxedVsPlain: maxDiff(one, plain) };
         });
         assert(r.workers === 2, `pool of ${r.workers}`);
         assert(r.tiles === r.oneTiles && r.tiles >= 4, `tiles: pool ${r.tiles}, one worker ${r.oneTiles}`);
         assert(r.steps.join() === [...Array(r.tiles).keys()].map((i) => i + 1).join(), `progress ${r.steps}`);
+        assert(r.kernels === 'relaxed-simd,relaxed-simd,simd128,portable', `kernels: ${r.kernels}`);
         assert(r.poolVsOne === -1, `pool and one worker differ at byte ${r.poolVsOne} of ${r.n}`);
         assert(r.simdVsScalar === -1, `SIMD and portable kernels differ at byte ${r.simdVsScalar} of ${r.n}`);
+        // Fused multiply-adds round once instead of twice: a level at most, never more.
+        assert(r.relaxedVsPlain <= 1, `relaxed SIMD is ${r.relaxedVsPlain} levels from plain SIMD`);
       });
     }
 
@@ -502,7 +511,7 @@ try {
         await p.close();
       }
       const seen = (re) => urls.some((u) => re.test(u));
-      assert(seen(/\/websr_bg\.wasm$/) && seen(/\.safetensors$/) && seen(/\/models\/manifest\.json$/),
+      assert(seen(/\/websr(-relaxed)?_bg\.wasm$/) && seen(/\.safetensors$/) && seen(/\/models\/manifest\.json$/),
         `the recording missed the wasm or the model: ${urls.join(' ')}`);
       const foreign = urls.filter((u) => !['data:', base].includes(requestOrigin(u)));
       console.log(`     ${urls.length} requests, ${foreign.length} to another origin`);

@@ -105,6 +105,12 @@ impl Conv3x3 {
             self.channels_in
         );
         let mut out = FeatureMap::zeros(input.height(), input.width(), self.padded_out);
+        #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+        if crate::simd128_active() {
+            // Built with relaxed SIMD: this module only loads where the engine has it.
+            self.forward_relaxed(input, &mut out);
+            return out;
+        }
         #[cfg(target_arch = "wasm32")]
         if crate::simd128_active() {
             // An engine without wasm SIMD refuses the whole module at load time (as it does
@@ -122,6 +128,13 @@ impl Conv3x3 {
     #[target_feature(enable = "simd128")]
     fn forward_simd128(&self, input: &FeatureMap, out: &mut FeatureMap) {
         self.forward_with::<crate::lanes::Simd128>(input, out);
+    }
+
+    /// The kernel with relaxed SIMD's fused multiply-add (the `relaxed-simd` build).
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    #[target_feature(enable = "simd128,relaxed-simd")]
+    fn forward_relaxed(&self, input: &FeatureMap, out: &mut FeatureMap) {
+        self.forward_with::<crate::lanes::RelaxedSimd128>(input, out);
     }
 
     #[inline(always)]

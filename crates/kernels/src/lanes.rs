@@ -1,5 +1,7 @@
 //! Four f32 lanes: wasm SIMD (`v128`) in the browser, a plain array elsewhere. Both multiply,
-//! then add (no fused multiply-add), so the kernels give bit-identical results with either.
+//! then add (no fused multiply-add), so the kernels give bit-identical results with either. The
+//! relaxed-SIMD lanes (feature `relaxed-simd`, wasm only) fuse the two where the CPU has FMA:
+//! one instruction instead of two, rounded once, so their results differ in the last bits.
 
 /// The vector operations the convolution kernel needs. Pointers are raw because the kernel's
 /// hot loop must not pay for bounds checks; its caller checks every size once up front.
@@ -74,7 +76,7 @@ mod simd {
     /// missing target feature cannot cause undefined behaviour, only a module that fails to
     /// validate, so Rust lets these intrinsics be called without `unsafe`.)
     #[derive(Clone, Copy)]
-    pub(crate) struct Simd128(v128);
+    pub(crate) struct Simd128(pub(super) v128);
 
     impl Lanes for Simd128 {
         #[inline(always)]
@@ -109,6 +111,56 @@ mod simd {
         fn relu(self) -> Self {
             // pmax(0, x) is `0 < x ? x : 0`: NaN becomes 0, as in the portable lanes.
             Simd128(f32x4_pmax(f32x4_splat(0.0), self.0))
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+pub(crate) use relaxed::RelaxedSimd128;
+
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+mod relaxed {
+    use super::{Lanes, Simd128};
+    use core::arch::wasm32::*;
+
+    /// wasm SIMD lanes whose multiply-add is `f32x4.relaxed_madd`: a fused multiply-add where
+    /// the hardware has one (V8 on x86-64 with FMA, ARM64), else multiply then add. Only used
+    /// inside `Conv3x3::forward_relaxed`, compiled with `simd128` and `relaxed-simd`.
+    #[derive(Clone, Copy)]
+    pub(crate) struct RelaxedSimd128(Simd128);
+
+    impl Lanes for RelaxedSimd128 {
+        #[inline(always)]
+        fn zero() -> Self {
+            RelaxedSimd128(Simd128::zero())
+        }
+
+        #[inline(always)]
+        unsafe fn splat_load(p: *const f32) -> Self {
+            // SAFETY: the caller's guarantee, passed on.
+            RelaxedSimd128(unsafe { Simd128::splat_load(p) })
+        }
+
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: the caller's guarantee, passed on.
+            RelaxedSimd128(unsafe { Simd128::load(p) })
+        }
+
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller's guarantee, passed on.
+            unsafe { self.0.store(p) }
+        }
+
+        #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            RelaxedSimd128(Simd128(f32x4_relaxed_madd(a.0 .0, b.0 .0, self.0 .0)))
+        }
+
+        #[inline(always)]
+        fn relu(self) -> Self {
+            RelaxedSimd128(self.0.relu())
         }
     }
 }

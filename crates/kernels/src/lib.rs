@@ -12,6 +12,8 @@
 //! - [`set_simd128`]: in wasm, switches between the SIMD kernel and the portable one (for
 //!   side-by-side timings). Both do the same IEEE operations in the same order, so they give
 //!   bit-identical results, and the native tests check the browser's arithmetic.
+//! - Feature `relaxed-simd` (a second wasm build): the SIMD kernel's multiply-add becomes
+//!   relaxed SIMD's fused one; [`active_kernel`] names what runs.
 
 mod conv3x3;
 mod feature_map;
@@ -33,4 +35,16 @@ pub fn set_simd128(on: bool) {
 /// Whether the SIMD kernel runs: only in a wasm build, and only while [`set_simd128`] allows it.
 pub fn simd128_active() -> bool {
     cfg!(target_arch = "wasm32") && SIMD128.load(Ordering::Relaxed)
+}
+
+/// The arithmetic the convolution runs on now: `"relaxed-simd"` (wasm SIMD with fused
+/// multiply-add: the `relaxed-simd` build), `"simd128"` or `"portable"` (native, or SIMD off).
+pub fn active_kernel() -> &'static str {
+    if !simd128_active() {
+        "portable"
+    } else if cfg!(feature = "relaxed-simd") {
+        "relaxed-simd"
+    } else {
+        "simd128"
+    }
 }
