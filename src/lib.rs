@@ -35,7 +35,9 @@
 //!   [`Model::from_bytes`] from the weights' own format tag.
 //! - [`models`]: the one-pass networks (DWSR, DWA, DWSR+DWA, DWA-Direct, WaveLR) and
 //!   [`SrModel`]; [`diffusion`]: SR3, DiWa, YODA (schedules, samplers, U-Net) and
-//!   [`diffusion::DiffusionModel`].
+//!   [`diffusion::DiffusionModel`]. On the browser's CPU path their 3x3 convolutions run on the
+//!   `websr-kernels` crate's direct SIMD kernel ([`models::wavelr_direct`] for a whole WaveLR
+//!   upscale, [`models::direct_conv`] for single layers, the U-Net's among them).
 //! - [`weights`]: safetensors with the model spec in the metadata; strict, clear errors.
 //! - [`upscale`] (with [`tiling`]): one upscale path for both kinds: bounded-memory tiles with
 //!   blending and x8 self-ensemble, or stepwise sampling with previews; progress and cancel.
