@@ -15,10 +15,10 @@ OUT=${OUT:-runs/ld3m}
 # A copy of the binary, so rebuilding the project mid-run cannot change the trainer under it.
 BIN=${BIN:-$OUT/websr}
 STEPS=${STEPS:-1500}
-KS=${KS:-"10 50"}
+KS=${KS:-"10 50 100"}
 SEEDS=${SEEDS:-"1 2"}
 # Distillation iterations per K (each updates one chunk of 10 codes).
-ITERATIONS=${ITERATIONS:-"10:300 50:400"}
+ITERATIONS=${ITERATIONS:-"10:300 50:400 100:400"}
 export RAYON_NUM_THREADS=1
 
 distill() { # K
