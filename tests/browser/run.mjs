@@ -200,16 +200,24 @@ try {
         const good = await upload(page, 'camera.jpg', await jpeg(0.95), 'image/jpeg');
         assert((await waitStatus(good, ['done', 'error'])) === 'done', await good.textContent());
         assert(await good.locator('[data-testid=photo-suggestion]').count() === 0, 'no suggestion at quality 95');
-        await low.locator('[data-testid=use-photo-model]').click();
-        const redone = page.locator('li[data-testid=item]').last();
-        assert((await waitStatus(redone, ['done', 'error'])) === 'done', await redone.textContent());
-        const model = await page.inputValue('[data-testid=model]');
-        assert(/photo/.test(model), `redone with ${model}`);
-        assert(await redone.locator('[data-testid=photo-suggestion]').count() === 0, 'no suggestion with the photo model');
-        // Back to the default for the tests that follow.
-        await page.selectOption('[data-testid=model]', DEFAULT_X4);
-        await page.waitForFunction((m) => document.querySelector('[data-testid=model-status]')?.textContent.startsWith(`${m} ready`),
-          DEFAULT_X4, { timeout: LONG });
+        try {
+          // The redone item appears once the photo model has loaded: wait for it, so the status
+          // read below is its own and not the last item's before it.
+          const items = await page.locator('li[data-testid=item]').count();
+          await low.locator('[data-testid=use-photo-model]').click();
+          await page.waitForFunction((n) => document.querySelectorAll('li[data-testid=item]').length > n, items, { timeout: LONG });
+          const redone = page.locator('li[data-testid=item]').nth(items);
+          assert((await waitStatus(redone, ['done', 'error'])) === 'done', await redone.textContent());
+          const model = await page.inputValue('[data-testid=model]');
+          assert(/photo/.test(model), `redone with ${model}`);
+          assert(await redone.locator('[data-testid=photo-suggestion]').count() === 0, 'no suggestion with the photo model');
+        } finally {
+          // Back to the default for the tests that follow, even when an assertion above failed
+          // (the click switched the app to the photo model).
+          await page.selectOption('[data-testid=model]', DEFAULT_X4);
+          await page.waitForFunction((m) => document.querySelector('[data-testid=model-status]')?.textContent.startsWith(`${m} ready`),
+            DEFAULT_X4, { timeout: LONG });
+        }
       });
     }
 
