@@ -2,6 +2,9 @@
 //! path) against burn's. Its own test binary: the U-Net test switches the process-wide
 //! direct-convolution flag, which no other test here reads.
 
+mod common;
+
+use common::{max_abs_diff, values};
 use websr::burn::nn::conv::{Conv2d, Conv2dConfig};
 use websr::burn::nn::PaddingConfig2d;
 use websr::burn::tensor::{Device, Distribution, Tensor, TensorData};
@@ -9,18 +12,6 @@ use websr::device::with_seeded_device;
 use websr::diffusion::UNetConfig;
 use websr::models::{direct_conv, wavelr_direct, SrNet};
 use websr::weights;
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, bias: bool, device: &Device) -> Conv2d {
     Conv2dConfig::new([cin, cout], [k, k])

@@ -69,16 +69,20 @@ pub fn resolve_one_pass(name: &str, device: &Device) -> Result<SrModel> {
 
 /// A diffusion model (for the diffusion benchmark).
 pub fn resolve_diffusion(name: &str, device: &Device) -> Result<DiffusionModel> {
-    if name == "bicubic" {
-        bail!("bicubic is not a trained model; name one");
-    }
-    diffusion_from_bytes(name, &resolve_bytes(name)?, device)
+    into_diffusion(name, resolve_model(name, None, device)?)
 }
 
 /// The diffusion model in `bytes` (the file `name` resolved to, already read: a caller that
 /// also hashes the file reads it once).
 pub fn diffusion_from_bytes(name: &str, bytes: &[u8], device: &Device) -> Result<DiffusionModel> {
-    match Model::from_bytes(bytes, device).with_context(|| format!("model {name}"))? {
+    into_diffusion(
+        name,
+        Model::from_bytes(bytes, device).with_context(|| format!("model {name}"))?,
+    )
+}
+
+fn into_diffusion(name: &str, model: Model) -> Result<DiffusionModel> {
+    match model {
         Model::Diffusion(m) => Ok(m),
         Model::OnePass(_) => bail!("{name} is a one-pass model, not a diffusion model"),
     }
