@@ -292,3 +292,44 @@ fn median_and_trimmed_mean_match_a_full_sort_on_random_columns() {
         }
     }
 }
+
+/// Tensors long enough that the coordinates are split among threads and gathered in many blocks
+/// (with a ragged last block), against a plain per-coordinate sort and a plain weighted sum.
+#[test]
+fn coordinate_rules_on_large_tensors_match_a_plain_reference() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let lens = [3, 100_003, 16_389];
+    let ups: Vec<Update> = (0..21)
+        .map(|_| {
+            u(
+                lens.iter()
+                    .map(|&len| (0..len).map(|_| rng.random_range(-1.0..1.0)).collect())
+                    .collect(),
+                rng.random_range(1..50),
+            )
+        })
+        .collect();
+    let median = coordinate_median(&ups).unwrap();
+    let trimmed = trimmed_mean(&ups, 0.2).unwrap();
+    let mean = fedavg(&ups).unwrap();
+    let total: f64 = ups.iter().map(|u| u.num_examples as f64).sum();
+    for (t, &len) in lens.iter().enumerate() {
+        for i in 0..len {
+            let mut column: Vec<f32> = ups.iter().map(|u| u.tensors[t][i]).collect();
+            let want_mean: f64 = ups
+                .iter()
+                .map(|u| u.num_examples as f64 / total * f64::from(u.tensors[t][i]))
+                .sum();
+            assert_eq!(mean[t][i], want_mean as f32, "fedavg, tensor {t}, {i}");
+            column.sort_by(f32::total_cmp);
+            assert_eq!(median[t][i], column[10], "median, tensor {t}, {i}");
+            let kept = &column[4..17];
+            let want = kept.iter().map(|&v| f64::from(v)).sum::<f64>() / kept.len() as f64;
+            assert!(
+                (f64::from(trimmed[t][i]) - want).abs() < 1e-6,
+                "trimmed mean, tensor {t}, {i}"
+            );
+        }
+    }
+}

@@ -121,6 +121,39 @@ async fn one_client_cannot_take_the_rounds_weight_by_claiming_examples() {
     assert!((a[0] - (1.0 + 40.0 / 60.0)).abs() < 1e-6, "{a:?}");
 }
 
+/// FedAvg sums updates as they arrive and drops them; the cap, known only when the round closes,
+/// reads the capped client's update back from the round's log. Here the summed updates of a
+/// first run come back from the log on a restart, and the capped one is read again at the close.
+#[tokio::test]
+async fn the_weight_cap_holds_for_updates_summed_before_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--min-clients", "4", "--target-clients", "4"];
+    let first = server(dir.path(), &flags);
+    let app1 = app(first.clone());
+    for (x, claim) in [(2.0, 5_000), (0.0, 10)] {
+        let token = join_selected(&app1).await;
+        let (st, _) = submit(&app1, &token, &delta(x, 0.5), 0, claim).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    drop(app1);
+    drop(first);
+    let s = server(dir.path(), &flags);
+    assert_eq!(s.status().accepted, 2);
+    let app = app(s.clone());
+    for (x, claim) in [(0.0, 10), (-1.0, 30)] {
+        let token = join_selected(&app).await;
+        let (st, _) = submit(&app, &token, &delta(x, 0.5), 0, claim).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    assert_eq!(s.status().global_version, 1);
+    // Claims 5,000, 10, 10, 30: median 10, cap 40. Weights 40, 10, 10, 30 (sum 90).
+    let want_a = 1.0 + (40.0 * 2.0 - 30.0) / 90.0;
+    let want_b = 0.5 + 0.5;
+    let g = s.global();
+    assert!((g[0][0] - want_a).abs() < 1e-6, "{:?}", g[0]);
+    assert!((g[1][0] - want_b).abs() < 1e-6, "{:?}", g[1]);
+}
+
 #[tokio::test]
 async fn a_non_finite_aggregate_is_quarantined_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();

@@ -96,27 +96,34 @@ fn metadata(bytes: &[u8]) -> Result<HashMap<String, String>, TensorError> {
 /// The values of a view as f32, refusing NaN and infinities. F16 is read (widened exactly) only
 /// where `f16_ok`: a model file, since shipped models travel as f16; updates are F32.
 fn finite_values(name: &str, view: &TensorView<'_>, f16_ok: bool) -> Result<Vec<f32>, TensorError> {
-    let data = view.data();
-    let values: Vec<f32> = match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 if f16_ok => data
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => {
-            return Err(TensorError::Dtype {
-                name: name.to_string(),
-                got: format!("{other:?}"),
-            })
-        }
-    };
+    let values = widened_values(name, view, f16_ok)?;
     if values.iter().any(|v| !v.is_finite()) {
         return Err(TensorError::NonFinite(name.to_string()));
     }
     Ok(values)
+}
+
+/// The values of a view as f32 (F32, or F16 widened exactly where `f16_ok`), unchecked.
+fn widened_values(
+    name: &str,
+    view: &TensorView<'_>,
+    f16_ok: bool,
+) -> Result<Vec<f32>, TensorError> {
+    let data = view.data();
+    match view.dtype() {
+        Dtype::F32 => Ok(data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()),
+        Dtype::F16 if f16_ok => Ok(data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect()),
+        other => Err(TensorError::Dtype {
+            name: name.to_string(),
+            got: format!("{other:?}"),
+        }),
+    }
 }
 
 /// Reads a model file strictly: every tensor f32 (or f16, widened to f32) and finite. Names are
@@ -195,8 +202,14 @@ pub fn parse_update(bytes: &[u8], layout: &Layout) -> Result<ParsedUpdate, Tenso
                 got: view.shape().to_vec(),
             });
         }
-        let values = finite_values(name, &view, false)?;
-        sum_sq += sum_of_squares(&values);
+        let values = widened_values(name, &view, false)?;
+        // One pass checks both: a sum of f32 squares in f64 cannot overflow (at most 2^32 terms
+        // of at most 1.2e77), so it is finite exactly when every value is.
+        let squares = sum_of_squares(&values);
+        if !squares.is_finite() {
+            return Err(TensorError::NonFinite(name.clone()));
+        }
+        sum_sq += squares;
         tensors.push(values);
     }
     Ok(ParsedUpdate {

@@ -56,3 +56,31 @@ fn an_update_must_be_f32() {
         }
     );
 }
+
+#[test]
+fn an_update_with_any_non_finite_value_is_refused_and_the_largest_finite_ones_pass() {
+    let layout = read_model(&file(Dtype::F16, &f16_bytes(&[0.0; 4]), &[]))
+        .unwrap()
+        .layout;
+    let meta = [("base_version", "0"), ("num_examples", "1")];
+    let body = |values: [f32; 4]| {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        file(Dtype::F32, &bytes, &meta)
+    };
+    for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        for at in 0..4 {
+            let mut values = [0.25f32; 4];
+            values[at] = bad;
+            assert_eq!(
+                parse_update(&body(values), &layout).unwrap_err(),
+                TensorError::NonFinite("w".into()),
+                "{bad} at {at}"
+            );
+        }
+    }
+    let extreme = [f32::MAX, -f32::MAX, f32::MAX, f32::MIN_POSITIVE];
+    let parsed = parse_update(&body(extreme), &layout).unwrap();
+    assert_eq!(parsed.tensors, vec![extreme.to_vec()]);
+    let want = 3.0f64.sqrt() * f64::from(f32::MAX);
+    assert!((parsed.norm - want).abs() / want < 1e-12, "{}", parsed.norm);
+}

@@ -28,9 +28,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod buffered;
 mod persist;
+mod running_sum;
 mod secagg;
 pub use buffered::staleness_weight;
 use persist::encode_opt;
+use running_sum::RunningSum;
 
 /// What a round's record needs from its updates, taken before they go to the strategy.
 struct RoundInputs {
@@ -41,11 +43,15 @@ struct RoundInputs {
     /// Secure aggregation: the std of the noise the clients already put in the mean (the server
     /// adds none). `None`: the server adds its own (`--noise-multiplier`).
     distributed_noise_std: Option<f64>,
+    /// When the aggregation began (the round record's `aggregation_ms`).
+    started: Instant,
 }
 
 #[derive(Debug, Clone)]
 struct AcceptedUpdate {
-    tensors: Vec<Vec<f32>>,
+    /// The delta, kept where the strategy needs every update; `None` where the round sums its
+    /// updates as they arrive ([`Inner::sum`]).
+    tensors: Option<Vec<Vec<f32>>>,
     num_examples: u64,
     client_loss: Option<f64>,
 }
@@ -72,6 +78,9 @@ struct Inner {
     deadline_ms: u64,
     selected: BTreeSet<ClientId>,
     accepted: BTreeMap<ClientId, AcceptedUpdate>,
+    /// The accepted deltas summed with their weights, where the strategy is a weighted mean
+    /// (`running_sum.rs`); `None` where it keeps every update.
+    sum: Option<RunningSum>,
     /// Updates checked and being written (group commit); they count once durable.
     storing: BTreeSet<ClientId>,
     history: Vec<RoundRecord>,
@@ -124,6 +133,16 @@ pub struct Server {
     inner: Mutex<Inner>,
     /// The open secure-aggregation session (memory only; locked after `inner`, never before).
     secagg: Mutex<secagg::SecAggState>,
+}
+
+/// The weight an update is summed with as it arrives (`running_sum.rs`): its claim, or 1 with
+/// DP noise (whose mean is unweighted).
+fn summed_weight(config: &ServerConfig, num_examples: u64) -> f64 {
+    if config.noise_multiplier > 0.0 {
+        1.0
+    } else {
+        num_examples as f64
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -439,6 +458,7 @@ impl Server {
         }
         let mut tensors = u.tensors;
         buffered::scale_for_staleness(&mut tensors, version - u.base_version);
+        let tensors = self.sum_or_keep(&mut inner, tensors, u.num_examples);
         inner.accepted.insert(
             client,
             AcceptedUpdate {
@@ -541,11 +561,33 @@ impl Server {
         Ok(false)
     }
 
+    fn summed_weight(&self, num_examples: u64) -> f64 {
+        summed_weight(&self.config, num_examples)
+    }
+
+    /// Adds an accepted delta to the round's sum where it has one (and drops it); otherwise
+    /// returns it to be kept.
+    fn sum_or_keep(
+        &self,
+        inner: &mut Inner,
+        tensors: Vec<Vec<f32>>,
+        num_examples: u64,
+    ) -> Option<Vec<Vec<f32>>> {
+        match &mut inner.sum {
+            Some(sum) => {
+                sum.add(&tensors, self.summed_weight(num_examples));
+                None
+            }
+            None => Some(tensors),
+        }
+    }
+
     /// Aggregates the open round, commits the next version, and opens the next round; returns
     /// `true`. A non-finite aggregate is quarantined instead ([`Server::quarantine_round`]):
     /// returns `false` and the server keeps serving the current version. On error nothing
     /// changes.
     fn close_round(&self, inner: &mut Inner, now: u64, closed_by: &str) -> Result<bool, Error> {
+        let started = Instant::now();
         // Neither the round's updates nor the clients' tokens are copied for the next state
         // (together they can be hundreds of megabytes): they are moved out, and back where they
         // still belong.
@@ -560,54 +602,104 @@ impl Server {
         } else {
             capped_weights(&claimed, self.config.max_weight_ratio)
         };
-        let updates: Vec<Update> = accepted
-            .values_mut()
-            .zip(weights)
-            .map(|(a, w)| Update {
-                tensors: std::mem::take(&mut a.tensors),
-                num_examples: w,
-            })
-            .collect();
         let round = RoundInputs {
             clients: accepted.keys().copied().collect(),
             claimed,
             losses: accepted.values().filter_map(|a| a.client_loss).collect(),
             dp_on,
             distributed_noise_std: None,
+            started,
         };
-        let result = self.commit_round(inner, &updates, round, now, closed_by);
+        let mut kept: Vec<Update> = Vec::new();
+        let delta = match &inner.sum {
+            Some(sum) => self.mean_of_sum(inner.version, sum, &accepted, &weights),
+            None => {
+                kept = accepted
+                    .values_mut()
+                    .zip(weights)
+                    .map(|(a, w)| Update {
+                        tensors: a.tensors.take().unwrap_or_default(),
+                        num_examples: w,
+                    })
+                    .collect();
+                self.strategy.aggregate(&kept).map_err(Error::from)
+            }
+        };
+        let result = delta.and_then(|d| self.commit_round(inner, d, round, now, closed_by));
         inner.tokens = tokens;
         if result.is_err() {
-            for (a, u) in accepted.values_mut().zip(updates) {
-                a.tensors = u.tensors;
+            for (a, u) in accepted.values_mut().zip(kept) {
+                a.tensors = Some(u.tensors);
             }
             inner.accepted = accepted;
         }
         result
     }
 
+    /// The round's weighted mean from its running sum, with the claims capped to `weights`:
+    /// the clients summed with another weight (claims above the cap) are read back from the
+    /// round's log and the difference added.
+    fn mean_of_sum(
+        &self,
+        version: u64,
+        sum: &RunningSum,
+        accepted: &BTreeMap<ClientId, AcceptedUpdate>,
+        weights: &[u64],
+    ) -> Result<Vec<Vec<f32>>, Error> {
+        let corrections: BTreeMap<ClientId, f64> = accepted
+            .iter()
+            .zip(weights)
+            .filter_map(|((&client, a), &w)| {
+                let change = w as f64 - self.summed_weight(a.num_examples);
+                (change != 0.0).then_some((client, change))
+            })
+            .collect();
+        let mut sum = sum.clone();
+        if !corrections.is_empty() {
+            let logged = self.load_accepted(version, |c| corrections.contains_key(&c))?;
+            for (client, change) in &corrections {
+                let delta = logged
+                    .get(client)
+                    .and_then(|a| a.tensors.as_ref())
+                    .ok_or_else(|| {
+                        Error::Corrupt(format!(
+                            "the update of client {client} is missing from the log of version {version}"
+                        ))
+                    })?;
+                sum.add(delta, *change);
+            }
+        }
+        sum.mean().ok_or(Error::Strategy(
+            websr_federated::strategy::StrategyError::TooFew {
+                strategy: self.strategy.name(),
+                need: 1,
+                got: 0,
+            },
+        ))
+    }
+
     /// [`Server::close_round`] once the updates are out of `inner`.
+    /// `delta` is the aggregate of the updates of `round.clients`.
     fn commit_round(
         &self,
         inner: &mut Inner,
-        updates: &[Update],
+        mut delta: Vec<Vec<f32>>,
         round: RoundInputs,
         now: u64,
         closed_by: &str,
     ) -> Result<bool, Error> {
-        let t0 = Instant::now();
         let RoundInputs {
             clients,
             claimed,
             losses,
             dp_on,
             distributed_noise_std,
+            started,
         } = round;
         let mut next = inner.clone();
-        let mut delta = self.strategy.aggregate(updates)?;
         let delta_norm = tensors::l2_norm(&delta);
         let server_noise_std = match self.config.clip_norm {
-            Some(c) if dp_on => dp::noise_std(self.config.noise_multiplier, c, updates.len()),
+            Some(c) if dp_on => dp::noise_std(self.config.noise_multiplier, c, clients.len()),
             _ => 0.0,
         };
         let version = inner.version + 1;
@@ -644,7 +736,7 @@ impl Server {
             epsilon_round,
             epsilon_total: next.accountant.epsilon(),
             dp_delta: self.config.dp_delta,
-            aggregation_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            aggregation_ms: started.elapsed().as_secs_f64() * 1000.0,
             completed_unix_ms: now,
             model_sha256: sha.clone(),
         };
@@ -661,6 +753,9 @@ impl Server {
         next.deadline_ms = self.deadline_ms(now);
         next.selected.clear();
         next.accepted.clear();
+        if let Some(sum) = &mut next.sum {
+            sum.clear();
+        }
         next.counters.rounds_completed += 1;
         tracing::info!(
             version,
@@ -690,6 +785,9 @@ impl Server {
         self.updates.close();
         self.store.quarantine_updates(inner.version, now)?;
         inner.accepted.clear();
+        if let Some(sum) = &mut inner.sum {
+            sum.clear();
+        }
         inner.selected.clear();
         inner.deadline_ms = self.deadline_ms(now);
         inner.counters.rounds_quarantined += 1;

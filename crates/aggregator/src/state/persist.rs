@@ -2,7 +2,8 @@
 //! saved state (`state.json`, the model of every version, the server optimizer's moments, the
 //! open round's accepted updates), and a resume from it after a crash.
 
-use super::{now_ms, AcceptedUpdate, ClientEntry, Inner, JoinLimiter, Server};
+use super::running_sum::RunningSum;
+use super::{now_ms, summed_weight, AcceptedUpdate, ClientEntry, Inner, JoinLimiter, Server};
 use crate::config::ServerConfig;
 use crate::dp::Accountant;
 use crate::error::Error;
@@ -44,8 +45,19 @@ impl Server {
         layout: Layout,
         metadata: HashMap<String, String>,
         model_bytes_len: usize,
-        inner: Inner,
+        mut inner: Inner,
     ) -> Self {
+        // A weighted mean sums its updates as they arrive (`running_sum.rs`); a resumed round's
+        // updates are summed here. Secure aggregation keeps no plain updates at all.
+        if strategy.is_weighted_mean() && config.secure_aggregation.is_none() {
+            let mut sum = RunningSum::zeros(&layout);
+            for a in inner.accepted.values_mut() {
+                if let Some(delta) = a.tensors.take() {
+                    sum.add(&delta, summed_weight(&config, a.num_examples));
+                }
+            }
+            inner.sum = Some(sum);
+        }
         Self {
             model_bytes_len,
             updates: Default::default(),
@@ -90,6 +102,7 @@ impl Server {
             deadline_ms,
             selected: BTreeSet::new(),
             accepted: BTreeMap::new(),
+            sum: None,
             storing: BTreeSet::new(),
             history: Vec::new(),
             accountant: Accountant::new(config.dp_delta),
@@ -152,31 +165,7 @@ impl Server {
                 strategy.name()
             );
         }
-        let mut accepted = BTreeMap::new();
-        for (client, body) in store.load_updates(p.version)? {
-            let parsed = tensors::parse_update(&body, &model.layout).map_err(Error::from);
-            // Buffered: the log of `p.version` also holds updates of older bases, with the
-            // staleness they were accepted with (`buffered.rs`).
-            let staleness = parsed.as_ref().map_err(|_| ()).and_then(|u| {
-                super::buffered::check_base(config.buffered, u.base_version, p.version)
-                    .map_err(|e| tracing::warn!("ignoring misfiled update of client {client}: {e}"))
-            });
-            match (parsed, staleness) {
-                (Ok(mut u), Ok(staleness)) => {
-                    super::buffered::scale_for_staleness(&mut u.tensors, staleness);
-                    accepted.insert(
-                        client,
-                        AcceptedUpdate {
-                            tensors: u.tensors,
-                            num_examples: u.num_examples,
-                            client_loss: u.client_loss,
-                        },
-                    );
-                }
-                (Ok(_), Err(())) => {}
-                (Err(e), _) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
-            }
-        }
+        let accepted = load_accepted(&config, &store, &model.layout, p.version, |_| true)?;
         let mut accountant = Accountant::new(config.dp_delta);
         for r in &p.history {
             accountant.record(r.noise_multiplier);
@@ -209,6 +198,7 @@ impl Server {
             deadline_ms: p.deadline_ms,
             selected,
             accepted,
+            sum: None,
             storing: BTreeSet::new(),
             history: p.history,
             accountant,
@@ -306,4 +296,56 @@ fn decode_opt(layout: &Layout, bytes: &[u8]) -> Result<OptState, Error> {
     let mut values = file.values;
     let v = values.split_off(n);
     Ok(OptState { m: values, v })
+}
+
+/// The accepted updates of the round on `version` from its log, those of the clients `wanted`
+/// selects, each with its delta (scaled by the staleness it was accepted with, in buffered
+/// mode). Unreadable or misfiled records are skipped with a warning.
+fn load_accepted(
+    config: &ServerConfig,
+    store: &Store,
+    layout: &Layout,
+    version: u64,
+    wanted: impl Fn(ClientId) -> bool,
+) -> Result<BTreeMap<ClientId, AcceptedUpdate>, Error> {
+    let mut accepted = BTreeMap::new();
+    for (client, body) in store.load_updates(version)? {
+        if !wanted(client) {
+            continue;
+        }
+        let parsed = tensors::parse_update(&body, layout).map_err(Error::from);
+        // Buffered: the log of `version` also holds updates of older bases, with the
+        // staleness they were accepted with (`buffered.rs`).
+        let staleness = parsed.as_ref().map_err(|_| ()).and_then(|u| {
+            super::buffered::check_base(config.buffered, u.base_version, version)
+                .map_err(|e| tracing::warn!("ignoring misfiled update of client {client}: {e}"))
+        });
+        match (parsed, staleness) {
+            (Ok(mut u), Ok(staleness)) => {
+                super::buffered::scale_for_staleness(&mut u.tensors, staleness);
+                accepted.insert(
+                    client,
+                    AcceptedUpdate {
+                        tensors: Some(u.tensors),
+                        num_examples: u.num_examples,
+                        client_loss: u.client_loss,
+                    },
+                );
+            }
+            (Ok(_), Err(())) => {}
+            (Err(e), _) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
+        }
+    }
+    Ok(accepted)
+}
+
+impl Server {
+    /// [`load_accepted`] with this server's configuration, store and layout.
+    pub(super) fn load_accepted(
+        &self,
+        version: u64,
+        wanted: impl Fn(ClientId) -> bool,
+    ) -> Result<BTreeMap<ClientId, AcceptedUpdate>, Error> {
+        load_accepted(&self.config, &self.store, &self.layout, version, wanted)
+    }
 }

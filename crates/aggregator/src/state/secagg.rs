@@ -409,17 +409,22 @@ impl Server {
             _ => 0.0,
         };
         let round = RoundInputs {
+            started: std::time::Instant::now(),
             clients: aggregate.survivors.clone(),
             claimed: Vec::new(),
             losses: Vec::new(),
             dp_on: z > 0.0,
             distributed_noise_std: Some(noise_std),
         };
-        let updates = [Update {
-            tensors: mean,
-            num_examples: 1,
-        }];
-        match self.commit_round(inner, &updates, round, now, "secure-aggregation") {
+        let committed = self
+            .strategy
+            .aggregate(&[Update {
+                tensors: mean,
+                num_examples: 1,
+            }])
+            .map_err(Error::from)
+            .and_then(|delta| self.commit_round(inner, delta, round, now, "secure-aggregation"));
+        match committed {
             Ok(true) => {
                 let s = sa.session.take().expect("the session being finished");
                 sa.end(

@@ -57,6 +57,11 @@ pub trait Strategy: Send + Sync {
     fn client_config(&self) -> ClientSettings {
         ClientSettings::default()
     }
+    /// Whether [`Strategy::aggregate`] is [`fedavg`], the `num_examples`-weighted mean: a server
+    /// may then sum the updates as they arrive instead of keeping every one.
+    fn is_weighted_mean(&self) -> bool {
+        false
+    }
     /// Combines the round's deltas into one delta. Pure.
     fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError>;
     /// Moves `global` by the aggregated `delta`. Default: `x += server_lr * delta`.
@@ -86,50 +91,81 @@ fn check(updates: &[Update], strategy: &'static str, need: usize) -> Result<(), 
 /// Coordinates gathered per block: a block's columns (`BLOCK x n` values) stay in cache.
 const BLOCK: usize = 256;
 
-/// Maps every coordinate's column of client values through `f` (the coordinate-wise rules).
-///
-/// Columns are gathered a block of coordinates at a time (contiguous reads from each update,
-/// one transpose into a scratch buffer) instead of one strided gather per coordinate, and the
-/// blocks of each tensor are shared among the available cores (one thread where there are no
-/// threads, as in the browser).
-fn per_coordinate(updates: &[Update], f: impl Fn(&mut [f32]) -> f32 + Sync) -> Vec<Vec<f32>> {
-    let n = updates.len();
+/// Values (coordinates times updates) a thread must have to be worth starting: about a
+/// millisecond of work against the tens of microseconds a thread costs.
+const VALUES_PER_THREAD: usize = 1 << 20;
+
+/// Shares the coordinates of every tensor among the available cores (one thread where there
+/// are no threads, as in the browser): `run(t, start, out)` fills `out`, the coordinates
+/// `start..start + out.len()` of tensor `t` (a multiple of [`BLOCK`] apart), from `n` updates.
+fn split_coordinates(
+    n: usize,
+    lens: impl Iterator<Item = usize>,
+    run: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> Vec<Vec<f32>> {
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    (0..updates[0].tensors.len())
-        .map(|t| {
-            let len = updates[0].tensors[t].len();
+    lens.enumerate()
+        .map(|(t, len)| {
             let mut out = vec![0.0f32; len];
-            let run = |start: usize, out: &mut [f32]| {
-                let mut columns = vec![0.0f32; BLOCK * n];
-                for (b, out) in out.chunks_mut(BLOCK).enumerate() {
-                    let first = start + b * BLOCK;
-                    let width = out.len();
-                    for (c, u) in updates.iter().enumerate() {
-                        for (i, &v) in u.tensors[t][first..first + width].iter().enumerate() {
-                            columns[i * n + c] = v;
-                        }
-                    }
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o = f(&mut columns[i * n..(i + 1) * n]);
-                    }
-                }
-            };
-            // Split only work worth a thread: at least 64 blocks each.
-            let parts = threads.min(len.div_ceil(64 * BLOCK)).max(1);
+            let parts = threads
+                .min((len * n).div_ceil(VALUES_PER_THREAD))
+                .min(len.div_ceil(BLOCK))
+                .max(1);
             if parts == 1 {
-                run(0, &mut out);
+                run(t, 0, &mut out);
             } else {
                 let per = len.div_ceil(parts).div_ceil(BLOCK) * BLOCK;
                 std::thread::scope(|s| {
                     for (p, chunk) in out.chunks_mut(per).enumerate() {
                         let run = &run;
-                        s.spawn(move || run(p * per, chunk));
+                        s.spawn(move || run(t, p * per, chunk));
                     }
                 });
             }
             out
         })
         .collect()
+}
+
+/// An `i32` that orders like `f32::total_cmp` orders the float (flip the magnitude bits of
+/// negatives). The coordinate-wise rules select on these keys: integer comparisons (a fifth to a
+/// quarter less time per column of 1,000 than `total_cmp` on the floats), and the same order,
+/// so the same result.
+#[inline]
+fn order_key(v: f32) -> i32 {
+    let bits = v.to_bits() as i32;
+    bits ^ (((bits >> 31) as u32) >> 1) as i32
+}
+
+/// The float an [`order_key`] came from (the map is its own inverse).
+#[inline]
+fn from_order_key(key: i32) -> f32 {
+    f32::from_bits((key ^ (((key >> 31) as u32) >> 1) as i32) as u32)
+}
+
+/// Maps every coordinate's column of client values (as [`order_key`]s) through `f` (the
+/// coordinate-wise rules).
+///
+/// Columns are gathered a block of coordinates at a time (contiguous reads from each update,
+/// one transpose into a scratch buffer) instead of one strided gather per coordinate.
+fn per_coordinate(updates: &[Update], f: impl Fn(&mut [i32]) -> f32 + Sync) -> Vec<Vec<f32>> {
+    let n = updates.len();
+    let lens = updates[0].tensors.iter().map(Vec::len);
+    split_coordinates(n, lens, |t, start, out| {
+        let mut columns = vec![0i32; BLOCK * n];
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            let first = start + b * BLOCK;
+            let width = out.len();
+            for (c, u) in updates.iter().enumerate() {
+                for (i, &v) in u.tensors[t][first..first + width].iter().enumerate() {
+                    columns[i * n + c] = order_key(v);
+                }
+            }
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = f(&mut columns[i * n..(i + 1) * n]);
+            }
+        }
+    })
 }
 
 /// FedAvg weights with each client's self-reported `num_examples` capped at `ratio` times the
@@ -150,27 +186,24 @@ pub fn capped_weights(num_examples: &[u64], ratio: f64) -> Vec<u64> {
         .collect()
 }
 
-/// FedAvg: the mean of the deltas weighted by `num_examples` (McMahan et al. 2017).
+/// FedAvg: the mean of the deltas weighted by `num_examples` (McMahan et al. 2017). Sums in
+/// `f64`, update by update, with the coordinates shared among the cores.
 pub fn fedavg(updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
     check(updates, "fedavg", 1)?;
     let total: f64 = updates.iter().map(|u| u.num_examples as f64).sum();
-    let mut acc: Vec<Vec<f64>> = updates[0]
-        .tensors
-        .iter()
-        .map(|t| vec![0.0; t.len()])
-        .collect();
-    for u in updates {
-        let w = u.num_examples as f64 / total;
-        for (a, t) in acc.iter_mut().zip(&u.tensors) {
-            for (x, &y) in a.iter_mut().zip(t) {
+    let lens = updates[0].tensors.iter().map(Vec::len);
+    Ok(split_coordinates(updates.len(), lens, |t, start, out| {
+        let mut acc = vec![0.0f64; out.len()];
+        for u in updates {
+            let w = u.num_examples as f64 / total;
+            for (x, &y) in acc.iter_mut().zip(&u.tensors[t][start..start + out.len()]) {
                 *x += w * f64::from(y);
             }
         }
-    }
-    Ok(acc
-        .into_iter()
-        .map(|a| a.into_iter().map(|x| x as f32).collect())
-        .collect())
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = a as f32;
+        }
+    }))
 }
 
 /// Coordinate-wise median (mean of the two middle values for an even count). Unweighted.
@@ -179,15 +212,12 @@ pub fn coordinate_median(updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyEr
     // Selection instead of a sort: O(n) per coordinate.
     Ok(per_coordinate(updates, |col| {
         let n = col.len();
-        let (lower, &mut upper, _) = col.select_nth_unstable_by(n / 2, f32::total_cmp);
+        let (lower, &mut upper, _) = col.select_nth_unstable(n / 2);
+        let upper = from_order_key(upper);
         if n % 2 == 1 {
             upper
         } else {
-            let below = lower
-                .iter()
-                .copied()
-                .max_by(f32::total_cmp)
-                .expect("n >= 2");
+            let below = from_order_key(*lower.iter().max().expect("n >= 2"));
             ((f64::from(below) + f64::from(upper)) / 2.0) as f32
         }
     }))
@@ -205,17 +235,18 @@ pub fn trimmed_mean(updates: &[Update], beta: f64) -> Result<Vec<Vec<f32>>, Stra
     check(updates, "trimmed-mean", 2 * k + 1)?;
     Ok(per_coordinate(updates, |col| {
         let n = col.len();
-        let kept: &[f32] = if k == 0 {
+        let kept: &[i32] = if k == 0 {
             col
         } else {
             // Two selections: the k smallest to the front, then the k largest of the rest to
             // its back.
-            col.select_nth_unstable_by(k - 1, f32::total_cmp);
+            col.select_nth_unstable(k - 1);
             let rest = &mut col[k..];
-            rest.select_nth_unstable_by(n - 2 * k, f32::total_cmp);
+            rest.select_nth_unstable(n - 2 * k);
             &rest[..n - 2 * k]
         };
-        (kept.iter().map(|&v| f64::from(v)).sum::<f64>() / kept.len() as f64) as f32
+        let sum: f64 = kept.iter().map(|&v| f64::from(from_order_key(v))).sum();
+        (sum / kept.len() as f64) as f32
     }))
 }
 
@@ -360,6 +391,9 @@ impl Strategy for FedAvg {
     fn name(&self) -> &'static str {
         "fedavg"
     }
+    fn is_weighted_mean(&self) -> bool {
+        true
+    }
     fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
         fedavg(updates)
     }
@@ -375,6 +409,9 @@ impl Strategy for FedProx {
     fn client_config(&self) -> ClientSettings {
         ClientSettings { prox_mu: self.mu }
     }
+    fn is_weighted_mean(&self) -> bool {
+        true
+    }
     fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
         fedavg(updates)
     }
@@ -387,6 +424,9 @@ impl Strategy for FedAdam {
     fn name(&self) -> &'static str {
         "fedadam"
     }
+    fn is_weighted_mean(&self) -> bool {
+        true
+    }
     fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
         fedavg(updates)
     }
@@ -398,6 +438,9 @@ impl Strategy for FedAdam {
 impl Strategy for FedYogi {
     fn name(&self) -> &'static str {
         "fedyogi"
+    }
+    fn is_weighted_mean(&self) -> bool {
+        true
     }
     fn aggregate(&self, updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
         fedavg(updates)
@@ -443,5 +486,41 @@ impl Strategy for Krum {
     }
     fn apply(&self, global: &mut [Vec<f32>], delta: &[Vec<f32>], _: &mut OptState) {
         server_sgd(global, delta, self.server_lr);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_keys_order_like_total_cmp_and_map_back() {
+        let mut values = vec![
+            f32::NEG_INFINITY,
+            f32::MIN,
+            -1.5,
+            -f32::MIN_POSITIVE,
+            -1e-45,
+            -0.0,
+            0.0,
+            1e-45,
+            f32::MIN_POSITIVE,
+            1.0,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NAN,
+            -f32::NAN,
+        ];
+        values.extend((0..200).map(|i| (i as f32 - 100.0) * 0.37));
+        for &a in &values {
+            assert_eq!(from_order_key(order_key(a)).to_bits(), a.to_bits());
+            for &b in &values {
+                assert_eq!(
+                    order_key(a).cmp(&order_key(b)),
+                    a.total_cmp(&b),
+                    "{a} vs {b}"
+                );
+            }
+        }
     }
 }
