@@ -255,20 +255,7 @@ pub fn trimmed_mean(updates: &[Update], beta: f64) -> Result<Vec<Vec<f32>>, Stra
 pub fn krum(updates: &[Update], f: usize) -> Result<Vec<Vec<f32>>, StrategyError> {
     check(updates, "krum", 2 * f + 3)?;
     let n = updates.len();
-    let mut dist = vec![vec![0.0f64; n]; n];
-    for i in 0..n {
-        for j in i + 1..n {
-            let d: f64 = updates[i]
-                .tensors
-                .iter()
-                .flatten()
-                .zip(updates[j].tensors.iter().flatten())
-                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                .sum();
-            dist[i][j] = d;
-            dist[j][i] = d;
-        }
-    }
+    let dist = pairwise_squared_distances(updates);
     let neighbours = n - f - 2;
     let score = |i: usize| {
         let mut d: Vec<f64> = (0..n).filter(|&j| j != i).map(|j| dist[i][j]).collect();
@@ -282,6 +269,81 @@ pub fn krum(updates: &[Update], f: usize) -> Result<Vec<Vec<f32>>, StrategyError
         .map(|(_, i)| i)
         .expect("n >= 3");
     Ok(updates[best].tensors.clone())
+}
+
+/// The squared distance between every pair of updates (a symmetric `n x n` matrix).
+///
+/// `n^2 / 2` pairs of whole updates: read pair by pair, each pair would stream both updates
+/// from memory (a minute and a half for 1,000 wavelr-x4 updates). Instead the coordinates go a
+/// block of [`BLOCK`] at a time: every update's block stays in cache while all pairs use it.
+/// A block's sum runs in eight `f32` lanes (at most 32 terms each) and is added to the pair's
+/// `f64` total; the rows are dealt round-robin to the cores.
+fn pairwise_squared_distances(updates: &[Update]) -> Vec<Vec<f64>> {
+    let n = updates.len();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let values: usize = updates[0].tensors.iter().map(Vec::len).sum();
+    let threads = threads
+        .min((values * n * n / 2).div_ceil(VALUES_PER_THREAD))
+        .max(1);
+    let blocks: Vec<(usize, usize)> = updates[0]
+        .tensors
+        .iter()
+        .enumerate()
+        .flat_map(|(t, tensor)| (0..tensor.len()).step_by(BLOCK).map(move |s| (t, s)))
+        .collect();
+    // Thread `p` fills the rows `p, p + threads, ...` (row `i` holds the pairs `(i, j > i)`).
+    let fill = |p: usize| -> Vec<(usize, Vec<f64>)> {
+        let mut rows: Vec<(usize, Vec<f64>)> =
+            (p..n).step_by(threads).map(|i| (i, vec![0.0; n])).collect();
+        for &(t, start) in &blocks {
+            let end = (start + BLOCK).min(updates[0].tensors[t].len());
+            for (i, row) in &mut rows {
+                let a = &updates[*i].tensors[t][start..end];
+                for (j, d) in row.iter_mut().enumerate().skip(*i + 1) {
+                    *d += f64::from(squared_distance_f32(a, &updates[j].tensors[t][start..end]));
+                }
+            }
+        }
+        rows
+    };
+    let rows: Vec<(usize, Vec<f64>)> = if threads == 1 {
+        fill(0)
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|p| s.spawn(move || fill(p))).collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a distance thread panicked"))
+                .collect()
+        })
+    };
+    let mut dist = vec![vec![0.0f64; n]; n];
+    for (i, row) in rows {
+        for j in i + 1..n {
+            dist[i][j] = row[j];
+            dist[j][i] = row[j];
+        }
+    }
+    dist
+}
+
+/// `sum((a - b)^2)` over one block, in eight independent `f32` lanes (vectorised).
+fn squared_distance_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for k in 0..8 {
+            let d = x[k] - y[k];
+            lanes[k] += d * d;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// `x += eta * delta`.
@@ -492,6 +554,37 @@ impl Strategy for Krum {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocked_pairwise_distances_match_the_plain_sum() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        // 30 updates of 3,008 values: enough pairs for two threads where there are two cores.
+        let lens = [5, 3000, 3];
+        let updates: Vec<Update> = (0..30)
+            .map(|_| Update {
+                tensors: lens
+                    .iter()
+                    .map(|&len| (0..len).map(|_| rng.random_range(-1.0..1.0)).collect())
+                    .collect(),
+                num_examples: 1,
+            })
+            .collect();
+        let dist = pairwise_squared_distances(&updates);
+        for i in 0..updates.len() {
+            assert_eq!(dist[i][i], 0.0);
+            for j in 0..updates.len() {
+                let want: f64 = updates[i]
+                    .tensors
+                    .iter()
+                    .flatten()
+                    .zip(updates[j].tensors.iter().flatten())
+                    .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                    .sum();
+                assert!((dist[i][j] - want).abs() <= 1e-5 * want, "{i} {j}");
+            }
+        }
+    }
 
     #[test]
     fn order_keys_order_like_total_cmp_and_map_back() {
