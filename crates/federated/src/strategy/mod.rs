@@ -91,15 +91,16 @@ fn check(updates: &[Update], strategy: &'static str, need: usize) -> Result<(), 
 /// Coordinates gathered per block: a block's columns (`BLOCK x n` values) stay in cache.
 const BLOCK: usize = 256;
 
-/// Values (coordinates times updates) a thread must have to be worth starting: about a
-/// millisecond of work against the tens of microseconds a thread costs.
+/// Values (coordinates times updates) a thread must have to be worth starting for cheap work on
+/// each value (a sum): about a millisecond against the tens of microseconds a thread costs.
 const VALUES_PER_THREAD: usize = 1 << 20;
 
 /// Shares the coordinates of every tensor among the available cores (one thread where there
-/// are no threads, as in the browser): `run(t, start, out)` fills `out`, the coordinates
-/// `start..start + out.len()` of tensor `t` (a multiple of [`BLOCK`] apart), from `n` updates.
+/// are no threads, as in the browser), at least `min_per_thread` coordinates each:
+/// `run(t, start, out)` fills `out`, the coordinates `start..start + out.len()` of tensor `t`
+/// (a multiple of [`BLOCK`] apart).
 fn split_coordinates(
-    n: usize,
+    min_per_thread: usize,
     lens: impl Iterator<Item = usize>,
     run: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) -> Vec<Vec<f32>> {
@@ -107,10 +108,7 @@ fn split_coordinates(
     lens.enumerate()
         .map(|(t, len)| {
             let mut out = vec![0.0f32; len];
-            let parts = threads
-                .min((len * n).div_ceil(VALUES_PER_THREAD))
-                .min(len.div_ceil(BLOCK))
-                .max(1);
+            let parts = threads.min(len.div_ceil(min_per_thread.max(BLOCK))).max(1);
             if parts == 1 {
                 run(t, 0, &mut out);
             } else {
@@ -151,7 +149,8 @@ fn from_order_key(key: i32) -> f32 {
 fn per_coordinate(updates: &[Update], f: impl Fn(&mut [i32]) -> f32 + Sync) -> Vec<Vec<f32>> {
     let n = updates.len();
     let lens = updates[0].tensors.iter().map(Vec::len);
-    split_coordinates(n, lens, |t, start, out| {
+    // A selection per coordinate is costly enough that 64 blocks make a thread worthwhile.
+    split_coordinates(64 * BLOCK, lens, |t, start, out| {
         let mut columns = vec![0i32; BLOCK * n];
         for (b, out) in out.chunks_mut(BLOCK).enumerate() {
             let first = start + b * BLOCK;
@@ -192,7 +191,8 @@ pub fn fedavg(updates: &[Update]) -> Result<Vec<Vec<f32>>, StrategyError> {
     check(updates, "fedavg", 1)?;
     let total: f64 = updates.iter().map(|u| u.num_examples as f64).sum();
     let lens = updates[0].tensors.iter().map(Vec::len);
-    Ok(split_coordinates(updates.len(), lens, |t, start, out| {
+    let min_per_thread = VALUES_PER_THREAD / updates.len();
+    Ok(split_coordinates(min_per_thread, lens, |t, start, out| {
         let mut acc = vec![0.0f64; out.len()];
         for u in updates {
             let w = u.num_examples as f64 / total;
