@@ -78,8 +78,7 @@ pub fn inference_rows(device: &Device, size: usize, reps: usize) -> Vec<Row> {
             if let (SrNet::WaveLr(net), true) = (&model.net, *device == Device::flex()) {
                 // The browser's CPU kernel, natively (portable lanes, no wasm SIMD).
                 let ms = time_ms(reps, || {
-                    let out = pollster::block_on(wavelr_direct::forward(net, &lr, device));
-                    sync(out.expect("direct forward"));
+                    sync(wavelr_direct::forward(net, &lr, device));
                 });
                 rows.push(Row {
                     what: format!("{what}, direct conv"),

@@ -293,7 +293,7 @@ pub fn run_model(model: &SrModel, lr: &Planar, device: &Device) -> Planar {
 pub async fn run_model_async(model: &SrModel, lr: &Planar, device: &Device) -> Result<Planar> {
     let out = match &model.net {
         SrNet::WaveLr(net) if wavelr_direct::applies(device) => {
-            wavelr_direct::forward(net, lr, device).await?
+            wavelr_direct::forward(net, lr, device)
         }
         _ => model.forward(to_tensor(lr, device)),
     };

@@ -419,10 +419,9 @@ fn direct_convolution_wavelr_matches_burn() {
         };
         let lr = synthetic(height, width, 3);
         let burn = run_model(&model, &lr, &device);
-        let direct = pollster::block_on(async {
-            read_planar_async(wavelr_direct::forward(net, &lr, &device).await?).await
-        })
-        .unwrap();
+        let direct =
+            pollster::block_on(read_planar_async(wavelr_direct::forward(net, &lr, &device)))
+                .unwrap();
         assert_eq!(
             (direct.channels, direct.height, direct.width),
             (3, scale * height, scale * width)

@@ -48,13 +48,7 @@ pub fn direct(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [n, channels_in, height, width] = x.dims();
     let [channels_out, ..] = conv.weight.dims();
     let device = x.device();
-    let kernel = Conv3x3::new(
-        channels_in,
-        channels_out,
-        &f32_values(conv.weight.val()),
-        conv.bias.as_ref().map(|b| f32_values(b.val())).as_deref(),
-        false,
-    );
+    let kernel = pack(conv, false);
     let input = f32_values(x);
     let plane = channels_in * height * width;
     let mut output = Vec::with_capacity(n * channels_out * height * width);
@@ -65,6 +59,20 @@ pub fn direct(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     Tensor::from_data(
         TensorData::new(output, [n, channels_out, height, width]),
         &device,
+    )
+}
+
+/// `conv` (3x3, stride 1, padding 1) as a kernel, with a fused ReLU when `relu`. Its weights
+/// must be on the CPU device, where reading them back is synchronous.
+pub fn pack(conv: &Conv2d, relu: bool) -> Conv3x3 {
+    let [channels_out, channels_in, kh, kw] = conv.weight.dims();
+    debug_assert_eq!((kh, kw), (3, 3), "the kernel is a 3x3 convolution");
+    Conv3x3::new(
+        channels_in,
+        channels_out,
+        &f32_values(conv.weight.val()),
+        conv.bias.as_ref().map(|b| f32_values(b.val())).as_deref(),
+        relu,
     )
 }
 

@@ -3,11 +3,10 @@
 //! browser table). The same function up to float rounding (`direct_convolution_wavelr_matches_burn` in tests/models.rs); burn still
 //! does the cheap parts, the bicubic base and the inverse wavelet transform.
 
+use super::direct_conv;
 use super::wavelr::WaveLr;
-use crate::device::{read_f32_async, to_tensor};
-use crate::error::Result;
+use crate::device::to_tensor;
 use crate::image::Planar;
-use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::sync::atomic::{AtomicBool, Ordering};
 use websr_kernels::{Conv3x3, FeatureMap};
@@ -34,15 +33,17 @@ pub struct DirectWaveLr {
 }
 
 impl DirectWaveLr {
-    /// Reads and packs the weights of `net` (about 0.3 M values: a millisecond, next to the
-    /// seconds a tile takes, so nothing is cached that training could make stale).
-    pub async fn from_net(net: &WaveLr) -> Result<DirectWaveLr> {
+    /// Reads and packs the weights of `net`, which must be on the CPU device (about 0.3 M
+    /// values: a millisecond, next to the seconds a tile takes, so nothing is cached that
+    /// training could make stale). Every convolution but the last carries WaveLR's ReLU.
+    pub fn from_net(net: &WaveLr) -> DirectWaveLr {
         let count = net.convolutions().count();
-        let mut convolutions = Vec::with_capacity(count);
-        for (i, conv) in net.convolutions().enumerate() {
-            convolutions.push(pack(conv, i + 1 < count).await?);
-        }
-        Ok(DirectWaveLr { convolutions })
+        let convolutions = net
+            .convolutions()
+            .enumerate()
+            .map(|(i, conv)| direct_conv::pack(conv, i + 1 < count))
+            .collect();
+        DirectWaveLr { convolutions }
     }
 
     /// The tail's sub-bands for one RGB image: `[3 * 4^levels][h][w]`.
@@ -56,24 +57,13 @@ impl DirectWaveLr {
     }
 }
 
-/// `net` applied to `lr` with its convolutions on the direct kernel: `[1, 3, sH, sW]`.
-pub async fn forward(net: &WaveLr, lr: &Planar, device: &Device) -> Result<Tensor<4>> {
-    let bands = DirectWaveLr::from_net(net).await?.bands(lr);
+/// `net` (on the CPU `device`) applied to `lr` with its convolutions on the direct kernel:
+/// `[1, 3, sH, sW]`.
+pub fn forward(net: &WaveLr, lr: &Planar, device: &Device) -> Tensor<4> {
+    let bands = DirectWaveLr::from_net(net).bands(lr);
     let bands = Tensor::<4>::from_data(
         TensorData::new(bands.data, [1, bands.channels, bands.height, bands.width]),
         device,
     );
-    Ok(net.reconstruct(to_tensor(lr, device), bands))
-}
-
-/// One burn convolution (3x3, stride 1, padding 1: what WaveLR is built from) as a kernel.
-async fn pack(conv: &Conv2d, relu: bool) -> Result<Conv3x3> {
-    let [cout, cin, kh, kw] = conv.weight.dims();
-    debug_assert_eq!((kh, kw), (3, 3), "WaveLR convolutions are 3x3");
-    let weight = read_f32_async(conv.weight.val()).await?;
-    let bias = match &conv.bias {
-        Some(b) => Some(read_f32_async(b.val()).await?),
-        None => None,
-    };
-    Ok(Conv3x3::new(cin, cout, &weight, bias.as_deref(), relu))
+    net.reconstruct(to_tensor(lr, device), bands)
 }
