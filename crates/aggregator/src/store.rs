@@ -213,16 +213,22 @@ impl Store {
         write_atomic(&self.optimizer_path(version), bytes)
     }
 
-    /// The accepted updates of the round on `base_version`, as `(client id, bytes)`: the
-    /// round's log, and the one-file-per-update folder of older servers.
-    pub fn load_updates(&self, base_version: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let mut out = crate::update_log::read_log(&self.update_log_path(base_version))?;
+    /// Calls `visit(client id, body)` for every accepted update of the round on `base_version`,
+    /// one body in memory at a time: the round's log, then the one-file-per-update folder of
+    /// older servers (in client order).
+    pub fn visit_updates(
+        &self,
+        base_version: u64,
+        mut visit: impl FnMut(u64, &[u8]),
+    ) -> Result<(), StoreError> {
+        crate::update_log::visit_log(&self.update_log_path(base_version), &mut visit)?;
         let dir = self.updates_dir(base_version);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return io(&dir, Err(e)),
         };
+        let mut files = Vec::new();
         for entry in entries {
             let path = io(&dir, entry)?.path();
             let id = path
@@ -232,11 +238,14 @@ impl Store {
                 .and_then(|n| n.strip_suffix(".safetensors"))
                 .and_then(|n| n.parse::<u64>().ok());
             if let Some(id) = id {
-                out.push((id, io(&path, fs::read(&path))?));
+                files.push((id, path));
             }
         }
-        out.sort_by_key(|(id, _)| *id);
-        Ok(out)
+        files.sort();
+        for (id, path) in files {
+            visit(id, &io(&path, fs::read(&path))?);
+        }
+        Ok(())
     }
 
     /// Deletes the updates of every round before `version` (they are folded into the model).

@@ -12,8 +12,8 @@
 //! appending cuts it off first, so later records never follow garbage.
 
 use crate::store::{io, sync_dir, StoreError};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -30,40 +30,56 @@ fn record_header(client: u64, body: &[u8]) -> [u8; HEADER] {
     h
 }
 
-/// The complete records of a log's bytes, and the length they span (a torn or corrupt tail is
-/// left out).
-pub fn decode_records(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, usize) {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while bytes.len() - at >= HEADER {
-        let h = &bytes[at..at + HEADER];
-        if &h[..4] != MAGIC {
-            break;
+/// Reads records from `reader` in order and calls `visit` with each complete one, one body in
+/// memory at a time (a round's log can be gigabytes). Stops at the end or at a torn or corrupt
+/// record; returns the length the complete records span.
+fn visit_records(mut reader: impl Read, mut visit: impl FnMut(u64, &[u8])) -> std::io::Result<u64> {
+    let mut valid = 0u64;
+    let mut header = [0u8; HEADER];
+    let mut body = Vec::new();
+    loop {
+        // A missing or short header is the end (or a torn tail).
+        let mut filled = 0;
+        while filled < HEADER {
+            match reader.read(&mut header[filled..]) {
+                Ok(0) => return Ok(valid),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        let client = u64::from_le_bytes(h[4..12].try_into().expect("8 bytes"));
-        let len = u64::from_le_bytes(h[12..20].try_into().expect("8 bytes"));
-        let Some(end) = usize::try_from(len)
-            .ok()
-            .and_then(|len| (at + HEADER).checked_add(len))
-            .filter(|&end| end <= bytes.len())
-        else {
-            break;
-        };
-        let body = &bytes[at + HEADER..end];
-        if crc32fast::hash(body).to_le_bytes() != h[20..24] {
-            break;
+        if &header[..4] != MAGIC {
+            return Ok(valid);
         }
-        out.push((client, body.to_vec()));
-        at = end;
+        let client = u64::from_le_bytes(header[4..12].try_into().expect("8 bytes"));
+        let len = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+        // `take` bounds the read by the file, not by the (possibly corrupt) length.
+        body.clear();
+        (&mut reader).take(len).read_to_end(&mut body)?;
+        if body.len() as u64 != len || crc32fast::hash(&body).to_le_bytes() != header[20..24] {
+            return Ok(valid);
+        }
+        visit(client, &body);
+        valid += (HEADER as u64) + len;
     }
-    (out, at)
 }
 
-/// Reads a log's complete records (none if the file does not exist).
-pub fn read_log(path: &Path) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(decode_records(&bytes).0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+/// The complete records of a log's bytes, and the length they span (a torn or corrupt tail is
+/// left out).
+#[cfg(test)]
+fn decode_records(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, usize) {
+    let mut out = Vec::new();
+    let valid = visit_records(bytes, |client, body| out.push((client, body.to_vec())))
+        .expect("reading from memory cannot fail");
+    (out, valid as usize)
+}
+
+/// Calls `visit` with each complete record of the log at `path`, in order, one body in memory
+/// at a time (nothing if the file does not exist).
+pub fn visit_log(path: &Path, visit: impl FnMut(u64, &[u8])) -> Result<(), StoreError> {
+    match File::open(path) {
+        Ok(file) => io(path, visit_records(BufReader::new(file), visit)).map(|_| ()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => io(path, Err(e)),
     }
 }
@@ -81,11 +97,10 @@ fn open_for_append(path: &Path) -> Result<File, StoreError> {
             .open(path),
     )?;
     if existed {
-        let mut bytes = Vec::new();
-        io(path, file.read_to_end(&mut bytes))?;
-        let (_, valid) = decode_records(&bytes);
-        if valid < bytes.len() {
-            io(path, file.set_len(valid as u64))?;
+        let valid = io(path, visit_records(BufReader::new(&mut file), |_, _| {}))?;
+        let len = io(path, file.metadata())?.len();
+        if valid < len {
+            io(path, file.set_len(valid))?;
             io(path, file.sync_all())?;
         }
     } else if let Some(dir) = path.parent() {
@@ -192,6 +207,13 @@ impl UpdateLog {
 mod tests {
     use super::*;
 
+    /// The clients of a log's complete records, in order.
+    fn logged_clients(path: &Path) -> Vec<u64> {
+        let mut ids = Vec::new();
+        visit_log(path, |client, _| ids.push(client)).unwrap();
+        ids
+    }
+
     /// One record's bytes.
     fn encode_record(client: u64, body: &[u8]) -> Vec<u8> {
         let mut out = record_header(client, body).to_vec();
@@ -226,11 +248,10 @@ mod tests {
         let path = dir.path().join("v000000.log");
         let mut bytes = encode_record(1, b"kept");
         bytes.extend(&encode_record(2, b"torn")[..10]);
-        fs::write(&path, bytes).unwrap();
+        std::fs::write(&path, bytes).unwrap();
         let log = UpdateLog::default();
         log.append(&path, 3, b"after").unwrap();
-        let ids: Vec<u64> = read_log(&path).unwrap().iter().map(|r| r.0).collect();
-        assert_eq!(ids, [1, 3]);
+        assert_eq!(logged_clients(&path), [1, 3]);
     }
 
     #[test]
@@ -248,7 +269,7 @@ mod tests {
                 });
             }
         });
-        let mut ids: Vec<u64> = read_log(&path).unwrap().iter().map(|r| r.0).collect();
+        let mut ids = logged_clients(&path);
         ids.sort_unstable();
         let mut expected: Vec<u64> = (0..8)
             .flat_map(|t| (0..25).map(move |i| t * 100 + i))

@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use common::*;
 use std::collections::HashMap;
 use std::sync::Arc;
+use websr_aggregator::store::Store;
 use websr_aggregator::tensors::{self, Layout};
+use websr_aggregator::update_log::UpdateLog;
 use websr_aggregator::{app, Error, Server};
 
 fn server(dir: &std::path::Path, extra: &[&str]) -> Arc<Server> {
@@ -152,6 +154,38 @@ async fn the_weight_cap_holds_for_updates_summed_before_a_restart() {
     let g = s.global();
     assert!((g[0][0] - want_a).abs() < 1e-6, "{:?}", g[0]);
     assert!((g[1][0] - want_b).abs() < 1e-6, "{:?}", g[1]);
+}
+
+/// A client whose first write failed (and who was told so) may retry, leaving two records in the
+/// round's log; a restart counts only the last one, once, in the round's running sum.
+#[tokio::test]
+async fn a_client_logged_twice_counts_once_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--min-clients", "2", "--target-clients", "2"];
+    let first = server(dir.path(), &flags);
+    let app1 = app(first.clone());
+    let token = join_selected(&app1).await;
+    let (st, b) = submit(&app1, &token, &delta(1.0, 0.0), 0, 10).await;
+    assert_eq!(st, StatusCode::OK);
+    let client = json(&b)["client_id"].as_u64().unwrap();
+    drop(app1);
+    drop(first);
+    // The same client's later record, as a retried write leaves it, with another delta.
+    let store = Store::open(dir.path().join("state")).unwrap();
+    let retried = update_body(&delta(0.5, 0.0), 0, 10);
+    UpdateLog::default()
+        .append(&store.update_log_path(0), client, &retried)
+        .unwrap();
+    let s = server(dir.path(), &flags);
+    assert_eq!(s.status().accepted, 1);
+    let app = app(s.clone());
+    let token = join_selected(&app).await;
+    let (st, _) = submit(&app, &token, &delta(0.0, 0.0), 0, 10).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.status().global_version, 1);
+    // The mean of 0.5 and 0 moves `a` by 0.25 (by 0.75 were both records summed).
+    let a = s.global()[0][0];
+    assert!((a - 1.25).abs() < 1e-6, "{a}");
 }
 
 #[tokio::test]

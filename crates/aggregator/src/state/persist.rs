@@ -45,19 +45,8 @@ impl Server {
         layout: Layout,
         metadata: HashMap<String, String>,
         model_bytes_len: usize,
-        mut inner: Inner,
+        inner: Inner,
     ) -> Self {
-        // A weighted mean sums its updates as they arrive (`running_sum.rs`); a resumed round's
-        // updates are summed here. Secure aggregation keeps no plain updates at all.
-        if strategy.is_weighted_mean() && config.secure_aggregation.is_none() {
-            let mut sum = RunningSum::zeros(&layout);
-            for a in inner.accepted.values_mut() {
-                if let Some(delta) = a.tensors.take() {
-                    sum.add(&delta, summed_weight(&config, a.num_examples));
-                }
-            }
-            inner.sum = Some(sum);
-        }
         Self {
             model_bytes_len,
             updates: Default::default(),
@@ -102,7 +91,7 @@ impl Server {
             deadline_ms,
             selected: BTreeSet::new(),
             accepted: BTreeMap::new(),
-            sum: None,
+            sum: sums_updates(&config, strategy.as_ref()).then(|| RunningSum::zeros(&model.layout)),
             storing: BTreeSet::new(),
             history: Vec::new(),
             accountant: Accountant::new(config.dp_delta),
@@ -165,7 +154,16 @@ impl Server {
                 strategy.name()
             );
         }
-        let accepted = load_accepted(&config, &store, &model.layout, p.version, |_| true)?;
+        let mut sum =
+            sums_updates(&config, strategy.as_ref()).then(|| RunningSum::zeros(&model.layout));
+        let accepted = load_accepted(
+            &config,
+            &store,
+            &model.layout,
+            p.version,
+            |_| true,
+            sum.as_mut(),
+        )?;
         let mut accountant = Accountant::new(config.dp_delta);
         for r in &p.history {
             accountant.record(r.noise_multiplier);
@@ -198,7 +196,7 @@ impl Server {
             deadline_ms: p.deadline_ms,
             selected,
             accepted,
-            sum: None,
+            sum,
             storing: BTreeSet::new(),
             history: p.history,
             accountant,
@@ -298,22 +296,41 @@ fn decode_opt(layout: &Layout, bytes: &[u8]) -> Result<OptState, Error> {
     Ok(OptState { m: values, v })
 }
 
+/// Whether a server sums its round's updates as they arrive (`running_sum.rs`): a weighted
+/// mean does; secure aggregation keeps no plain updates at all.
+fn sums_updates(config: &ServerConfig, strategy: &dyn Strategy) -> bool {
+    strategy.is_weighted_mean() && config.secure_aggregation.is_none()
+}
+
 /// The accepted updates of the round on `version` from its log, those of the clients `wanted`
-/// selects, each with its delta (scaled by the staleness it was accepted with, in buffered
-/// mode). Unreadable or misfiled records are skipped with a warning.
+/// selects, read one at a time (scaled by the staleness they were accepted with, in buffered
+/// mode). With a `sum`, each delta is added to it and not kept (`running_sum.rs`), so a round
+/// of any size comes back in one model's worth of memory. Unreadable or misfiled records are
+/// skipped with a warning.
 fn load_accepted(
     config: &ServerConfig,
     store: &Store,
     layout: &Layout,
     version: u64,
     wanted: impl Fn(ClientId) -> bool,
+    mut sum: Option<&mut RunningSum>,
 ) -> Result<BTreeMap<ClientId, AcceptedUpdate>, Error> {
+    // A client whose first write failed (and who was told so) may have retried: only its last
+    // record counts. A first pass finds it, so that nothing is summed twice.
+    let mut last: HashMap<ClientId, usize> = HashMap::new();
+    let mut index = 0;
+    store.visit_updates(version, |client, _| {
+        last.insert(client, index);
+        index += 1;
+    })?;
     let mut accepted = BTreeMap::new();
-    for (client, body) in store.load_updates(version)? {
-        if !wanted(client) {
-            continue;
+    let mut index = 0;
+    store.visit_updates(version, |client, body| {
+        index += 1;
+        if !wanted(client) || last.get(&client) != Some(&(index - 1)) {
+            return;
         }
-        let parsed = tensors::parse_update(&body, layout).map_err(Error::from);
+        let parsed = tensors::parse_update(body, layout).map_err(Error::from);
         // Buffered: the log of `version` also holds updates of older bases, with the
         // staleness they were accepted with (`buffered.rs`).
         let staleness = parsed.as_ref().map_err(|_| ()).and_then(|u| {
@@ -323,10 +340,17 @@ fn load_accepted(
         match (parsed, staleness) {
             (Ok(mut u), Ok(staleness)) => {
                 super::buffered::scale_for_staleness(&mut u.tensors, staleness);
+                let tensors = match sum.as_deref_mut() {
+                    Some(sum) => {
+                        sum.add(&u.tensors, summed_weight(config, u.num_examples));
+                        None
+                    }
+                    None => Some(u.tensors),
+                };
                 accepted.insert(
                     client,
                     AcceptedUpdate {
-                        tensors: Some(u.tensors),
+                        tensors,
                         num_examples: u.num_examples,
                         client_loss: u.client_loss,
                     },
@@ -335,7 +359,7 @@ fn load_accepted(
             (Ok(_), Err(())) => {}
             (Err(e), _) => tracing::warn!("ignoring unreadable update of client {client}: {e}"),
         }
-    }
+    })?;
     Ok(accepted)
 }
 
@@ -346,6 +370,13 @@ impl Server {
         version: u64,
         wanted: impl Fn(ClientId) -> bool,
     ) -> Result<BTreeMap<ClientId, AcceptedUpdate>, Error> {
-        load_accepted(&self.config, &self.store, &self.layout, version, wanted)
+        load_accepted(
+            &self.config,
+            &self.store,
+            &self.layout,
+            version,
+            wanted,
+            None,
+        )
     }
 }
