@@ -115,7 +115,9 @@
 //! and their late updates get `409 stale`. Closing aggregates with the strategy, adds DP noise
 //! if configured, applies the server step, and commits the next version to `--state-dir`
 //! before the next round opens. A restarted server resumes the open round with every update it
-//! had accepted ([`store`]). In secure-aggregation mode a round closes when its SecAgg session
+//! had accepted ([`store`]). The weighted means (FedAvg and the server optimizers on top of it)
+//! sum each update as it arrives and keep only that sum (`src/state/running_sum.rs`); the
+//! coordinate-wise rules and Krum keep every update until the close. In secure-aggregation mode a round closes when its SecAgg session
 //! finishes (the mean of the survivors' deltas, with the clients' distributed noise if
 //! `--noise-multiplier` is set); a failed session starts the round over on the same version, and
 //! a restart abandons the open session.
