@@ -17,7 +17,7 @@ use crate::dp::{self, Accountant};
 pub use crate::error::Error;
 pub use crate::protocol::*;
 use crate::store::Store;
-use crate::strategy::{capped_weights, OptState, Strategy, Update};
+use crate::strategy::{capped_weights, OptState, Strategy, StrategyError, Update};
 use crate::tensors::{self, Layout, META_GLOBAL_VERSION};
 use crate::update_log::UpdateLog;
 use rand::rngs::StdRng;
@@ -561,10 +561,6 @@ impl Server {
         Ok(false)
     }
 
-    fn summed_weight(&self, num_examples: u64) -> f64 {
-        summed_weight(&self.config, num_examples)
-    }
-
     /// Adds an accepted delta to the round's sum where it has one (and drops it); otherwise
     /// returns it to be kept.
     fn sum_or_keep(
@@ -575,7 +571,7 @@ impl Server {
     ) -> Option<Vec<Vec<f32>>> {
         match &mut inner.sum {
             Some(sum) => {
-                sum.add(&tensors, self.summed_weight(num_examples));
+                sum.add(&tensors, summed_weight(&self.config, num_examples));
                 None
             }
             None => Some(tensors),
@@ -650,7 +646,7 @@ impl Server {
             .iter()
             .zip(weights)
             .filter_map(|((&client, a), &w)| {
-                let change = w as f64 - self.summed_weight(a.num_examples);
+                let change = w as f64 - summed_weight(&self.config, a.num_examples);
                 (change != 0.0).then_some((client, change))
             })
             .collect();
@@ -669,13 +665,11 @@ impl Server {
                 sum.add(delta, *change);
             }
         }
-        sum.mean().ok_or(Error::Strategy(
-            websr_federated::strategy::StrategyError::TooFew {
-                strategy: self.strategy.name(),
-                need: 1,
-                got: 0,
-            },
-        ))
+        sum.mean().ok_or(Error::Strategy(StrategyError::TooFew {
+            strategy: self.strategy.name(),
+            need: 1,
+            got: 0,
+        }))
     }
 
     /// [`Server::close_round`] once the updates are out of `inner`.
