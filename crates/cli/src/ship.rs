@@ -56,6 +56,11 @@ pub struct ShipArgs {
     /// How the shipped file stores its weights (training checkpoints stay f32).
     #[arg(long, value_enum, default_value = "f16")]
     wire: Wire,
+    /// Ship a run that has not reached its last step: its checkpoint with the best held-out
+    /// validation (`best.safetensors`, never chosen on Set5/Set14), the card saying at which
+    /// step of how many.
+    #[arg(long)]
+    unfinished: bool,
 }
 
 /// The number format of a shipped weights file.
@@ -121,9 +126,47 @@ struct Described {
 pub fn run(args: &ShipArgs) -> Result<()> {
     let device = Backend::Cpu.device()?;
     let paths = CheckpointPaths::new(&args.run);
-    let state: TrainState = read_json(&paths.state)?;
-    let checkpoint = std::fs::read(&paths.model)
-        .with_context(|| format!("reading {}", paths.model.display()))?;
+    let mut state: TrainState = read_json(&paths.state)?;
+    // Both kinds of run record their planned steps at the top of config.json.
+    let config: serde_json::Value = read_json(&paths.config)?;
+    let steps = config["steps"]
+        .as_u64()
+        .with_context(|| format!("{}: no planned \"steps\"", paths.config.display()))?
+        as usize;
+    let reached = state.step;
+    match (args.unfinished, reached < steps) {
+        (false, true) => anyhow::bail!(
+            "{} is at step {reached} of {steps}: let it finish (or resume it) before shipping, \
+             or ship its best checkpoint so far with --unfinished",
+            args.run.display(),
+        ),
+        (true, false) => anyhow::bail!(
+            "{} has finished all {steps} steps: ship it without --unfinished",
+            args.run.display()
+        ),
+        _ => {}
+    }
+    let weights = if args.unfinished {
+        // The card describes the shipped checkpoint: the step of the best validation.
+        let best = state
+            .history
+            .iter()
+            .cloned()
+            .reduce(|a, b| if b.psnr_y > a.psnr_y { b } else { a })
+            .with_context(|| {
+                format!(
+                    "{} has no held-out validation yet, so no best checkpoint to ship",
+                    args.run.display()
+                )
+            })?;
+        state.history.retain(|p| p.step <= best.step);
+        state.step = best.step;
+        &paths.best
+    } else {
+        &paths.model
+    };
+    let checkpoint =
+        std::fs::read(weights).with_context(|| format!("reading {}", weights.display()))?;
     // The scores are the shipped file's, so the model is loaded from the re-encoded bytes.
     let mut bytes = args.wire.encode(&checkpoint)?;
     let mut model = Model::from_bytes(&bytes, &device)?;
@@ -136,30 +179,22 @@ pub fn run(args: &ShipArgs) -> Result<()> {
         bytes = args.wire.encode(&d.to_bytes()?)?;
         model = Model::from_bytes(&bytes, &device)?;
     }
-    let (steps, described, degradation) = match &model {
+    let (mut described, degradation) = match &model {
         Model::Diffusion(_) => {
             let cfg: DiffusionTrainConfig = read_json(&paths.config)?;
-            (
-                cfg.schedule.steps,
-                describe_diffusion(args, &cfg, &model, &state),
-                None,
-            )
+            (describe_diffusion(args, &cfg, &model, &state), None)
         }
         Model::OnePass(_) => {
             let cfg: TrainConfig = read_json(&paths.config)?;
-            (
-                cfg.schedule.steps,
-                describe_one_pass(args, &cfg, &model, &state),
-                cfg.degradation,
-            )
+            let described = describe_one_pass(args, &cfg, &model, &state);
+            (described, cfg.degradation)
         }
     };
-    if state.step < steps {
-        anyhow::bail!(
-            "{} is at step {} of {steps}: let it finish (or resume it) before shipping",
-            args.run.display(),
-            state.step,
-        );
+    if args.unfinished {
+        described.about.push(format!(
+            "Unfinished: the run is planned for {steps} steps and was at {reached}; this is its checkpoint of step {}, the best held-out validation so far.",
+            state.step
+        ));
     }
     let measured = measure(args, &model, described, degradation, &device)?;
     publish(args, &bytes, &state, &measured)

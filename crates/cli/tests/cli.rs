@@ -670,3 +670,85 @@ fn distill_writes_its_patches_and_never_overwrites_a_finished_set() {
         assert!(!target.join("distill.json").exists());
     }
 }
+
+/// `websr ship` refuses a run short of its planned steps unless asked (`--unfinished` ships the
+/// best held-out checkpoint, so it needs a validation to have happened) and refuses
+/// `--unfinished` on a finished run. Every refusal comes before anything is measured or written.
+#[test]
+fn ship_refuses_unfinished_runs_unless_asked() {
+    let dir = tempdir("ship");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_rgba(&data.join("a.png"), 48, 40);
+    let run = dir.join("run");
+    let models = dir.join("models");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let trained = websr(&[
+        "train",
+        "--arch",
+        "wavelr",
+        "--scale",
+        "2",
+        "--features",
+        "8",
+        "--layers",
+        "1",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--patch",
+        "16",
+        "--holdout",
+        "0",
+        "--data",
+        &s(&data),
+        "--out",
+        &s(&run),
+    ]);
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    let ship = |extra: &[&str]| {
+        let (run, models) = (s(&run), s(&models));
+        let mut args = vec![
+            "ship",
+            "--run",
+            &run,
+            "--name",
+            "tiny-x2",
+            "--description",
+            "tiny",
+            "--command",
+            "websr train ...",
+            "--models-dir",
+            &models,
+        ];
+        args.extend_from_slice(extra);
+        let out = websr(&args);
+        assert!(!out.status.success(), "shipped with {extra:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = ship(&["--unfinished"]);
+    assert!(err.contains("finished all 2 steps"), "{err}");
+    // Plan more steps than were taken: now the run is unfinished.
+    let config_path = run.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["steps"] = 10.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let err = ship(&[]);
+    assert!(
+        err.contains("step 2 of 10") && err.contains("--unfinished"),
+        "{err}"
+    );
+    let err = ship(&["--unfinished"]);
+    assert!(err.contains("no held-out validation yet"), "{err}");
+    assert!(
+        !models.exists(),
+        "a refused ship wrote {}",
+        models.display()
+    );
+}
