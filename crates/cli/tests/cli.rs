@@ -34,6 +34,32 @@ fn tempdir(tag: &str) -> PathBuf {
     dir
 }
 
+/// `websr train` of a tiny WaveLR x2 (width 8, one body layer) for 2 steps into `run`, with
+/// `extra` flags (its data).
+fn tiny_wavelr_args<'a>(run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--arch",
+        "wavelr",
+        "--scale",
+        "2",
+        "--features",
+        "8",
+        "--layers",
+        "1",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--patch",
+        "16",
+        "--out",
+    ];
+    args.push(run.to_str().unwrap());
+    args.extend_from_slice(extra);
+    args
+}
+
 /// An RGBA test image with a soft alpha ramp.
 fn write_rgba(path: &Path, w: u32, h: u32) {
     let img = image::RgbaImage::from_fn(w, h, |x, y| {
@@ -203,29 +229,7 @@ fn prune_writes_a_subset_that_train_accepts() {
         .collect();
     assert_eq!(ranks, vec![2, 3, 4, 5, 6]);
     let run = dir.join("run");
-    let train = |subset: &Path| {
-        websr(&[
-            "train",
-            "--arch",
-            "wavelr",
-            "--scale",
-            "2",
-            "--features",
-            "8",
-            "--layers",
-            "1",
-            "--steps",
-            "2",
-            "--batch",
-            "2",
-            "--patch",
-            "16",
-            "--subset",
-            &s(subset),
-            "--out",
-            &s(&run),
-        ])
-    };
+    let train = |subset: &Path| websr(&tiny_wavelr_args(&run, &["--subset", &s(subset)]));
     let out = train(&subset);
     assert!(
         out.status.success(),
@@ -683,29 +687,10 @@ fn ship_refuses_unfinished_runs_unless_asked() {
     let run = dir.join("run");
     let models = dir.join("models");
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let trained = websr(&[
-        "train",
-        "--arch",
-        "wavelr",
-        "--scale",
-        "2",
-        "--features",
-        "8",
-        "--layers",
-        "1",
-        "--steps",
-        "2",
-        "--batch",
-        "2",
-        "--patch",
-        "16",
-        "--holdout",
-        "0",
-        "--data",
-        &s(&data),
-        "--out",
-        &s(&run),
-    ]);
+    let trained = websr(&tiny_wavelr_args(
+        &run,
+        &["--holdout", "0", "--data", &s(&data)],
+    ));
     assert!(
         trained.status.success(),
         "{}",
