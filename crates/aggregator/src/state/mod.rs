@@ -145,6 +145,23 @@ fn summed_weight(config: &ServerConfig, num_examples: u64) -> f64 {
     }
 }
 
+/// Adds an accepted delta to the round's `sum` where it has one (and drops it); otherwise
+/// returns it to be kept. Accepting an update and resuming a round both go through here.
+fn sum_or_keep(
+    config: &ServerConfig,
+    sum: Option<&mut RunningSum>,
+    tensors: Vec<Vec<f32>>,
+    num_examples: u64,
+) -> Option<Vec<Vec<f32>>> {
+    match sum {
+        Some(sum) => {
+            sum.add(&tensors, summed_weight(config, num_examples));
+            None
+        }
+        None => Some(tensors),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -458,7 +475,7 @@ impl Server {
         }
         let mut tensors = u.tensors;
         buffered::scale_for_staleness(&mut tensors, version - u.base_version);
-        let tensors = self.sum_or_keep(&mut inner, tensors, u.num_examples);
+        let tensors = sum_or_keep(&self.config, inner.sum.as_mut(), tensors, u.num_examples);
         inner.accepted.insert(
             client,
             AcceptedUpdate {
@@ -559,23 +576,6 @@ impl Server {
             "deadline passed below --min-clients; round extended"
         );
         Ok(false)
-    }
-
-    /// Adds an accepted delta to the round's sum where it has one (and drops it); otherwise
-    /// returns it to be kept.
-    fn sum_or_keep(
-        &self,
-        inner: &mut Inner,
-        tensors: Vec<Vec<f32>>,
-        num_examples: u64,
-    ) -> Option<Vec<Vec<f32>>> {
-        match &mut inner.sum {
-            Some(sum) => {
-                sum.add(&tensors, summed_weight(&self.config, num_examples));
-                None
-            }
-            None => Some(tensors),
-        }
     }
 
     /// Aggregates the open round, commits the next version, and opens the next round; returns

@@ -3,7 +3,7 @@
 //! open round's accepted updates), and a resume from it after a crash.
 
 use super::running_sum::RunningSum;
-use super::{now_ms, summed_weight, AcceptedUpdate, ClientEntry, Inner, JoinLimiter, Server};
+use super::{now_ms, sum_or_keep, AcceptedUpdate, ClientEntry, Inner, JoinLimiter, Server};
 use crate::config::ServerConfig;
 use crate::dp::Accountant;
 use crate::error::Error;
@@ -326,8 +326,9 @@ fn load_accepted(
     let mut accepted = BTreeMap::new();
     let mut index = 0;
     store.visit_updates(version, |client, body| {
+        let this = index;
         index += 1;
-        if !wanted(client) || last.get(&client) != Some(&(index - 1)) {
+        if !wanted(client) || last.get(&client) != Some(&this) {
             return;
         }
         let parsed = tensors::parse_update(body, layout).map_err(Error::from);
@@ -340,13 +341,7 @@ fn load_accepted(
         match (parsed, staleness) {
             (Ok(mut u), Ok(staleness)) => {
                 super::buffered::scale_for_staleness(&mut u.tensors, staleness);
-                let tensors = match sum.as_deref_mut() {
-                    Some(sum) => {
-                        sum.add(&u.tensors, summed_weight(config, u.num_examples));
-                        None
-                    }
-                    None => Some(u.tensors),
-                };
+                let tensors = sum_or_keep(config, sum.as_deref_mut(), u.tensors, u.num_examples);
                 accepted.insert(
                     client,
                     AcceptedUpdate {

@@ -131,14 +131,19 @@ fn split_coordinates(
 /// so the same result.
 #[inline]
 fn order_key(v: f32) -> i32 {
-    let bits = v.to_bits() as i32;
-    bits ^ (((bits >> 31) as u32) >> 1) as i32
+    flip_negative_magnitudes(v.to_bits() as i32)
 }
 
-/// The float an [`order_key`] came from (the map is its own inverse).
+/// The float an [`order_key`] came from (the flip is its own inverse).
 #[inline]
 fn from_order_key(key: i32) -> f32 {
-    f32::from_bits((key ^ (((key >> 31) as u32) >> 1) as i32) as u32)
+    f32::from_bits(flip_negative_magnitudes(key) as u32)
+}
+
+/// Flips every bit but the sign where the sign bit is set.
+#[inline]
+fn flip_negative_magnitudes(bits: i32) -> i32 {
+    bits ^ (((bits >> 31) as u32) >> 1) as i32
 }
 
 /// Maps every coordinate's column of client values (as [`order_key`]s) through `f` (the
