@@ -9,8 +9,9 @@ use common::{
 };
 use websr::burn::tensor::Device;
 use websr::diffusion::model::PredictorSpec;
-use websr::diffusion::upscale::Upscaling;
+use websr::diffusion::upscale::{sample_tile_async, tile_count, Upscaling};
 use websr::diffusion::{DiffusionKind, DiffusionModel, SampleOptions};
+use websr::error::WebSrError;
 use websr::image::Planar;
 use websr::metrics::psnr_rgb as psnr;
 use websr::models::{Arch, ModelSpec};
@@ -264,4 +265,109 @@ fn tiled_yoda_skips_the_steps_a_flat_tile_leaves_unmasked_and_changes_no_pixel()
         "flat tiles must skip most steps: {fewer} of {steps}"
     );
     assert_eq!(skipped.data, all.data, "skipping must not change a pixel");
+}
+
+/// Samples every tile of a tiled upscale as a [`TileTask`] (last tile first, as a pool's
+/// workers may finish them) and blends them in plan order; returns the image and evaluations.
+fn sampled_as_tasks(model: &DiffusionModel, lr: &Planar, opts: &SampleOptions) -> (Planar, usize) {
+    let device = Device::flex();
+    let mut job = Upscaling::start(model, lr, opts, &device).unwrap();
+    pollster::block_on(async {
+        let tasks = job.tile_tasks_async(model).await.unwrap();
+        assert_eq!(tasks.len(), job.tiles());
+        let mut outputs = Vec::new();
+        for task in tasks.iter().rev() {
+            let mut steps = 0;
+            let after = |done: usize, total: usize| {
+                steps = done;
+                assert_eq!(total, model.steps_for(opts));
+                async { true }
+            };
+            outputs.push(
+                sample_tile_async(model, task, opts, &device, after)
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(steps, model.steps_for(opts), "progress after every step");
+        }
+        let (wrong_tile, _) = &outputs[0];
+        assert!(
+            job.add_sampled(1, wrong_tile, 0).is_err(),
+            "a tile out of order is refused"
+        );
+        for (i, (output, evaluations)) in outputs.iter().rev().enumerate() {
+            job.add_sampled(i, output, *evaluations).unwrap();
+        }
+        let evaluations = job.evaluations();
+        (job.finish_async().await.unwrap(), evaluations)
+    })
+}
+
+#[test]
+fn tiles_sampled_as_tasks_anywhere_give_the_bytes_of_sampling_them_in_place() {
+    let _turn = serial();
+    let device = Device::flex();
+    let model = frozen_diwa(&device, 5);
+    let lr = detail_on_the_left();
+    for yoda in [false, true] {
+        let opts = SampleOptions {
+            yoda,
+            tile: Some(16),
+            eta: 0.3,
+            ..opts(4, 9)
+        };
+        assert_eq!(
+            tile_count(&model, lr.height, lr.width, &opts),
+            Upscaling::start(&model, &lr, &opts, &device)
+                .unwrap()
+                .tiles()
+        );
+        let (in_place, in_place_evaluations) = {
+            let mut job = Upscaling::start(&model, &lr, &opts, &device).unwrap();
+            pollster::block_on(async {
+                job.settle_async(&model).await.unwrap();
+                while !job.is_done() {
+                    job.step(&model);
+                    job.settle_async(&model).await.unwrap();
+                }
+            });
+            let evaluations = job.evaluations();
+            (pollster::block_on(job.finish_async()).unwrap(), evaluations)
+        };
+        let (pooled, pooled_evaluations) = sampled_as_tasks(&model, &lr, &opts);
+        assert_eq!(
+            pooled.data, in_place.data,
+            "yoda {yoda}: the bytes must match"
+        );
+        assert_eq!(pooled_evaluations, in_place_evaluations, "yoda {yoda}");
+    }
+}
+
+#[test]
+fn an_image_sampled_whole_shares_no_tasks_and_a_task_is_checked() {
+    let _turn = serial();
+    let device = Device::flex();
+    let model = frozen_diwa(&device, 6);
+    let lr = synthetic(12, 16, 2);
+    let job = Upscaling::start(&model, &lr, &opts(2, 1), &device).unwrap();
+    assert_eq!(tile_count(&model, 12, 16, &opts(2, 1)), 1);
+    assert!(pollster::block_on(job.tile_tasks_async(&model)).is_err());
+    let tiled = SampleOptions {
+        tile: Some(8),
+        ..opts(2, 1)
+    };
+    let job = Upscaling::start(&model, &lr, &tiled, &device).unwrap();
+    let mut task = pollster::block_on(job.tile_tasks_async(&model)).unwrap()[0].clone();
+    task.input = Planar::zeros(3, task.input.height + 1, task.input.width);
+    let run = sample_tile_async(&model, &task, &tiled, &device, |_, _| async { true });
+    let err = pollster::block_on(run).unwrap_err().to_string();
+    assert!(err.contains("multiple of"), "{err}");
+    let cancelled = pollster::block_on(sample_tile_async(
+        &model,
+        &pollster::block_on(job.tile_tasks_async(&model)).unwrap()[0],
+        &tiled,
+        &device,
+        |_, _| async { false },
+    ));
+    assert!(matches!(cancelled, Err(WebSrError::Cancelled)));
 }

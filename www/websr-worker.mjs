@@ -15,6 +15,14 @@
 //                 and any worker with the same model computes tiles:
 //                   {type:'tile-run', data:ArrayBuffer (planar RGB f32), height, width, tta}
 //                                                                     -> {type:'result', value:{data,height,width}}
+//   a diffusion upscale shared the same way (tiles-add with the tile's evaluations, tiles-finish, tiles-drop):
+//                   {type:'dtiles-start', input, steps, strength, seed, yoda, diffusionTile}
+//                                       -> {type:'result', value:{job, steps, tasks:[{data,height,width,whole,origin,importance?}]}}
+//                                          or, for an image sampled whole (progress and previews as for upscale),
+//                                          {type:'result', value:{whole: <upscale's value>}}
+//                   {type:'dtile-run', task, steps, strength, seed, yoda, diffusionTile}
+//                                                                     -> {type:'progress', done, total}* (steps of the tile)
+//                                                                     -> {type:'result', value:{data,height,width,evaluations}}
 //   federated training (the participant's photos stay in this worker):
 //                   {type:'fl-create', backend, degradation}         -> {type:'result', value:{backend,adapter,note,floor}}
 //                   {type:'fl-add', input, patch}                    -> {type:'result', value:{images, examples}}
@@ -197,12 +205,18 @@ async function reported(id, message, transfer = []) {
   return !cancelled.has(id);
 }
 
-async function upscale({ id, input, tile = 0, tta = false, steps, strength, seed = 0, yoda = false, previewEvery = 0 }) {
+// The engine's options of an upscale request; steps/strength left undefined take the model's own
+// defaults (the engine's).
+function upscaleOptions({ tile = 0, tta = false, steps, strength, seed = 0, yoda = false, previewEvery = 0, diffusionTile = 0 }) {
+  return { tile, tta, steps, strength, seed: seed >>> 0, yoda, previewEvery, diffusionTile };
+}
+
+async function upscale(msg, image) {
   needEngine();
-  const image = await toImage(input);
+  image ??= await toImage(msg.input);
+  const { id } = msg;
   let count = 0;
-  // steps/strength left undefined take the model's own defaults (the engine's).
-  const options = { tile, tta, steps, strength, seed: seed >>> 0, yoda, previewEvery };
+  const options = upscaleOptions(msg);
   const out = await engine.upscale(image, options, (done, total, preview) => {
     count = total;
     if (!preview) return reported(id, { done, total });
@@ -251,11 +265,40 @@ async function tileRun({ data, height, width, tta = false }) {
   return [{ data: out.buffer, height: height * e.scale, width: width * e.scale }, [out.buffer]];
 }
 
-function tilesFinish({ job: id }) {
+// A diffusion upscale the pool can share: an image sampled in tiles is planned here and its
+// tasks handed back; one sampled whole (one tile, with previews) is upscaled here at once.
+async function diffusionTilesStart(msg) {
+  const e = needEngine();
+  const image = await toImage(msg.input);
+  const options = upscaleOptions(msg);
+  if (e.diffusionTileCount(image.width, image.height, options) < 2) {
+    const [whole, transfer] = await upscale(msg, image);
+    return [{ whole }, transfer];
+  }
+  const job = await e.startDiffusionTiles(image, options);
+  tileJobs.set(msg.id, job);
+  const tasks = [];
+  const transfer = [];
+  for (let i = 0; i < job.count; i++) {
+    const task = job.task(i);
+    transfer.push(task.data.buffer);
+    if (task.importance) transfer.push(task.importance.data.buffer);
+    tasks.push(task);
+  }
+  return [{ job: msg.id, tasks, steps: job.steps }, transfer];
+}
+
+async function diffusionTileRun(msg) {
+  const out = await needEngine().sampleTile(msg.task, upscaleOptions(msg), (done, total) => reported(msg.id, { done, total }));
+  const data = out.data.buffer;
+  return [{ data, height: out.height, width: out.width, evaluations: out.evaluations }, [data]];
+}
+
+async function tilesFinish({ job: id }) {
   const job = tileJob(id);
   const tiles = job.count;
   tileJobs.delete(id);
-  const out = job.finish();
+  const out = await job.finish(); // a diffusion job's finish is a Promise
   job.free();
   return upscaledMessage(out, { tiles });
 }
@@ -354,11 +397,18 @@ self.onmessage = (event) => {
       } else if (msg.type === 'tiles-start') {
         const [value, transfer] = await tilesStart(msg);
         postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else if (msg.type === 'dtiles-start') {
+        const [value, transfer] = await diffusionTilesStart(msg);
+        postMessage({ type: 'result', id: msg.id, value }, transfer);
+      } else if (msg.type === 'dtile-run') {
+        const [value, transfer] = await diffusionTileRun(msg);
+        postMessage({ type: 'result', id: msg.id, value }, transfer);
       } else if (msg.type === 'tiles-add') {
-        tileJob(msg.job).add(msg.index, msg.height, msg.width, new Float32Array(msg.data));
+        // A diffusion job also counts the tile's network evaluations (one-pass jobs ignore it).
+        tileJob(msg.job).add(msg.index, msg.height, msg.width, new Float32Array(msg.data), msg.evaluations ?? 0);
         postMessage({ type: 'result', id: msg.id, value: null });
       } else if (msg.type === 'tiles-finish') {
-        const [value, transfer] = tilesFinish(msg);
+        const [value, transfer] = await tilesFinish(msg);
         postMessage({ type: 'result', id: msg.id, value }, transfer);
       } else if (msg.type === 'tiles-drop') {
         tileJobs.get(msg.job)?.free();

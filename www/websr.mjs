@@ -217,7 +217,7 @@ export class WorkerChannel {
   }
 }
 
-/** How many CPU workers share a one-pass upscale: one per core the browser reports, at most 8,
+/** How many CPU workers share an upscale's tiles: one per core the browser reports, at most 8,
  *  and at most two per GiB of device memory where the browser tells it (each worker holds its own
  *  wasm heap: the model plus a tile's feature maps, up to ~300 MiB for the largest tiles). */
 export function defaultWorkerCount() {
@@ -256,7 +256,7 @@ export class WebSR {
    *             directConv = true (false: burn's im2col + GEMM convolution, for comparisons),
    *             relaxedSimd = true (false: the plain-SIMD wasm build even where the browser has
    *               relaxed SIMD's fused multiply-add; info.cpuKernel says which kernel runs),
-   *             workers = 'auto' | n (CPU workers sharing a one-pass upscale; 'auto':
+   *             workers = 'auto' | n (CPU workers sharing an upscale's tiles; 'auto':
    *               defaultWorkerCount(); WebGPU always runs one),
    *             onDownloadProgress({loaded, total, fromCache}) } */
   static async create(options = {}) {
@@ -287,9 +287,9 @@ export class WebSR {
     };
   }
 
-  /** Workers a one-pass upscale is shared among (1: no pool). */
+  /** Workers an upscale is shared among (1: no pool; WebGPU runs one). */
   get workerCount() {
-    if (this.info?.kind === 'diffusion' || this.info?.backend !== 'cpu') return 1;
+    if (this.info?.backend !== 'cpu') return 1;
     const n = this.#options.workers ?? 'auto';
     return Math.max(1, n === 'auto' ? defaultWorkerCount() : Math.floor(n));
   }
@@ -302,9 +302,10 @@ export class WebSR {
    *  seed = 0, yoda = info.yodaTrained, previewEvery = 0 }; the same steps, strength and seed
    *  give the native `websr upscale --steps --strength --seed` image, and every `previewEvery`
    *  steps onProgress gets `preview`, an ImageData of the current estimate (images sampled
-   *  whole, up to 256x256 input pixels; larger ones are sampled in tiles that share one noise).
+   *  whole, up to 256x256 input pixels; larger ones are sampled in tiles of `diffusionTile` =
+   *  'auto' (128) LR pixels that share one noise, shared by the CPU pool like one-pass tiles).
    *  Resolves to { imageData, png (Blob), width, height, ms, tiles | steps }. */
-  async upscale(input, { scale, tileSize = 'auto', tta = false, onProgress, signal, steps, strength, seed = 0, yoda, previewEvery = 0 } = {}) {
+  async upscale(input, { scale, tileSize = 'auto', tta = false, onProgress, signal, steps, strength, seed = 0, yoda, previewEvery = 0, diffusionTile = 'auto' } = {}) {
     if (scale && this.info && scale !== this.info.scale) {
       throw new WebSRError('ModelError', `Model ${this.info.model} upscales x${this.info.scale}, not x${scale}; load a x${scale} model`);
     }
@@ -324,11 +325,16 @@ export class WebSR {
       seed: Math.floor(seed) >>> 0,
       yoda: yoda ?? Boolean(this.info?.yodaTrained),
       previewEvery: Math.max(0, Math.floor(previewEvery)),
+      diffusionTile: diffusionTile === 'auto' ? 0 : Math.max(1, Math.floor(diffusionTile)),
     };
     const pooled = this.workerCount > 1;
-    const out = pooled
-      ? await this.#pooledUpscale(request, transfer, { onProgress: progress, signal })
-      : await this.#call(request, transfer, { onProgress: progress, signal });
+    const diffusion = this.info?.kind === 'diffusion';
+    const how = { onProgress: progress, signal };
+    const out = !pooled
+      ? await this.#call(request, transfer, how)
+      : diffusion
+        ? await this.#pooledDiffusion(request, transfer, how)
+        : await this.#pooledUpscale(request, transfer, how);
     const imageData = new ImageData(new Uint8ClampedArray(out.rgba), out.width, out.height);
     const png = new Blob([out.png], { type: 'image/png' });
     return { imageData, png, width: out.width, height: out.height, tiles: out.tiles, steps: out.steps, ms: performance.now() - t0 };
@@ -359,12 +365,52 @@ export class WebSR {
     const tile = request.tile === 0 ? Math.min(this.info.autoTile, POOL_MAX_TILE) : request.tile;
     const start = { type: 'tiles-start', input: request.input, tile, tta: request.tta, minTiles: workers.length };
     const { job, inputs } = await this.#call(start, transfer, { signal });
-    const total = inputs.length;
+    const run = (worker, index) => {
+      const { data, height, width } = inputs[index];
+      return worker.call({ type: 'tile-run', data, height, width, tta: request.tta }, [data]);
+    };
+    const blended = (done) => onProgress?.({ done, total: inputs.length });
+    return this.#shareTiles(workers, job, inputs.length, run, blended, signal);
+  }
+
+  /** A diffusion upscale shared by the pool: the first worker plans the tiles (and YODA's map,
+   *  once for the whole image) and hands each out as a task that any worker samples; tiles are
+   *  blended in plan order, so the bytes are those of one worker. An image sampled whole (one
+   *  tile, with previews) runs in the first worker alone. Progress counts the steps of all
+   *  tiles; cancel stops every worker between steps. */
+  async #pooledDiffusion(request, transfer, { onProgress, signal }) {
+    const start = await this.#call({ ...request, type: 'dtiles-start' }, transfer, { onProgress, signal });
+    if (start.whole) return start.whole;
+    const { job, tasks, steps: total } = start;
+    const workers = [this.#channel, ...(await this.#startPool())];
+    const stepsOf = new Array(tasks.length).fill(0);
+    let reported = 0;
+    const report = () => {
+      const done = stepsOf.reduce((a, b) => a + b, 0);
+      if (done > reported) onProgress?.({ done: (reported = done), total });
+    };
+    const run = (worker, index) => {
+      const task = tasks[index];
+      const transferred = [task.data.buffer, ...(task.importance ? [task.importance.data.buffer] : [])];
+      const onStep = (m) => {
+        stepsOf[index] = m.done;
+        report();
+      };
+      return worker.call({ ...request, type: 'dtile-run', task, input: undefined }, transferred, { onProgress: onStep, signal });
+    };
+    const out = await this.#shareTiles(workers, job, tasks.length, run, null, signal);
+    return { ...out, steps: total };
+  }
+
+  /** Runs `count` tiles of the coordinator's `job` on `workers`: each computes tiles as it becomes
+   *  free (`run(worker, index)` resolves to the tile's output message), and the first worker
+   *  blends them in plan order, one at a time (`onBlended(added)` after each). Any failure or a
+   *  cancel stops the others after their current tile and drops the job. */
+  async #shareTiles(workers, job, count, run, onBlended, signal) {
     const outputs = new Map();
     let next = 0;
     let added = 0;
     let blending = Promise.resolve();
-    // Blends every finished tile that is next in plan order; one blend at a time.
     const blendReady = () => {
       blending = blending.then(async () => {
         while (outputs.has(added)) {
@@ -372,17 +418,16 @@ export class WebSR {
           outputs.delete(added);
           await this.#channel.call({ type: 'tiles-add', job, index: added, ...o }, [o.data]);
           added += 1;
-          onProgress?.({ done: added, total });
+          onBlended?.(added);
         }
       });
       return blending;
     };
     const work = async (worker) => {
-      while (next < total) {
+      while (next < count) {
         signal?.throwIfAborted();
         const index = next++;
-        const { data, height, width } = inputs[index];
-        outputs.set(index, await worker.call({ type: 'tile-run', data, height, width, tta: request.tta }, [data]));
+        outputs.set(index, await run(worker, index));
         await blendReady();
       }
     };
@@ -392,7 +437,7 @@ export class WebSR {
       signal?.throwIfAborted();
       return await this.#channel.call({ type: 'tiles-finish', job });
     } catch (e) {
-      next = total; // the other workers stop after their current tile
+      next = count; // the other workers stop after their current tile
       this.#channel.alive && this.#channel.call({ type: 'tiles-drop', job }).catch(() => {});
       if (signal?.aborted) throw new DOMException('Cancelled', 'AbortError');
       throw e;
@@ -418,8 +463,8 @@ export class WebSR {
   }
 
   async #call(message, transfer = [], options = {}) {
-    // An upscale of either kind, pooled ('tiles-start') or not, needs the model in the first worker.
-    if (!this.#channel.alive && ['upscale', 'tiles-start'].includes(message.type) && this.info) {
+    // An upscale of either kind, pooled ('tiles-start', 'dtiles-start') or not, needs the model in the first worker.
+    if (!this.#channel.alive && ['upscale', 'tiles-start', 'dtiles-start'].includes(message.type) && this.info) {
       // The previous worker died: bring the model back before running.
       const { bytes } = await fetchModel(this.#options.model, { modelBase: this.#options.modelBase });
       await this.#channel.call(this.#loadMessage(bytes), [bytes.buffer]);

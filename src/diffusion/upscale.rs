@@ -3,7 +3,10 @@
 //! back. Each tile draws the noise the whole image has there ([`super::noise::NoiseField`]), so
 //! the tiles share one noise and the blend hides only the U-Net's context at their borders.
 //! [`Upscaling`] is the stepwise form that [`crate::upscale`] drives for every caller
-//! (previews, progress, cancel).
+//! (previews, progress, cancel). A tiled upscale can also hand its tiles out as [`TileTask`]s
+//! that any holder of the same model samples ([`sample_tile_async`]: the browser's CPU pool) and
+//! take the outputs back in plan order ([`Upscaling::add_sampled`]): the same bytes as sampling
+//! them here, because a tile's run depends only on its task.
 
 use super::model::{DiffusionModel, SampleOptions, TileImportance};
 use super::sampler::{SamplingRun, Window};
@@ -11,7 +14,8 @@ use crate::device::{read_f32_async, to_tensor};
 use crate::error::{Result, WebSrError};
 use crate::image::Planar;
 use crate::tiling::{plan, Blender, Tile};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
+use std::future::Future;
 
 /// The largest LR input sampled whole by default: diffusion runs the U-Net on the full image at
 /// every step, and its activations grow with the pixels (about 256 MB on the CPU at this size).
@@ -132,6 +136,118 @@ pub fn initial_prediction_rgb(
     Ok(Some(Planar::new(3, h, w, values)))
 }
 
+/// The tiles of an `h x w` LR image padded to `padded` (`[h, w]`) and their overlap: the tile
+/// side `opts` asks for, or the whole image up to [`MAX_LR_PIXELS`], else [`DEFAULT_TILE`].
+fn tiles_for(
+    model: &DiffusionModel,
+    opts: &SampleOptions,
+    [h, w]: [usize; 2],
+    padded: [usize; 2],
+) -> (Vec<Tile>, usize) {
+    let tile = match opts.tile {
+        Some(t) => t,
+        None if h * w <= MAX_LR_PIXELS => padded[0].max(padded[1]),
+        None => DEFAULT_TILE,
+    };
+    diffusion_tiles(padded[0], padded[1], tile, lr_multiple(model))
+}
+
+/// How many tiles an `h x w` LR image is sampled in with `opts` (1: whole, with previews).
+pub fn tile_count(model: &DiffusionModel, h: usize, w: usize, opts: &SampleOptions) -> usize {
+    let m = lr_multiple(model);
+    let padded = [h.max(1).div_ceil(m) * m, w.max(1).div_ceil(m) * m];
+    tiles_for(model, opts, [h, w], padded).0.len()
+}
+
+/// One tile of a tiled upscale as any holder of the same model samples it
+/// ([`sample_tile_async`]): its LR input, its place in the whole padded image (which fixes the
+/// noise it draws) and, with YODA, its slice of the whole image's importance map.
+#[derive(Clone, Debug)]
+pub struct TileTask {
+    pub input: Planar,
+    pub window: Window,
+    pub importance: Option<ImportanceSlice>,
+}
+
+/// A tile's slice of YODA's importance map (diffused pixels), as plain values.
+#[derive(Clone, Debug)]
+pub struct ImportanceSlice {
+    /// `[channels, height, width]`.
+    pub dims: [usize; 3],
+    pub values: Vec<f32>,
+}
+
+impl ImportanceSlice {
+    /// The slice's largest value: a tile whose mask stays empty skips those steps, exactly as
+    /// the tile would sampled in place.
+    fn max(&self) -> f32 {
+        self.values
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max)
+    }
+
+    fn to_tile_importance(&self, device: &Device) -> Result<TileImportance> {
+        let [c, h, w] = self.dims;
+        if self.values.len() != c * h * w || self.values.is_empty() {
+            return Err(WebSrError::Invalid(format!(
+                "an importance slice of {c}x{h}x{w} needs {} values, got {}",
+                c * h * w,
+                self.values.len()
+            )));
+        }
+        let data = TensorData::new(self.values.clone(), [1, c, h, w]);
+        Ok(TileImportance {
+            map: Tensor::<4>::from_data(data, device),
+            max: Some(self.max()),
+        })
+    }
+}
+
+/// Samples one [`TileTask`] on `device` (the options must be the coordinator's), awaiting
+/// `after_step(done, total)` after every step (`false` stops with [`WebSrError::Cancelled`]).
+/// Returns the tile's output (planar RGB, `scale` times its input) and its network evaluations.
+pub async fn sample_tile_async<F, Fut>(
+    model: &DiffusionModel,
+    task: &TileTask,
+    opts: &SampleOptions,
+    device: &Device,
+    mut after_step: F,
+) -> Result<(Planar, usize)>
+where
+    F: FnMut(usize, usize) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    opts.validate()?;
+    let (m, input) = (lr_multiple(model), &task.input);
+    let fits = |v: usize| v > 0 && v.is_multiple_of(m);
+    if input.channels != 3 || !fits(input.height) || !fits(input.width) {
+        return Err(WebSrError::Invalid(format!(
+            "a tile input must be RGB with sides a multiple of {m}; this one is {}x{}x{}",
+            input.channels, input.height, input.width
+        )));
+    }
+    let importance = match &task.importance {
+        Some(slice) => Some(slice.to_tile_importance(device)?),
+        None => None,
+    };
+    let tensor = to_tensor(input, device);
+    let mut run = model.start_sampling_window(tensor, opts, Some(task.window), importance);
+    let total = model.steps_for(opts);
+    let mut done = 0;
+    while !run.is_done() {
+        model.step(&mut run);
+        done += 1;
+        if !after_step(done, total).await {
+            return Err(WebSrError::Cancelled);
+        }
+    }
+    let evaluations = run.evaluations();
+    let (h, w) = (input.height * model.scale(), input.width * model.scale());
+    let output = Planar::new(3, h, w, read_f32_async(run.finish()).await?);
+    Ok((output, evaluations))
+}
+
 impl Upscaling {
     /// Starts upscaling the RGB image `lr` (values in `[0, 1]`): whole when `opts.tile` is unset
     /// and it is at most [`MAX_LR_PIXELS`], else in tiles.
@@ -143,13 +259,8 @@ impl Upscaling {
     ) -> Result<Upscaling> {
         opts.validate()?;
         let padded = padded(model, lr)?;
-        let m = lr_multiple(model);
-        let tile = match opts.tile {
-            Some(t) => t,
-            None if lr.height * lr.width <= MAX_LR_PIXELS => padded.height.max(padded.width),
-            None => DEFAULT_TILE,
-        };
-        let (tiles, overlap) = diffusion_tiles(padded.height, padded.width, tile, m);
+        let size = [lr.height, lr.width];
+        let (tiles, overlap) = tiles_for(model, opts, size, [padded.height, padded.width]);
         let blender = (tiles.len() > 1)
             .then(|| Blender::new(3, padded.height, padded.width, model.scale(), overlap));
         let importance = (opts.yoda && tiles.len() > 1)
@@ -195,14 +306,20 @@ impl Upscaling {
         Some(map.clone().narrow(2, y, h).narrow(3, x, w))
     }
 
+    /// Tile `i`'s place in the whole padded image.
+    fn window_of(&self, i: usize) -> Window {
+        let r = self.tiles[i].input;
+        Window {
+            whole: [self.padded.height, self.padded.width],
+            origin: [r.y, r.x],
+        }
+    }
+
     /// Starts the run of the current tile, drawing the noise the whole image has there.
     fn start_tile(&mut self, model: &DiffusionModel) {
         let r = self.tiles[self.tile].input;
         let input = to_tensor(&self.padded.crop(r.y, r.x, r.h, r.w), &self.device);
-        let window = Window {
-            whole: [self.padded.height, self.padded.width],
-            origin: [r.y, r.x],
-        };
+        let window = self.window_of(self.tile);
         let importance = self
             .importance_of(model, self.tile)
             .map(|map| TileImportance {
@@ -284,6 +401,73 @@ impl Upscaling {
         let output = Planar::new(3, h, w, read_f32_async(image).await?);
         blender.add(&self.tiles[self.tile], &output);
         self.tile += 1;
+        Ok(())
+    }
+
+    /// Every tile's [`TileTask`], for sampling the tiles elsewhere ([`sample_tile_async`]) and
+    /// blending them here ([`Upscaling::add_sampled`]). Only for a tiled upscale not yet stepped
+    /// here (an image sampled whole has one run, with previews, and nothing to share).
+    pub async fn tile_tasks_async(&self, model: &DiffusionModel) -> Result<Vec<TileTask>> {
+        if self.blender.is_none() || self.tile > 0 || self.run.is_some() {
+            return Err(WebSrError::Invalid(
+                "only a tiled upscale that has not started shares its tiles".into(),
+            ));
+        }
+        let mut tasks = Vec::with_capacity(self.tiles.len());
+        for (i, tile) in self.tiles.iter().enumerate() {
+            let r = tile.input;
+            let importance = match self.importance_of(model, i) {
+                Some(slice) => {
+                    let [_, c, h, w] = slice.dims();
+                    let values = read_f32_async(slice).await?;
+                    Some(ImportanceSlice {
+                        dims: [c, h, w],
+                        values,
+                    })
+                }
+                None => None,
+            };
+            tasks.push(TileTask {
+                input: self.padded.crop(r.y, r.x, r.h, r.w),
+                window: self.window_of(i),
+                importance,
+            });
+        }
+        Ok(tasks)
+    }
+
+    /// Blends tile `index`'s output sampled elsewhere from its [`TileTask`], with the network
+    /// evaluations it took; tiles come in plan order, so the blend (and the bytes) are those of
+    /// sampling them here.
+    pub fn add_sampled(&mut self, index: usize, output: &Planar, evaluations: usize) -> Result<()> {
+        if self.run.is_some() {
+            return Err(WebSrError::Invalid(
+                "this upscale samples its own tiles".into(),
+            ));
+        }
+        let Some(blender) = self.blender.as_mut() else {
+            return Err(WebSrError::Invalid(
+                "an image sampled whole has no tiles to add".into(),
+            ));
+        };
+        if index != self.tile {
+            return Err(WebSrError::Invalid(format!(
+                "tiles are added in order: expected tile {}, got {index}",
+                self.tile
+            )));
+        }
+        let r = self.tiles[index].input;
+        let (h, w) = (r.h * self.scale, r.w * self.scale);
+        if (output.channels, output.height, output.width) != (3, h, w) {
+            return Err(WebSrError::Invalid(format!(
+                "tile {index}'s output must be RGB {w}x{h}, got {}x{}x{}",
+                output.channels, output.width, output.height
+            )));
+        }
+        blender.add(&self.tiles[index], output);
+        self.tile += 1;
+        self.steps_done += self.steps_per_tile;
+        self.evaluations_done += evaluations;
         Ok(())
     }
 

@@ -3,10 +3,12 @@
 //! step by step and sends previews; both go through [`crate::upscale::upscale_rgb_async`], so the
 //! same options and seed give the native CLI's image.
 
+use super::diffusion_pool::{task_from_js, TiledDiffusion};
 use super::image::{preview_rgba, Image, Upscaled};
 use super::pool::TiledUpscale;
-use super::{call_with, js_error, pick_device};
-use crate::device::DeviceInfo;
+use super::{call_progress, call_with, js_error, pick_device};
+use crate::device::{Backend, DeviceInfo};
+use crate::diffusion::upscale::{sample_tile_async, tile_count, Upscaling};
 use crate::diffusion::SampleOptions;
 use crate::error::WebSrError;
 use crate::image::Planar;
@@ -71,7 +73,10 @@ impl Engine {
                 strength: number(options, "strength")
                     .unwrap_or(defaults.strength)
                     .clamp(1e-3, 1.0),
-                ..SampleOptions::default()
+                // 0 or absent: whole up to 256x256 input pixels, tiles of 128 above.
+                tile: number(options, "diffusionTile")
+                    .filter(|t| *t >= 1.0)
+                    .map(|t| t as usize),
             },
             preview_every: number(options, "previewEvery").unwrap_or(0.0).max(0.0) as usize,
             ..UpscaleOptions::default()
@@ -268,6 +273,88 @@ impl Engine {
                 .await
                 .map_err(|e| js_error(&e))?;
             Ok(Float32Array::from(out.data.as_slice()).into())
+        })
+    }
+
+    /// How many tiles a diffusion model samples a `width x height` image in with `options` (as
+    /// for [`Engine::upscale`], plus `diffusionTile`, the tile side in LR pixels): 1 means it is
+    /// sampled whole (with previews), more that a pool can share it
+    /// ([`Engine::start_diffusion_tiles`]). 0 for a one-pass model.
+    #[wasm_bindgen(js_name = diffusionTileCount)]
+    pub fn diffusion_tile_count(&self, width: u32, height: u32, options: JsValue) -> u32 {
+        match &self.model {
+            Model::Diffusion(d) => {
+                let opts = self.options(&options).sampling;
+                tile_count(d, height as usize, width as usize, &opts) as u32
+            }
+            Model::OnePass(_) => 0,
+        }
+    }
+
+    /// Plans a tiled diffusion upscale of `image` (consumed) that a pool of CPU workers samples:
+    /// resolves to a [`TiledDiffusion`] whose tasks any worker with the same model samples
+    /// ([`Engine::sample_tile`]) and which blends their outputs in plan order. `options` as for
+    /// [`Engine::diffusion_tile_count`]; the image must be tiled there.
+    #[wasm_bindgen(js_name = startDiffusionTiles)]
+    pub fn start_diffusion_tiles(&self, image: Image, options: JsValue) -> Promise {
+        let (model, device) = (self.model.clone(), self.device.clone());
+        let opts = self.options(&options).sampling;
+        let on_cpu = self.info.backend == Backend::Cpu;
+        future_to_promise(async move {
+            let Model::Diffusion(model) = &model else {
+                return Err(js_error(&WebSrError::Invalid(
+                    "only a diffusion model samples tiles as tasks".into(),
+                )));
+            };
+            if !on_cpu {
+                return Err(js_error(&WebSrError::Invalid(
+                    "a pool shares tiles on the CPU; WebGPU samples them in one worker".into(),
+                )));
+            }
+            let pic = image.picture;
+            check_output_size(pic.width(), pic.height(), model.scale())
+                .map_err(|e| js_error(&e))?;
+            let job =
+                Upscaling::start(model, &pic.rgb, &opts, &device).map_err(|e| js_error(&e))?;
+            let tasks = job
+                .tile_tasks_async(model)
+                .await
+                .map_err(|e| js_error(&e))?;
+            Ok(TiledDiffusion::new(job, pic, tasks, model.scale()).into())
+        })
+    }
+
+    /// Samples one task of a [`TiledDiffusion`] (any worker holding the same model, with the
+    /// coordinator's `options`); `onStep(done, total)` is awaited after every step (`false`
+    /// cancels with a `CancelledError`). Resolves to `{data, height, width, evaluations}`, the
+    /// output planar RGB.
+    #[wasm_bindgen(js_name = sampleTile)]
+    pub fn sample_tile(&self, task: JsValue, options: JsValue, on_step: Function) -> Promise {
+        let (model, device) = (self.model.clone(), self.device.clone());
+        let opts = self.options(&options).sampling;
+        future_to_promise(async move {
+            let Model::Diffusion(model) = &model else {
+                return Err(js_error(&WebSrError::Invalid(
+                    "only a diffusion model samples tiles".into(),
+                )));
+            };
+            let task = task_from_js(&task)?;
+            let after = |done: usize, total: usize| {
+                let f = on_step.clone();
+                async move { call_progress(&f, &[done as f64, total as f64]).await }
+            };
+            let sampled = sample_tile_async(model, &task, &opts, &device, after).await;
+            let (output, evaluations) = sampled.map_err(|e| {
+                device.memory_cleanup();
+                js_error(&e)
+            })?;
+            let out = Object::new();
+            Reflect::set(&out, &"height".into(), &(output.height as u32).into())?;
+            Reflect::set(&out, &"width".into(), &(output.width as u32).into())?;
+            let data = Float32Array::from(output.data.as_slice());
+            Reflect::set(&out, &"data".into(), &data.into())?;
+            Reflect::set(&out, &"evaluations".into(), &(evaluations as u32).into())?;
+            Ok(out.into())
         })
     }
 

@@ -21,6 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+mod diffusion_pool;
 mod engine;
 #[cfg(feature = "train")]
 mod federated;
@@ -28,6 +29,7 @@ mod image;
 mod pool;
 #[cfg(feature = "train")]
 mod secagg;
+pub use diffusion_pool::TiledDiffusion;
 pub use engine::Engine;
 #[cfg(feature = "train")]
 pub use federated::{FlClient, TrainedUpdate};

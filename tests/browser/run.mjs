@@ -401,6 +401,40 @@ try {
       });
     }
 
+    if (mode === 'cpu') {
+      await t('a diffusion upscale in tiles is shared by the pool with the bytes of one worker, and matches the CLI', async () => {
+        // diffusionTile 16 cuts a 44x36 input into several tiles; YODA is on (the model's
+        // training), so the tasks carry slices of the whole image's importance map. One worker
+        // samples the tiles in place (the native path); the pool hands them out as tasks.
+        const png = syntheticPng(44, 36, { seed: 12 });
+        const r = await page.evaluate(async ([model, bytes]) => {
+          const { WebSR } = await import('/websr.mjs');
+          const blob = new Blob([new Uint8Array(bytes)], { type: 'image/png' });
+          const run = async (workers) => {
+            const sr = await WebSR.create({ backend: 'cpu', model, workers });
+            const progress = [];
+            const out = await sr.upscale(blob, { steps: 2, seed: 3, diffusionTile: 16, onProgress: (p) => progress.push(`${p.done}/${p.total}`) });
+            const w = sr.workerCount;
+            sr.dispose();
+            return { bytes: Array.from(out.imageData.data), png: Array.from(new Uint8Array(await out.png.arrayBuffer())), progress, workers: w, tiles: out.tiles, steps: out.steps };
+          };
+          const pool = await run(2);
+          const one = await run(1);
+          return { workers: pool.workers, tiles: pool.tiles, steps: pool.steps, oneSteps: one.steps,
+            progress: pool.progress, oneProgress: one.progress, png: pool.png,
+            differ: pool.bytes.findIndex((v, i) => v !== one.bytes[i]), n: one.bytes.length };
+        }, [DIFFUSION_MODEL, Array.from(png)]);
+        assert(r.workers === 2, `pool of ${r.workers}`);
+        assert(r.tiles >= 4 && r.steps === 2 * r.tiles && r.oneSteps === r.steps, `tiles ${r.tiles}, steps ${r.steps} (one worker ${r.oneSteps})`);
+        assert(r.progress.at(-1) === `${r.steps}/${r.steps}` && r.oneProgress.at(-1) === r.progress.at(-1), `progress ${r.progress} / ${r.oneProgress}`);
+        assert(r.differ === -1, `pool and one worker differ at byte ${r.differ} of ${r.n}`);
+        const native = nativeUpscale('diffusion-tiled', png, DIFFUSION_MODEL, ['--steps', '2', '--seed', '3', '--yoda', '--diffusion-tile', '16']);
+        const p = psnr(decodePng(Buffer.from(r.png)), native);
+        console.log(`     ${r.tiles} tiles on 2 workers = 1 worker; browser vs native ${p.toFixed(2)} dB`);
+        assert(p >= 40, `browser vs native tiled diffusion: ${p.toFixed(2)} dB`);
+      });
+    }
+
     if (mode === 'webgpu') {
       await t("'auto' runs on the CPU over a software WebGPU adapter and says so; 'webgpu' still takes it", async () => {
         // No backend in the URL: the app's default, 'auto'. Headless Chromium's only adapter is
