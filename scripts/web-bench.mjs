@@ -2,10 +2,13 @@
 // + model + first 256x256 result, shader compilation included), the warm time per 256x256 input,
 // GMAC/s, ms per output megapixel, and the wasm size; with --native, the native CLI's rows for the
 // same models (`websr bench`) in the same run. Prints a markdown table. A diffusion model among
-// --models is timed on a 64x64 input (a 256x256 output tile) with --steps DDIM steps from its
-// default strength: ms per step, in a table of its own.
+// --models is timed on a --diffusion-size input (64: one 256x256 output tile) with --steps DDIM
+// steps from its default strength: ms per step, in a table of its own. With --diffusion-tile N
+// (LR pixels; default: whole up to 256x256, tiles of 128 above) it is sampled in tiles, which
+// the CPU pool shares among its workers (compare modes cpu and cpu-1).
 //   node scripts/web-bench.mjs [--models wavelr-deep-x4] [--modes webgpu,cpu,cpu-1,cpu-plain,cpu-1-plain,cpu-burn,cpu-scalar]
 //                              [--runs 3] [--native target/release/websr] [--steps 4]
+//                              [--diffusion-size 64] [--diffusion-tile N]
 // Modes: webgpu (one worker); cpu (the pool: one worker per core); cpu-1 (one worker);
 // cpu-plain, cpu-1-plain (the same on the plain-SIMD wasm build, no relaxed SIMD);
 // cpu-burn (one worker, burn's im2col + GEMM convolution instead of websr's direct kernel);
@@ -43,6 +46,8 @@ const runs = Number(arg('runs', '3'));
 const dist = path.resolve(arg('dist', 'dist'));
 const side = 256;
 const diffusionSteps = Number(arg('steps', '4'));
+const diffusionSide = Number(arg('diffusion-size', '64'));
+const diffusionTile = arg('diffusion-tile', 'auto');
 const diffusionRows = [];
 
 const wasm = fs.readFileSync(path.join(dist, 'websr_bg.wasm'));
@@ -62,17 +67,17 @@ for (const mode of modes) {
   const page = await context.newPage();
   await page.goto(`${base}/websr.mjs`); // any same-origin page works to import the module
   for (const model of models) {
-    const r = await page.evaluate(async ({ model, side, runs, options, steps }) => {
+    const r = await page.evaluate(async ({ model, side, runs, options, steps, diffusionSide, diffusionTile }) => {
       const { WebSR } = await import('/websr.mjs');
       const t0 = performance.now();
       const sr = await WebSR.create({ model, ...options });
       const tLoaded = performance.now();
-      // A diffusion model: a 64x64 input (one 256x256 output tile), `steps` DDIM steps.
+      // A diffusion model: a diffusionSide input (64: one 256x256 output tile), `steps` DDIM steps.
       const diffusion = sr.info.kind === 'diffusion';
-      const inSide = diffusion ? 64 : side;
+      const inSide = diffusion ? diffusionSide : side;
       const data = new ImageData(inSide, inSide);
       for (let i = 0; i < data.data.length; i++) data.data[i] = i % 4 === 3 ? 255 : (i * 2654435761) >>> 24;
-      const run = () => sr.upscale(data, diffusion ? { steps } : { tileSize: side });
+      const run = () => sr.upscale(data, diffusion ? { steps, diffusionTile } : { tileSize: side });
       await run();
       const cold = performance.now() - t0;
       const warm = [];
@@ -86,7 +91,7 @@ for (const mode of modes) {
       const workers = sr.workerCount;
       sr.dispose();
       return { load: tLoaded - t0, cold, warm: warm[Math.floor(warm.length / 2)], info, workers, cores: navigator.hardwareConcurrency };
-    }, { model, side, runs, options: MODES[mode], steps: diffusionSteps });
+    }, { model, side, runs, options: MODES[mode], steps: diffusionSteps, diffusionSide, diffusionTile });
     const kernel = r.info.backend === 'cpu' ? `, kernel ${r.info.cpuKernel}` : '';
     const what = `${mode}: ${r.info.backend} (${r.info.adapter}${kernel}), ${r.workers} worker${r.workers > 1 ? 's' : ''}`;
     if (r.info.kind === 'diffusion') {
@@ -126,13 +131,14 @@ if (native) {
   const diffusionModels = [...new Set(diffusionRows.map((r) => r.model))];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'websr-bench-native-'));
   const input = path.join(dir, 'in.png');
-  fs.writeFileSync(input, benchPng(64));
+  fs.writeFileSync(input, benchPng(diffusionSide));
+  const tileArgs = diffusionTile === 'auto' ? [] : ['--diffusion-tile', diffusionTile];
   for (const model of diffusionModels) {
     for (const threads of [1, 2]) {
       const times = [];
       for (let k = 0; k <= runs; k++) {
         const t = performance.now();
-        execFileSync(native, ['upscale', input, '-o', path.join(dir, 'out.png'), '--model', model, '--steps', String(diffusionSteps)], {
+        execFileSync(native, ['upscale', input, '-o', path.join(dir, 'out.png'), '--model', model, '--steps', String(diffusionSteps), ...tileArgs], {
           env: { ...process.env, RAYON_NUM_THREADS: String(threads) },
           stdio: 'ignore',
         });
@@ -152,7 +158,8 @@ for (const r of rows) {
   console.log(`| ${r.what} | ${r.model} | ${cold} | ${r.warm.toFixed(0)} | ${r.gmacs.toFixed(1)} | ${r.perMp.toFixed(0)} |`);
 }
 if (diffusionRows.length) {
-  console.log(`\n| backend | diffusion model | cold start (ms) | warm ms per ${diffusionSteps}-step 64x64 input | ms per step (256x256 output tile) |`);
+  const tiles = diffusionTile === 'auto' ? '' : `, tiles of ${diffusionTile}`;
+  console.log(`\n| backend | diffusion model | cold start (ms) | warm ms per ${diffusionSteps}-step ${diffusionSide}x${diffusionSide} input${tiles} | ms per step (${diffusionSide * 4}x${diffusionSide * 4} output) |`);
   console.log('|---|---|---|---|---|');
   for (const r of diffusionRows) {
     const cold = Number.isNaN(r.cold) ? '-' : r.cold.toFixed(0);
