@@ -592,6 +592,42 @@ mod tests {
     }
 
     #[test]
+    fn median_and_trimmed_mean_match_their_sorted_definitions_with_ties() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
+        for n in [2usize, 5, 10, 11, 40] {
+            let updates: Vec<Update> = (0..n)
+                .map(|_| Update {
+                    // Few distinct values: ties at the median and at the trim boundaries.
+                    tensors: vec![(0..300)
+                        .map(|_| f32::from(rng.random_range(-3i8..4)) * 0.25)
+                        .collect()],
+                    num_examples: 1,
+                })
+                .collect();
+            let median = coordinate_median(&updates).unwrap();
+            let beta = 0.2;
+            let k = trim_count(n, beta);
+            let trimmed = (2 * k < n).then(|| trimmed_mean(&updates, beta).unwrap());
+            for c in 0..300 {
+                let mut col: Vec<f64> =
+                    updates.iter().map(|u| f64::from(u.tensors[0][c])).collect();
+                col.sort_by(f64::total_cmp);
+                let want = match n % 2 {
+                    1 => col[n / 2],
+                    _ => (col[n / 2 - 1] + col[n / 2]) / 2.0,
+                };
+                assert_eq!(median[0][c], want as f32, "median, n {n}, coordinate {c}");
+                if let Some(t) = &trimmed {
+                    let kept = &col[k..n - k];
+                    let want = kept.iter().sum::<f64>() / kept.len() as f64;
+                    assert_eq!(t[0][c], want as f32, "trimmed mean, n {n}, coordinate {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn order_keys_order_like_total_cmp_and_map_back() {
         let mut values = vec![
             f32::NEG_INFINITY,
