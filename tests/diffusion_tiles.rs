@@ -362,6 +362,20 @@ fn an_image_sampled_whole_shares_no_tasks_and_a_task_is_checked() {
     let run = sample_tile_async(&model, &task, &tiled, &device, |_, _| async { true });
     let err = pollster::block_on(run).unwrap_err().to_string();
     assert!(err.contains("multiple of"), "{err}");
+    let yoda = SampleOptions {
+        yoda: true,
+        ..tiled.clone()
+    };
+    let job = Upscaling::start(&model, &lr, &yoda, &device).unwrap();
+    let mut task = pollster::block_on(job.tile_tasks_async(&model)).unwrap()[0].clone();
+    let slice = task
+        .importance
+        .as_mut()
+        .expect("a YODA task carries its slice");
+    slice.dims[2] += 1;
+    let run = sample_tile_async(&model, &task, &yoda, &device, |_, _| async { true });
+    let err = pollster::block_on(run).unwrap_err().to_string();
+    assert!(err.contains("importance slice"), "{err}");
     let cancelled = pollster::block_on(sample_tile_async(
         &model,
         &pollster::block_on(job.tile_tasks_async(&model)).unwrap()[0],

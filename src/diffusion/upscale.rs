@@ -187,12 +187,18 @@ impl ImportanceSlice {
             .fold(f32::NEG_INFINITY, f32::max)
     }
 
-    fn to_tile_importance(&self, device: &Device) -> Result<TileImportance> {
+    /// The slice as the sampler takes it, checked against the map of a tile diffused at `size`
+    /// (one channel), so a malformed task is refused instead of failing inside the network.
+    fn to_tile_importance(&self, size: [usize; 2], device: &Device) -> Result<TileImportance> {
         let [c, h, w] = self.dims;
-        if self.values.len() != c * h * w || self.values.is_empty() {
+        if [c, h, w] != [1, size[0], size[1]] || self.values.len() != c * h * w {
             return Err(WebSrError::Invalid(format!(
-                "an importance slice of {c}x{h}x{w} needs {} values, got {}",
-                c * h * w,
+                "a tile diffused at {}x{} needs a 1x{}x{} importance slice, got {c}x{h}x{w} \
+                 with {} values",
+                size[0],
+                size[1],
+                size[0],
+                size[1],
                 self.values.len()
             )));
         }
@@ -228,7 +234,10 @@ where
         )));
     }
     let importance = match &task.importance {
-        Some(slice) => Some(slice.to_tile_importance(device)?),
+        Some(slice) => {
+            let size = model.diffused_size(input.height, input.width);
+            Some(slice.to_tile_importance(size, device)?)
+        }
         None => None,
     };
     let tensor = to_tensor(input, device);

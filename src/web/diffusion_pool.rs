@@ -7,7 +7,7 @@
 //! tests/browser/run.mjs in the page).
 
 use super::image::Upscaled;
-use super::js_error;
+use super::{is_rgb_of, js_error};
 use crate::diffusion::sampler::Window;
 use crate::diffusion::upscale::{ImportanceSlice, TileTask, Upscaling};
 use crate::image::{Picture, Planar};
@@ -110,10 +110,10 @@ pub(super) fn task_to_js(task: &TileTask) -> Result<JsValue, JsValue> {
 pub(super) fn task_from_js(task: &JsValue) -> Result<TileTask, JsValue> {
     let (h, w) = (get_usize(task, "height")?, get_usize(task, "width")?);
     let data = get_values(task, "data")?;
-    if data.len() != 3 * h * w {
+    if !is_rgb_of(data.len(), h, w) {
         return Err(error(&format!(
             "a tile input of {h}x{w} RGB needs {} values, got {}",
-            3 * h * w,
+            3 * h as u64 * w as u64,
             data.len()
         )));
     }
@@ -173,7 +173,7 @@ impl TiledDiffusion {
         evaluations: u32,
     ) -> Result<(), JsValue> {
         let (h, w) = (height as usize, width as usize);
-        if data.len() != 3 * h * w {
+        if !is_rgb_of(data.len(), h, w) {
             return Err(error("tile output length does not match its size"));
         }
         let (job, _) = self

@@ -6,7 +6,7 @@
 use super::diffusion_pool::{task_from_js, TiledDiffusion};
 use super::image::{preview_rgba, Image, Upscaled};
 use super::pool::TiledUpscale;
-use super::{call_progress, call_with, js_error, pick_device};
+use super::{call_progress, call_with, is_rgb_of, js_error, pick_device};
 use crate::device::{Backend, DeviceInfo};
 use crate::diffusion::upscale::{sample_tile_async, tile_count, Upscaling};
 use crate::diffusion::SampleOptions;
@@ -262,10 +262,10 @@ impl Engine {
                 )));
             };
             let (h, w) = (height as usize, width as usize);
-            if data.len() != 3 * h * w || h == 0 || w == 0 {
+            if !is_rgb_of(data.len(), h, w) || h == 0 || w == 0 {
                 return Err(js_error(&WebSrError::Invalid(format!(
                     "a tile input of {h}x{w} RGB needs {} values, got {}",
-                    3 * h * w,
+                    3 * h as u64 * w as u64,
                     data.len()
                 ))));
             }

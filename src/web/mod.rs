@@ -83,6 +83,12 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
+/// Whether `len` values are a planar RGB image of `h x w` (no overflow on wasm32's 32-bit
+/// `usize`: a hostile size cannot wrap around to the data's length).
+fn is_rgb_of(len: usize, h: usize, w: usize) -> bool {
+    h.checked_mul(w).and_then(|p| p.checked_mul(3)) == Some(len)
+}
+
 /// A JS `Error` whose `name` classifies the failure.
 fn js_error(err: &WebSrError) -> JsValue {
     let name = match err {

@@ -4,7 +4,7 @@
 //! same bytes whatever the pool size (tests/browser/run.mjs checks it).
 
 use super::image::Upscaled;
-use super::js_error;
+use super::{is_rgb_of, js_error};
 use crate::image::{Picture, Planar};
 use crate::models::SrModel;
 use crate::upscale::{finish_picture, TileJob, UpscaleOptions};
@@ -72,7 +72,7 @@ impl TiledUpscale {
         data: Vec<f32>,
     ) -> Result<(), JsValue> {
         let (h, w) = (height as usize, width as usize);
-        if data.len() != 3 * h * w {
+        if !is_rgb_of(data.len(), h, w) {
             return Err(js_sys::Error::new("tile output length does not match its size").into());
         }
         let output = Planar::new(3, h, w, data);
