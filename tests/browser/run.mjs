@@ -402,7 +402,7 @@ try {
     }
 
     if (mode === 'cpu') {
-      await t('a diffusion upscale in tiles is shared by the pool with the bytes of one worker, and matches the CLI', async () => {
+      await t('a diffusion upscale in tiles is shared by the pool with the bytes of one worker, cancels, and matches the CLI', async () => {
         // diffusionTile 16 cuts a 44x36 input into several tiles; YODA is on (the model's
         // training), so the tasks carry slices of the whole image's importance map. One worker
         // samples the tiles in place (the native path); the pool hands them out as tasks.
@@ -420,17 +420,33 @@ try {
           };
           const pool = await run(2);
           const one = await run(1);
+          // Cancel mid-way: every worker stops between steps; the pool then still works.
+          const sr = await WebSR.create({ backend: 'cpu', model, workers: 2 });
+          const controller = new AbortController();
+          let cancelledAfter = 0;
+          let cancel = '';
+          try {
+            await sr.upscale(blob, { steps: 200, seed: 3, diffusionTile: 16, signal: controller.signal,
+              onProgress: (p) => { cancelledAfter = p.done; if (p.done >= 2) controller.abort(); } });
+          } catch (e) {
+            cancel = e.name;
+          }
+          const again = await sr.upscale(blob, { steps: 2, seed: 3, diffusionTile: 16 });
+          sr.dispose();
           return { workers: pool.workers, tiles: pool.tiles, steps: pool.steps, oneSteps: one.steps,
             progress: pool.progress, oneProgress: one.progress, png: pool.png,
-            differ: pool.bytes.findIndex((v, i) => v !== one.bytes[i]), n: one.bytes.length };
+            differ: pool.bytes.findIndex((v, i) => v !== one.bytes[i]), n: one.bytes.length,
+            cancel, cancelledAfter, againDiffers: Array.from(again.imageData.data).findIndex((v, i) => v !== one.bytes[i]) };
         }, [DIFFUSION_MODEL, Array.from(png)]);
         assert(r.workers === 2, `pool of ${r.workers}`);
         assert(r.tiles >= 4 && r.steps === 2 * r.tiles && r.oneSteps === r.steps, `tiles ${r.tiles}, steps ${r.steps} (one worker ${r.oneSteps})`);
         assert(r.progress.at(-1) === `${r.steps}/${r.steps}` && r.oneProgress.at(-1) === r.progress.at(-1), `progress ${r.progress} / ${r.oneProgress}`);
         assert(r.differ === -1, `pool and one worker differ at byte ${r.differ} of ${r.n}`);
+        assert(r.cancel === 'AbortError' && r.cancelledAfter < 50, `cancel: ${r.cancel} after ${r.cancelledAfter} steps (the workers must stop between steps, not after their tiles)`);
+        assert(r.againDiffers === -1, `after a cancel the pool's image differs at byte ${r.againDiffers}`);
         const native = nativeUpscale('diffusion-tiled', png, DIFFUSION_MODEL, ['--steps', '2', '--seed', '3', '--yoda', '--diffusion-tile', '16']);
         const p = psnr(decodePng(Buffer.from(r.png)), native);
-        console.log(`     ${r.tiles} tiles on 2 workers = 1 worker; browser vs native ${p.toFixed(2)} dB`);
+        console.log(`     ${r.tiles} tiles on 2 workers = 1 worker; cancelled after ${r.cancelledAfter} steps; browser vs native ${p.toFixed(2)} dB`);
         assert(p >= 40, `browser vs native tiled diffusion: ${p.toFixed(2)} dB`);
       });
     }
