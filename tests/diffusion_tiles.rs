@@ -222,16 +222,16 @@ fn detail_on_the_left() -> Planar {
     p
 }
 
-/// Runs a tiled YODA upscale to the end; returns the image and the network evaluations.
-fn tiled_yoda(model: &DiffusionModel, lr: &Planar, skip: bool) -> (Planar, usize, usize) {
+/// Runs an upscale to the end, stepping its tiles in place (every step of every tile without
+/// `skip`); returns the image, the network evaluations and the steps.
+fn sampled_in_place(
+    model: &DiffusionModel,
+    lr: &Planar,
+    opts: &SampleOptions,
+    skip: bool,
+) -> (Planar, usize, usize) {
     let device = Device::flex();
-    let opts = SampleOptions {
-        yoda: true,
-        tile: Some(16),
-        eta: 0.3,
-        ..opts(6, 4)
-    };
-    let mut job = Upscaling::start(model, lr, &opts, &device).unwrap();
+    let mut job = Upscaling::start(model, lr, opts, &device).unwrap();
     if !skip {
         job = job.without_skipping();
     }
@@ -248,6 +248,17 @@ fn tiled_yoda(model: &DiffusionModel, lr: &Planar, skip: bool) -> (Planar, usize
         evaluations,
         steps,
     )
+}
+
+/// Runs a tiled YODA upscale to the end; returns the image, the network evaluations and steps.
+fn tiled_yoda(model: &DiffusionModel, lr: &Planar, skip: bool) -> (Planar, usize, usize) {
+    let opts = SampleOptions {
+        yoda: true,
+        tile: Some(16),
+        eta: 0.3,
+        ..opts(6, 4)
+    };
+    sampled_in_place(model, lr, &opts, skip)
 }
 
 #[test]
@@ -322,18 +333,7 @@ fn tiles_sampled_as_tasks_anywhere_give_the_bytes_of_sampling_them_in_place() {
                 .unwrap()
                 .tiles()
         );
-        let (in_place, in_place_evaluations) = {
-            let mut job = Upscaling::start(&model, &lr, &opts, &device).unwrap();
-            pollster::block_on(async {
-                job.settle_async(&model).await.unwrap();
-                while !job.is_done() {
-                    job.step(&model);
-                    job.settle_async(&model).await.unwrap();
-                }
-            });
-            let evaluations = job.evaluations();
-            (pollster::block_on(job.finish_async()).unwrap(), evaluations)
-        };
+        let (in_place, in_place_evaluations, _) = sampled_in_place(&model, &lr, &opts, true);
         let (pooled, pooled_evaluations) = sampled_as_tasks(&model, &lr, &opts);
         assert_eq!(
             pooled.data, in_place.data,

@@ -7,7 +7,7 @@
 //! tests/browser/run.mjs in the page).
 
 use super::image::Upscaled;
-use super::{is_rgb_of, js_error};
+use super::{is_rgb_of, js_error, tile_output};
 use crate::diffusion::sampler::Window;
 use crate::diffusion::upscale::{ImportanceSlice, TileTask, Upscaling};
 use crate::image::{Picture, Planar};
@@ -172,15 +172,11 @@ impl TiledDiffusion {
         data: Vec<f32>,
         evaluations: u32,
     ) -> Result<(), JsValue> {
-        let (h, w) = (height as usize, width as usize);
-        if !is_rgb_of(data.len(), h, w) {
-            return Err(error("tile output length does not match its size"));
-        }
+        let output = tile_output(height, width, data)?;
         let (job, _) = self
             .state
             .as_mut()
             .ok_or_else(|| error("this upscale is already finished"))?;
-        let output = Planar::new(3, h, w, data);
         job.add_sampled(index as usize, &output, evaluations as usize)
             .map_err(|e| js_error(&e))
     }

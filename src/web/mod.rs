@@ -89,6 +89,15 @@ fn is_rgb_of(len: usize, h: usize, w: usize) -> bool {
     h.checked_mul(w).and_then(|p| p.checked_mul(3)) == Some(len)
 }
 
+/// A tile's output sent back by a worker (planar RGB, `height x width`), its length checked.
+fn tile_output(height: u32, width: u32, data: Vec<f32>) -> Result<crate::image::Planar, JsValue> {
+    let (h, w) = (height as usize, width as usize);
+    if !is_rgb_of(data.len(), h, w) {
+        return Err(js_sys::Error::new("tile output length does not match its size").into());
+    }
+    Ok(crate::image::Planar::new(3, h, w, data))
+}
+
 /// A JS `Error` whose `name` classifies the failure.
 fn js_error(err: &WebSrError) -> JsValue {
     let name = match err {

@@ -4,8 +4,8 @@
 //! same bytes whatever the pool size (tests/browser/run.mjs checks it).
 
 use super::image::Upscaled;
-use super::{is_rgb_of, js_error};
-use crate::image::{Picture, Planar};
+use super::{js_error, tile_output};
+use crate::image::Picture;
 use crate::models::SrModel;
 use crate::upscale::{finish_picture, TileJob, UpscaleOptions};
 use js_sys::{Float32Array, Object, Reflect};
@@ -71,11 +71,7 @@ impl TiledUpscale {
         width: u32,
         data: Vec<f32>,
     ) -> Result<(), JsValue> {
-        let (h, w) = (height as usize, width as usize);
-        if !is_rgb_of(data.len(), h, w) {
-            return Err(js_sys::Error::new("tile output length does not match its size").into());
-        }
-        let output = Planar::new(3, h, w, data);
+        let output = tile_output(height, width, data)?;
         self.job()?
             .add(index as usize, &output)
             .map_err(|e| js_error(&e))
