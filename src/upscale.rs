@@ -256,6 +256,25 @@ where
     Fut: Future<Output = bool>,
 {
     let mut job = Upscaling::start(model, lr, &opts.sampling, device)?;
+    // Natively, a tiled upscale without previews samples whole tiles on flex's threads at once.
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = rayon::current_num_threads();
+        if job.tiles() > 1 && threads > 1 && opts.preview_every == 0 {
+            let mut step = |done, total| {
+                let progress = Progress {
+                    done,
+                    total,
+                    preview: None,
+                };
+                pollster::block_on(after(progress))
+            };
+            crate::diffusion::upscale::sample_tiles_on_threads(
+                model, &mut job, device, threads, &mut step,
+            )?;
+            return job.finish_async().await;
+        }
+    }
     job.settle_async(model).await?;
     while !job.is_done() {
         job.step(model);

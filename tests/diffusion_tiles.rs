@@ -9,7 +9,9 @@ use common::{
 };
 use websr::burn::tensor::Device;
 use websr::diffusion::model::PredictorSpec;
-use websr::diffusion::upscale::{sample_tile_async, tile_count, Upscaling};
+use websr::diffusion::upscale::{
+    sample_tile_async, sample_tiles_on_threads, tile_count, Upscaling,
+};
 use websr::diffusion::{DiffusionKind, DiffusionModel, SampleOptions};
 use websr::error::WebSrError;
 use websr::image::Planar;
@@ -384,4 +386,55 @@ fn an_image_sampled_whole_shares_no_tasks_and_a_task_is_checked() {
         |_, _| async { false },
     ));
     assert!(matches!(cancelled, Err(WebSrError::Cancelled)));
+}
+
+#[test]
+fn tiles_sampled_on_threads_give_the_bytes_of_sampling_them_in_place_and_stop_on_cancel() {
+    let _turn = serial();
+    let device = Device::flex();
+    let model = frozen_diwa(&device, 7);
+    let lr = detail_on_the_left();
+    let opts = SampleOptions {
+        yoda: true,
+        tile: Some(16),
+        eta: 0.3,
+        ..opts(3, 5)
+    };
+    let (in_place, evaluations, steps) = sampled_in_place(&model, &lr, &opts, true);
+    for threads in [1, 3] {
+        let mut job = Upscaling::start(&model, &lr, &opts, &device).unwrap();
+        let mut reported = Vec::new();
+        let mut after = |done, total| {
+            reported.push((done, total));
+            true
+        };
+        sample_tiles_on_threads(&model, &mut job, &device, threads, &mut after).unwrap();
+        assert_eq!(
+            reported.len(),
+            steps,
+            "{threads} threads: a report per step"
+        );
+        assert_eq!(reported.last(), Some(&(steps, steps)));
+        assert_eq!(job.evaluations(), evaluations, "{threads} threads");
+        let image = pollster::block_on(job.finish_async()).unwrap();
+        assert_eq!(
+            image.data, in_place.data,
+            "{threads} threads: the bytes must match"
+        );
+    }
+    // Tiles of 40 steps: a thread that ran on to the end of its tile would show.
+    let long = SampleOptions {
+        steps: Some(40),
+        ..opts
+    };
+    let mut job = Upscaling::start(&model, &lr, &long, &device).unwrap();
+    let mut calls = 0;
+    let mut cancel_at_2 = |done, _| {
+        calls += 1;
+        done < 2
+    };
+    let cancelled = sample_tiles_on_threads(&model, &mut job, &device, 2, &mut cancel_at_2);
+    assert!(matches!(cancelled, Err(WebSrError::Cancelled)));
+    // Each thread may finish the step it was in: a few more reports, not the rest of its tile.
+    assert!(calls < 10, "{calls} steps ran, cancelled at the second");
 }

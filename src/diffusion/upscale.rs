@@ -257,6 +257,79 @@ where
     Ok((output, evaluations))
 }
 
+/// Natively: samples the tiles of a tiled `job` (not yet stepped) on `threads` threads, each
+/// taking whole tiles as they become free, as the browser's worker pool does, and blends them in
+/// plan order here, so the bytes are those of sampling them in place. `after_step(done, total)`
+/// runs on this thread after every step of any tile (`false` stops every thread between steps
+/// with [`WebSrError::Cancelled`]; it still hears the steps the threads were in). Threads share the network evaluations of different tiles,
+/// which a single sample's small tensors do not keep busy.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn sample_tiles_on_threads(
+    model: &DiffusionModel,
+    job: &mut Upscaling,
+    device: &Device,
+    threads: usize,
+    after_step: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    use std::sync::mpsc;
+
+    /// What a sampling thread reports to the blending one.
+    enum Event {
+        Step,
+        Tile(usize, Result<(Planar, usize)>),
+    }
+
+    let tasks = pollster::block_on(job.tile_tasks_async(model))?;
+    let opts = job.opts.clone();
+    let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let (total, mut done, mut failure) = (job.steps(), 0, None);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, tasks.len()) {
+            let (tx, tasks, opts, next, stop) = (tx.clone(), &tasks, &opts, &next, &stop);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Relaxed);
+                if i >= tasks.len() || stop.load(Relaxed) {
+                    break;
+                }
+                let step = |_, _| {
+                    let _ = tx.send(Event::Step);
+                    std::future::ready(!stop.load(Relaxed))
+                };
+                let sampled = sample_tile_async(model, &tasks[i], opts, device, step);
+                let _ = tx.send(Event::Tile(i, pollster::block_on(sampled)));
+            });
+        }
+        drop(tx);
+        let mut outputs = BTreeMap::new();
+        for event in rx {
+            let outcome = match event {
+                Event::Step => {
+                    done += 1;
+                    match after_step(done, total) {
+                        true => Ok(()),
+                        false => Err(WebSrError::Cancelled),
+                    }
+                }
+                Event::Tile(i, sampled) => sampled.and_then(|out| {
+                    outputs.insert(i, out);
+                    while let Some((output, evaluations)) = outputs.remove(&job.tile) {
+                        job.add_sampled(job.tile, &output, evaluations)?;
+                    }
+                    Ok(())
+                }),
+            };
+            if let Err(e) = outcome {
+                stop.store(true, Relaxed);
+                failure.get_or_insert(e);
+            }
+        }
+    });
+    failure.map_or(Ok(()), Err)
+}
+
 impl Upscaling {
     /// Starts upscaling the RGB image `lr` (values in `[0, 1]`): whole when `opts.tile` is unset
     /// and it is at most [`MAX_LR_PIXELS`], else in tiles.
