@@ -88,7 +88,8 @@ async function loadSelectedModel() {
     badge.dataset.backend = info.backend;
     const diffusion = info.kind === 'diffusion';
     if (diffusion) {
-      badge.title = `${info.arch}: sampled step by step (whole up to 256x256 input pixels, in tiles above)`;
+      const shared = workers > 1 ? `, shared by the ${workers} workers` : '';
+      badge.title = `${info.arch}: sampled step by step (whole up to 256x256 input pixels, in tiles above${shared})`;
       $('yoda').checked = info.yodaTrained;
       // The model's own defaults, measured on held-out images (its card).
       $('steps').value = String(info.defaultSteps);
