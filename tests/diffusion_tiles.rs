@@ -353,6 +353,21 @@ fn an_image_sampled_whole_shares_no_tasks_and_a_task_is_checked() {
     let lr = synthetic(12, 16, 2);
     let job = Upscaling::start(&model, &lr, &opts(2, 1), &device).unwrap();
     assert_eq!(tile_count(&model, 12, 16, &opts(2, 1)), 1);
+    let huge = SampleOptions {
+        tile: Some(usize::MAX),
+        ..opts(2, 1)
+    };
+    assert_eq!(
+        tile_count(&model, 12, 16, &huge),
+        1,
+        "a tile beyond the image"
+    );
+    assert_eq!(
+        Upscaling::start(&model, &lr, &huge, &device)
+            .unwrap()
+            .tiles(),
+        1
+    );
     assert!(pollster::block_on(job.tile_tasks_async(&model)).is_err());
     let tiled = SampleOptions {
         tile: Some(8),

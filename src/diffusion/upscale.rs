@@ -111,7 +111,8 @@ fn padded_input(model: &DiffusionModel, lr: &Planar, device: &Device) -> Result<
 /// Returns the tiles and their cores' overlap.
 fn diffusion_tiles(h: usize, w: usize, tile: usize, m: usize) -> (Vec<Tile>, usize) {
     let up = |v: usize| v.div_ceil(m) * m;
-    let (tile, halo) = (up(tile.max(m)), up(TILE_HALO));
+    // A tile beyond the image is the image (and any size a caller asks for stays in range).
+    let (tile, halo) = (up(tile.clamp(m, h.max(w).max(m))), up(TILE_HALO));
     if h <= tile && w <= tile {
         return (plan(h, w, tile, 0, 0), 0);
     }
