@@ -237,8 +237,8 @@ impl Engine {
     pub fn start_tiles(&self, image: Image, options: JsValue) -> Result<TiledUpscale, JsValue> {
         let Model::OnePass(model) = &self.model else {
             return Err(js_error(&WebSrError::Invalid(
-                "a diffusion model samples its tiles in one worker (one noise across them): use \
-                 upscale"
+                "a diffusion model shares its tiles as tasks: use startDiffusionTiles (or \
+                 upscale)"
                     .into(),
             )));
         };
