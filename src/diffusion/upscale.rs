@@ -89,9 +89,20 @@ fn padded(model: &DiffusionModel, lr: &Planar) -> Result<Planar> {
     if lr.height == 0 || lr.width == 0 {
         return Err(WebSrError::Empty);
     }
+    let [h, w] = padded_size(model, lr.height, lr.width);
+    Ok(pad_edge(lr, h, w))
+}
+
+/// The sides an `h x w` LR input is edge-padded to so its diffused signal fits the U-Net.
+fn padded_size(model: &DiffusionModel, h: usize, w: usize) -> [usize; 2] {
     let m = lr_multiple(model);
-    let round = |v: usize| v.div_ceil(m) * m;
-    Ok(pad_edge(lr, round(lr.height), round(lr.width)))
+    [h.div_ceil(m) * m, w.div_ceil(m) * m]
+}
+
+/// A finished tile run's output read back: planar RGB, `scale` times its `[h, w]` LR input.
+async fn read_tile_output(run: SamplingRun, [h, w]: [usize; 2], scale: usize) -> Result<Planar> {
+    let values = read_f32_async(run.finish()).await?;
+    Ok(Planar::new(3, h * scale, w * scale, values))
 }
 
 /// `padded` for an image small enough to sample whole, as a tensor.
@@ -155,8 +166,7 @@ fn tiles_for(
 
 /// How many tiles an `h x w` LR image is sampled in with `opts` (1: whole, with previews).
 pub fn tile_count(model: &DiffusionModel, h: usize, w: usize, opts: &SampleOptions) -> usize {
-    let m = lr_multiple(model);
-    let padded = [h.max(1).div_ceil(m) * m, w.max(1).div_ceil(m) * m];
+    let padded = padded_size(model, h.max(1), w.max(1));
     tiles_for(model, opts, [h, w], padded).0.len()
 }
 
@@ -253,17 +263,20 @@ where
         }
     }
     let evaluations = run.evaluations();
-    let (h, w) = (input.height * model.scale(), input.width * model.scale());
-    let output = Planar::new(3, h, w, read_f32_async(run.finish()).await?);
-    Ok((output, evaluations))
+    let size = [input.height, input.width];
+    Ok((
+        read_tile_output(run, size, model.scale()).await?,
+        evaluations,
+    ))
 }
 
 /// Natively: samples the tiles of a tiled `job` (not yet stepped) on `threads` threads, each
 /// taking whole tiles as they become free, as the browser's worker pool does, and blends them in
 /// plan order here, so the bytes are those of sampling them in place. `after_step(done, total)`
 /// runs on this thread after every step of any tile (`false` stops every thread between steps
-/// with [`WebSrError::Cancelled`]; it still hears the steps the threads were in). Threads share the network evaluations of different tiles,
-/// which a single sample's small tensors do not keep busy.
+/// with [`WebSrError::Cancelled`]; it still hears the steps the threads were in). Threads share
+/// the network evaluations of different tiles, which a single sample's small tensors do not keep
+/// busy.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn sample_tiles_on_threads(
     model: &DiffusionModel,
@@ -479,9 +492,7 @@ impl Upscaling {
         let run = self.run.take().expect("a finished run");
         self.evaluations_done += run.evaluations();
         let r = self.tiles[self.tile].input;
-        let (h, w) = (r.h * self.scale, r.w * self.scale);
-        let image = run.finish();
-        let output = Planar::new(3, h, w, read_f32_async(image).await?);
+        let output = read_tile_output(run, [r.h, r.w], self.scale).await?;
         blender.add(&self.tiles[self.tile], &output);
         self.tile += 1;
         Ok(())
